@@ -1,0 +1,162 @@
+"""The wire contract: the one definition server, client and monitor share."""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+
+# --- endpoints -------------------------------------------------------------
+SYNC_PATH: Final = "/api/v1/data/sync"
+COUNT_PATH: Final = "/api/v1/data/count"
+HEALTH_PATH: Final = "/healthz"
+LIMITER_PATH: Final = "/api/v1/limiter"
+EVENTS_PATH: Final = "/api/v1/events"
+RUNS_PATH: Final = "/api/v1/runs"
+FAULTS_PATH: Final = "/api/v1/admin/faults"
+LIMITS_PATH: Final = "/api/v1/admin/limits"
+
+# --- headers ---------------------------------------------------------------
+HEADER_RUN: Final = "X-Sync-Run"
+HEADER_BATCH: Final = "X-Sync-Batch"
+HEADER_ATTEMPT: Final = "X-Sync-Attempt"
+HEADER_RETRY_AFTER: Final = "Retry-After"
+HEADER_RATELIMIT: Final = "RateLimit"
+HEADER_RATELIMIT_POLICY: Final = "RateLimit-Policy"
+HEADER_LAST_EVENT_ID: Final = "Last-Event-ID"
+
+# --- limits ----------------------------------------------------------------
+DEFAULT_BATCH_RECORDS: Final = 1000
+DEFAULT_BODY_BYTES: Final = 2 * 1024 * 1024
+MAX_ID_CHARS: Final = 128
+MAX_URL_CHARS: Final = 2048
+MAX_TITLE_CHARS: Final = 1024
+INT64_MAX: Final = 2**63 - 1
+INT64_MIN: Final = -(2**63)
+# 9999-12-31T23:59:59.999Z: anything later is a unit mistake (seconds vs ms).
+MAX_VISITED_AT: Final = 253_402_300_799_999
+
+# --- records ---------------------------------------------------------------
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_CHARS, pattern=r"^[hH][tT][tT][pP][sS]?://.")]
+VisitedAt = Annotated[int, msgspec.Meta(ge=0, le=MAX_VISITED_AT)]
+Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE_CHARS)]
+DurationMs = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+TabId = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
+
+
+class PageVisit(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omit_defaults=True):
+    """One browsing record; `id` is client-generated and unique per user."""
+
+    id: Id
+    url: Url
+    visited_at: VisitedAt
+    title: Title | None = None
+    duration_ms: DurationMs | None = None
+    tab_id: TabId | None = None
+
+
+class SyncRequest(msgspec.Struct, rename="camel"):
+    """Body of POST /api/v1/data/sync."""
+
+    page_visits: list[PageVisit]
+
+
+class SyncResponse(msgspec.Struct):
+    """200 answer of POST /api/v1/data/sync."""
+
+    accepted: int
+    stored: int
+    duplicates: int
+
+
+# Field name (wire spelling) -> (type check description) used by the
+# per-record validator that reports every error, not just msgspec's first.
+RECORD_FIELDS: Final = ("id", "url", "visitedAt", "title", "durationMs", "tabId")
+REQUIRED_FIELDS: Final = ("id", "url", "visitedAt")
+
+# --- errors ----------------------------------------------------------------
+E_INVALID_JSON: Final = "invalid_json"
+E_UNAUTHORIZED: Final = "unauthorized"
+E_FORBIDDEN: Final = "forbidden"
+E_NOT_FOUND: Final = "not_found"
+E_METHOD_NOT_ALLOWED: Final = "method_not_allowed"
+E_BATCH_TOO_LARGE: Final = "batch_too_large"
+E_UNSUPPORTED_MEDIA_TYPE: Final = "unsupported_media_type"
+E_INVALID_RECORDS: Final = "invalid_records"
+E_INVALID_REQUEST: Final = "invalid_request"
+E_RATE_LIMITED: Final = "rate_limited"
+E_INJECTED_FAULT: Final = "injected_fault"
+E_UNAVAILABLE: Final = "unavailable"
+E_TOO_MANY_SUBSCRIBERS: Final = "too_many_subscribers"
+MAX_REPORTED_ERRORS: Final = 50
+
+# --- events ----------------------------------------------------------------
+EV_RUN_STARTED: Final = "run.started"
+EV_BATCH_RECEIVED: Final = "batch.received"
+EV_BATCH_STORED: Final = "batch.stored"
+EV_BATCH_REJECTED: Final = "batch.rejected"
+EV_REQUEST_THROTTLED: Final = "request.throttled"
+EV_RUN_FINISHED: Final = "run.finished"
+EV_STATS: Final = "stats"
+EV_CONFIG_CHANGED: Final = "config.changed"
+EV_LIMITER_STORE: Final = "limiter.store"
+EV_STREAM_DROPPED: Final = "stream.dropped"
+EV_STREAM_RESET: Final = "stream.reset"
+
+EVENT_TYPES: Final = (
+    EV_RUN_STARTED,
+    EV_BATCH_RECEIVED,
+    EV_BATCH_STORED,
+    EV_BATCH_REJECTED,
+    EV_REQUEST_THROTTLED,
+    EV_RUN_FINISHED,
+    EV_STATS,
+    EV_CONFIG_CHANGED,
+    EV_LIMITER_STORE,
+    EV_STREAM_DROPPED,
+    EV_STREAM_RESET,
+)
+
+# Required fields of each event's data object, besides `ts` and `type`.
+EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    EV_RUN_STARTED: ("run", "user", "total_records", "total_batches", "batch_size", "mode", "concurrency"),
+    EV_BATCH_RECEIVED: ("run", "batch", "attempt", "user", "records"),
+    EV_BATCH_STORED: ("run", "batch", "attempt", "user", "records", "stored", "duplicates", "ms"),
+    EV_BATCH_REJECTED: ("run", "batch", "attempt", "user", "status", "error"),
+    EV_REQUEST_THROTTLED: ("run", "batch", "attempt", "user", "ip", "rule", "key", "retry_after"),
+    EV_RUN_FINISHED: ("run", "user", "status", "ok_batches", "failed_batches", "seconds"),
+    EV_STATS: ("records_per_s", "requests_per_s", "throttled_per_s", "in_flight", "limiter"),
+    EV_CONFIG_CHANGED: ("what",),
+    EV_LIMITER_STORE: ("store", "status"),
+    EV_STREAM_DROPPED: ("missed",),
+    EV_STREAM_RESET: ("last_event_id", "oldest_id"),
+}
+
+RUN_STATUSES: Final = ("running", "complete", "partial", "failed")
+SYNC_MODES: Final = ("sequential", "conservative", "aggressive", "adaptive")
+
+
+class RunStart(msgspec.Struct):
+    """Body of POST /api/v1/runs: what a client announces about its run."""
+
+    total_records: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+    total_batches: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    mode: Annotated[str, msgspec.Meta(max_length=32)] = "unknown"
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
+    run: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
+
+
+class RunFinish(msgspec.Struct):
+    """Body of POST /api/v1/runs/{id}/finish."""
+
+    status: Annotated[str, msgspec.Meta(pattern=r"^(complete|partial|failed)$")]
+    ok_batches: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
+    failed_batches: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
+    seconds: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+
+
+def error_body(code: str, message: str, **details: object) -> dict[str, object]:
+    """The one JSON error shape: {"error", "message", ...details}."""
+    return {"error": code, "message": message, **details}
