@@ -1,0 +1,336 @@
+"""The in-process event bus: a ring buffer for resume, one bounded queue per subscriber, 1 Hz stats."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import msgspec
+
+from syncbed.contract import EV_STATS, EV_STREAM_DROPPED, EV_STREAM_RESET
+
+log = logging.getLogger("syncbed.events")
+
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+class TooManySubscribers(Exception):
+    """The bus already serves its maximum number of subscribers."""
+
+
+class Event:
+    """One published event: its id, type, run, data object and pre-encoded SSE frame."""
+
+    __slots__ = ("_frame", "data", "id", "run", "type")
+
+    def __init__(self, id: int | None, type: str, data: dict[str, object]) -> None:
+        self.id = id
+        self.type = type
+        self.data = data
+        run = data.get("run")
+        self.run = run if isinstance(run, str) else None
+        self._frame: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        return _encoder.encode(self.data)
+
+    @property
+    def frame(self) -> bytes:
+        """The SSE frame, encoded once however many subscribers send it."""
+        if self._frame is None:
+            head = f"id: {self.id}\n" if self.id is not None else ""
+            self._frame = f"{head}event: {self.type}\ndata: ".encode() + self.json + b"\n\n"
+        return self._frame
+
+
+def control_event(type: str, **fields: object) -> Event:
+    """A per-subscriber event (stream.dropped, stream.reset): no id, so a client's resume point stays put."""
+    return Event(None, type, {"ts": time.time(), "type": type, **fields})
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which events a subscriber wants: by run and by type (both must match when given)."""
+
+    run: str | None = None
+    types: frozenset[str] | None = None
+
+    def matches(self, event: Event) -> bool:
+        if self.types is not None and event.type not in self.types:
+            return False
+        return self.run is None or event.run == self.run
+
+
+class Subscriber:
+    """A bounded queue fed by publish(); when full it counts what it missed and says so in order."""
+
+    def __init__(self, bus: EventBus, filter: Filter, maxsize: int) -> None:
+        self._bus = bus
+        self.filter = filter
+        self._maxsize = maxsize
+        self._queue: deque[Event] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._missed = 0
+        self._missed_first: int | None = None
+        self._missed_last: int | None = None
+        self.closed = False
+
+    def offer(self, event: Event) -> None:
+        if not self.filter.matches(event):
+            return
+        if len(self._queue) >= self._maxsize:
+            if self._missed == 0:
+                self._missed_first = event.id
+            self._missed += 1
+            self._missed_last = event.id
+            return
+        self._flush_missed()
+        self._queue.append(event)
+        self._wake()
+
+    def put_control(self, event: Event) -> None:
+        self._queue.append(event)
+        self._wake()
+
+    def _flush_missed(self) -> None:
+        # The gap marker goes exactly where the gap is: after what was queued, before what comes next.
+        if self._missed:
+            self._queue.append(
+                control_event(
+                    EV_STREAM_DROPPED,
+                    missed=self._missed,
+                    first_id=self._missed_first,
+                    last_id=self._missed_last,
+                )
+            )
+            self._missed = 0
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def drain(self, limit: int = 1000) -> list[Event]:
+        """Take up to `limit` queued events without waiting."""
+        if not self._queue:
+            self._flush_missed()
+        out: list[Event] = []
+        queue = self._queue
+        while queue and len(out) < limit:
+            out.append(queue.popleft())
+        return out
+
+    async def get_many(self, limit: int = 1000, timeout: float | None = None) -> list[Event]:
+        """Wait for at least one event (or `timeout`), then take what is queued, up to `limit`."""
+        if not self._queue and not self._missed and not self.closed:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            try:
+                if timeout is None:
+                    await waiter
+                else:
+                    await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                pass
+            finally:
+                self._waiter = None
+        return self.drain(limit)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._unsubscribe(self)
+        self._wake()
+
+
+class Stats:
+    """Counters the request path bumps cheaply; the bus turns them into a 1 Hz `stats` event."""
+
+    __slots__ = ("_limiter_source", "in_flight", "records", "requests", "throttled")
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.requests = 0
+        self.throttled = 0
+        self.in_flight = 0
+        self._limiter_source: Callable[[], Mapping[str, object]] | None = None
+
+    def count_request(self, records: int = 0, throttled: bool = False) -> None:
+        """One sync request answered: `records` stored by it, or `throttled` if a rule refused it."""
+        self.requests += 1
+        self.records += records
+        if throttled:
+            self.throttled += 1
+
+    def request_started(self) -> None:
+        self.in_flight += 1
+
+    def request_finished(self) -> None:
+        self.in_flight -= 1
+
+    def set_limiter_source(self, source: Callable[[], Mapping[str, object]] | None) -> None:
+        """Where the `limiter` field (rule -> top keys) comes from; None gives {}."""
+        self._limiter_source = source
+
+    def limiter_top(self) -> Mapping[str, object]:
+        if self._limiter_source is None:
+            return {}
+        try:
+            return self._limiter_source()
+        except Exception:
+            log.exception("limiter top keys failed")
+            return {}
+
+
+class StatsMeter:
+    """Turns cumulative counters into per-second rates between two ticks (pure; clock injected)."""
+
+    def __init__(self, stats: Stats, now: float) -> None:
+        self._stats = stats
+        self._last = (now, stats.records, stats.requests, stats.throttled)
+
+    def tick(self, now: float) -> dict[str, object]:
+        s = self._stats
+        then, records, requests, throttled = self._last
+        dt = max(now - then, 1e-6)
+        self._last = (now, s.records, s.requests, s.throttled)
+        return {
+            "records_per_s": round((s.records - records) / dt, 1),
+            "requests_per_s": round((s.requests - requests) / dt, 2),
+            "throttled_per_s": round((s.throttled - throttled) / dt, 2),
+            "in_flight": max(s.in_flight, 0),
+            "limiter": s.limiter_top(),
+        }
+
+
+class EventBus:
+    """Publish is synchronous and O(subscribers): no awaits, no I/O, never raises."""
+
+    def __init__(
+        self,
+        buffer_size: int = 10_000,
+        max_subscribers: int = 16,
+        subscriber_queue: int = 5_000,
+        stats_interval: float = 1.0,
+    ) -> None:
+        self.buffer: deque[Event] = deque(maxlen=max(buffer_size, 1))
+        self.max_subscribers = max_subscribers
+        self.subscriber_queue = max(subscriber_queue, 1)
+        self.stats = Stats()
+        self.stats_interval = stats_interval
+        self._subscribers: list[Subscriber] = []
+        self._taps: list[Callable[[Event], None]] = []
+        self._next_id = 1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._stats_task: asyncio.Task[None] | None = None
+
+    @property
+    def last_id(self) -> int:
+        return self._next_id - 1
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def continue_after(self, last_id: int) -> None:
+        """Make ids keep rising across restarts (history knows the last one it stored)."""
+        self._next_id = max(self._next_id, last_id + 1)
+
+    def publish(self, type: str, **fields: object) -> None:
+        """Add `ts`, `type` and an id, keep it for resume, hand it to every subscriber and tap."""
+        try:
+            if self._loop is not None and threading.get_ident() != self._loop_thread:
+                self._loop.call_soon_threadsafe(self._publish, type, fields)
+            else:
+                self._publish(type, fields)
+        except Exception:
+            log.exception("publishing %s failed", type)
+
+    def _publish(self, type: str, fields: dict[str, object]) -> None:
+        event_id = self._next_id
+        self._next_id += 1
+        data: dict[str, object] = {"id": event_id, "ts": time.time(), "type": type}
+        for key, value in fields.items():
+            if key not in data:
+                data[key] = value
+        event = Event(event_id, type, data)
+        self.buffer.append(event)
+        for sub in self._subscribers:
+            sub.offer(event)
+        for tap in self._taps:
+            try:
+                tap(event)
+            except Exception:
+                log.exception("event tap failed")
+
+    def add_tap(self, tap: Callable[[Event], None]) -> None:
+        """A synchronous sink that sees every event (history uses one); it must not block."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: Callable[[Event], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._taps.remove(tap)
+
+    def subscribe(self, filter: Filter | None = None, last_event_id: int | None = None) -> Subscriber:
+        """A new subscriber, pre-loaded with what it missed after `last_event_id` (atomic: no gap)."""
+        if len(self._subscribers) >= self.max_subscribers:
+            raise TooManySubscribers(f"the event stream already has {self.max_subscribers} subscribers")
+        sub = Subscriber(self, filter or Filter(), self.subscriber_queue)
+        if last_event_id is not None:
+            for event in self.replay(sub, last_event_id):
+                sub.put_control(event)
+        self._subscribers.append(sub)
+        return sub
+
+    def replay(self, sub: Subscriber, last_event_id: int) -> Iterable[Event]:
+        """A reconnect after `last_event_id`: stream.reset if the buffer lost some, then the rest."""
+        buffer = self.buffer
+        oldest = buffer[0].id if buffer else self._next_id
+        assert oldest is not None
+        if last_event_id + 1 < oldest or last_event_id > self.last_id:
+            # Too old (evicted) or from another server life (ids restarted): say so, send all we have.
+            yield control_event(EV_STREAM_RESET, last_event_id=last_event_id, oldest_id=oldest)
+            start = 0
+        else:
+            start = last_event_id + 1 - oldest
+        for i in range(start, len(buffer)):
+            event = buffer[i]
+            if sub.filter.matches(event):
+                yield event
+
+    def _unsubscribe(self, sub: Subscriber) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
+
+    async def start(self) -> None:
+        """Bind to the running loop and start the 1 Hz stats ticker."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        if self._stats_task is None and self.stats_interval > 0:
+            self._stats_task = asyncio.create_task(self._tick_stats(), name="syncbed-stats")
+
+    async def _tick_stats(self) -> None:
+        meter = StatsMeter(self.stats, time.monotonic())
+        while True:
+            await asyncio.sleep(self.stats_interval)
+            self.publish(EV_STATS, **meter.tick(time.monotonic()))
+
+    async def close(self) -> None:
+        """Stop the ticker and wake every subscriber so its stream can end."""
+        task, self._stats_task = self._stats_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in list(self._subscribers):
+            sub.close()

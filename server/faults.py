@@ -1,0 +1,156 @@
+"""Fault injection for sync requests: added latency, injected 503s and dropped connections."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
+
+from starlette.types import Send
+
+log = logging.getLogger("syncbed.faults")
+
+Outcome = Literal["ok", "error", "reset"]
+
+FAULT_FIELDS = ("latency_ms", "jitter_ms", "error_rate", "reset_rate")
+MAX_DELAY_MS = 600_000  # ten minutes: anything longer is a typo, and would outlive every client timeout
+
+
+class FaultError(ValueError):
+    """A bad fault setting; `field` names the offending key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.reason = message
+
+
+def _check_ms(field: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FaultError(field, f"expected a whole number of milliseconds, got {value!r}")
+    if isinstance(value, float) and not value.is_integer():
+        raise FaultError(field, f"expected a whole number of milliseconds, got {value!r}")
+    if not 0 <= value <= MAX_DELAY_MS:
+        raise FaultError(field, f"must be between 0 and {MAX_DELAY_MS} ms, got {value!r}")
+    return int(value)
+
+
+def _check_rate(field: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise FaultError(field, f"expected a fraction between 0 and 1, got {value!r}")
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise FaultError(field, f"must be between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def validate(changes: Mapping[str, object]) -> dict[str, int | float]:
+    """Check a (partial) set of fault settings; raise FaultError naming the first bad field."""
+    clean: dict[str, int | float] = {}
+    for key, value in changes.items():
+        if key in ("latency_ms", "jitter_ms"):
+            clean[key] = _check_ms(key, value)
+        elif key in ("error_rate", "reset_rate"):
+            clean[key] = _check_rate(key, value)
+        else:
+            raise FaultError(key, f"unknown fault setting; known: {', '.join(FAULT_FIELDS)}")
+    return clean
+
+
+class Faults:
+    """Live fault settings plus the per-request draw; `rng` and `sleep` are injectable for tests."""
+
+    def __init__(
+        self,
+        latency_ms: int = 0,
+        jitter_ms: int = 0,
+        error_rate: float = 0.0,
+        reset_rate: float = 0.0,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        clean = validate(
+            {
+                "latency_ms": latency_ms,
+                "jitter_ms": jitter_ms,
+                "error_rate": error_rate,
+                "reset_rate": reset_rate,
+            }
+        )
+        self.latency_ms = int(clean["latency_ms"])
+        self.jitter_ms = int(clean["jitter_ms"])
+        self.error_rate = float(clean["error_rate"])
+        self.reset_rate = float(clean["reset_rate"])
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+
+    @classmethod
+    def from_settings(cls, settings: object) -> Faults:
+        """Build from a FaultSettings-like object (anything with the four attributes)."""
+        return cls(**{name: getattr(settings, name) for name in FAULT_FIELDS})
+
+    def delay_s(self) -> float:
+        """This request's added delay: latency plus uniform jitter."""
+        ms = self.latency_ms + (self._rng.uniform(0, self.jitter_ms) if self.jitter_ms else 0.0)
+        return ms / 1000.0
+
+    def draw(self) -> Outcome:
+        """One draw decides: error first (so error_rate is exact), then reset from what is left."""
+        if not self.error_rate and not self.reset_rate:
+            return "ok"
+        u = self._rng.random()
+        if u < self.error_rate:
+            return "error"
+        if u < self.error_rate + self.reset_rate:
+            return "reset"
+        return "ok"
+
+    async def before_store(self) -> Outcome:
+        """Sleep the injected latency, then decide this request's fate (before any transaction)."""
+        delay = self.delay_s()
+        if delay > 0:
+            await self._sleep(delay)
+        return self.draw()
+
+    def update(self, **changes: object) -> dict[str, int | float]:
+        """Apply a validated partial change atomically (all or nothing); return the new settings."""
+        clean = validate(changes)
+        for key, value in clean.items():
+            setattr(self, key, value)
+        if clean:
+            log.info("faults changed: %s", ", ".join(f"{k}={v}" for k, v in clean.items()))
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, int | float]:
+        return {
+            "latency_ms": self.latency_ms,
+            "jitter_ms": self.jitter_ms,
+            "error_rate": self.error_rate,
+            "reset_rate": self.reset_rate,
+        }
+
+
+async def drop_connection(send: Send) -> None:
+    """Make the client see a dropped connection and no usable response.
+
+    ASGI has no "reset" message and gives no access to the socket, so this starts a response that
+    promises a body (Content-Length) and returns without sending it. uvicorn (httptools and h11 alike)
+    then logs "ASGI callable returned without completing response." and closes the transport; no
+    traceback, no 500. The client has read a status line at most and then sees the connection close
+    mid-response (httpx: RemoteProtocolError). The caller must return right after this.
+    """
+    log.info("injected fault: dropping the connection")
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"64"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
