@@ -36,9 +36,13 @@ INT64_MIN: Final = -(2**63)
 # 9999-12-31T23:59:59.999Z: anything later is a unit mistake (seconds vs ms).
 MAX_VISITED_AT: Final = 253_402_300_799_999
 
+# http(s) scheme, a non-empty rest, and no whitespace or control characters anywhere.
+URL_PATTERN: Final = r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f]+$"
+ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
+
 # --- records ---------------------------------------------------------------
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
-Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_CHARS, pattern=r"^[hH][tT][tT][pP][sS]?://.")]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
+Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_CHARS, pattern=URL_PATTERN)]
 VisitedAt = Annotated[int, msgspec.Meta(ge=0, le=MAX_VISITED_AT)]
 Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE_CHARS)]
 DurationMs = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -145,7 +149,9 @@ class RunStart(msgspec.Struct):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     mode: Annotated[str, msgspec.Meta(max_length=32)] = "unknown"
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
-    run: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
+    run: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = (
+        None
+    )
 
 
 class RunFinish(msgspec.Struct):

@@ -1,0 +1,179 @@
+"""`python -m server`: run the sync server, or manage its bearer tokens."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server import schema, tokens
+from server.config import ConfigError, Settings, env_name, load_settings
+from syncbed.paths import SERVER_DB_FILE, default_data_dir
+
+DESCRIPTION = """\
+Run the syncbed server: POST /api/v1/data/sync with Rack::Attack-style throttles,
+a live event stream and fault injection. Settings come from --config (TOML), then
+SYNCBED_* environment variables (e.g. SYNCBED_SERVER_PORT, SYNCBED_LIMITS_STORE,
+SYNCBED_FAULTS_LATENCY_MS), then these flags; the later wins.
+
+  python -m server                          serve on 127.0.0.1:3001
+  python -m server token create alice       print a new bearer token for alice
+  python -m server token list               list tokens (never their secrets)
+  python -m server token revoke alice       revoke alice's tokens (or one token / its id)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m server", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", type=Path, help="TOML config file (sections [server], [limits], [faults])")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"database and admin token (default {default_data_dir()}, or $XDG_DATA_HOME)",
+    )
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to bind (default 3001; 0 picks a free one)")
+    p.add_argument("--workers", type=int, help="worker processes (default 1; >1 wants a redis:// limiter store)")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument("--admin-token", help="admin token to use instead of the one in the data dir")
+    p.add_argument("--max-batch-records", type=int, help="records per batch (default 1000)")
+    p.add_argument("--max-body-bytes", type=int, help="bytes per request body (default 2097152)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--no-limits", action="store_true", help="turn every throttle off (the rollback)")
+    g.add_argument("--dry-run-limits", action="store_true", help="decide and report, never refuse")
+    g.add_argument("--store", help="limiter store: memory (default) or redis://host:port/db")
+    f = p.add_argument_group("faults")
+    f.add_argument("--latency-ms", type=int, help="added to every sync request (default 0)")
+    f.add_argument("--jitter-ms", type=int, help="uniform extra latency up to this (default 0)")
+    f.add_argument("--error-rate", type=float, help="fraction of sync requests answered 503 (default 0)")
+    f.add_argument("--reset-rate", type=float, help="fraction of sync requests dropped unanswered (default 0)")
+    sub = p.add_subparsers(dest="command", metavar="{serve,token}")
+    sub.add_parser("serve", help="run the server (the default)")
+    tok = sub.add_parser("token", help="create, list or revoke bearer tokens")
+    tsub = tok.add_subparsers(dest="token_command", required=True, metavar="{create,list,revoke}")
+    create = tsub.add_parser("create", help="create USER if needed and print a new token on stdout")
+    create.add_argument("user")
+    tsub.add_parser("list", help="list tokens: id, user, created, revoked")
+    revoke = tsub.add_parser("revoke", help="revoke a token, a token id, or every token of a user")
+    revoke.add_argument("what")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "server.host": args.host,
+        "server.port": args.port,
+        "server.data_dir": str(args.data_dir) if args.data_dir else None,
+        "server.workers": args.workers,
+        "server.log_level": args.log_level,
+        "server.admin_token": args.admin_token,
+        "server.max_batch_records": args.max_batch_records,
+        "server.max_body_bytes": args.max_body_bytes,
+        "limits.enabled": False if args.no_limits else None,
+        "limits.dry_run": True if args.dry_run_limits else None,
+        "limits.store": args.store,
+        "faults.latency_ms": args.latency_ms,
+        "faults.jitter_ms": args.jitter_ms,
+        "faults.error_rate": args.error_rate,
+        "faults.reset_rate": args.reset_rate,
+    }
+
+
+def _token_command(args: argparse.Namespace, settings: Settings) -> int:
+    conn = schema.connect(settings.server.data_dir / SERVER_DB_FILE)
+    try:
+        if args.token_command == "create":
+            user = args.user.strip()
+            if not 1 <= len(user) <= 64 or not user.isprintable():
+                print("error: USER must be 1 to 64 printable characters", file=sys.stderr)
+                return 2
+            print(tokens.create_token(conn, user))
+            return 0
+        if args.token_command == "list":
+            rows = tokens.list_tokens(conn)
+            if not rows:
+                print("no tokens yet: python -m server token create USER", file=sys.stderr)
+            for t in rows:
+                state = "revoked" if t.revoked else "active"
+                print(f"{t.lookup}\t{t.user}\t{state}")
+            return 0
+        n = tokens.revoke(conn, args.what)
+        if n == 0:
+            print(f"error: no active token or user matches {args.what!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {n} token(s)")
+        return 0
+    finally:
+        conn.close()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _serve(settings: Settings, config_file: Path | None) -> int:
+    import uvicorn
+
+    from server.app import create_app
+
+    s = settings.server
+    common = {
+        "host": s.host,
+        "port": s.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 5,
+        "lifespan": "on",
+    }
+    if s.workers > 1:
+        # Workers re-read settings from the environment, so hand them every resolved value.
+        from server.admin_token import ensure_admin_token
+
+        ensure_admin_token(s.data_dir, s.admin_token)  # once, before workers race to create it
+        os.environ.update(_settings_env(settings, config_file))
+        uvicorn.run("server.app:from_environment", factory=True, workers=s.workers, **common)  # type: ignore[arg-type]
+        return 0
+    config = uvicorn.Config(create_app(settings), **common)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    server.run()
+    return 0 if server.started else 1
+
+
+def _settings_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
+    env = {} if config_file is None else {"SYNCBED_CONFIG": str(config_file)}
+    for section in ("server", "limits", "faults"):
+        for key, value in vars_of(getattr(settings, section)).items():
+            if isinstance(value, str | int | float | bool | Path) and value is not None:
+                env[env_name(section, key)] = str(value).lower() if isinstance(value, bool) else str(value)
+            elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+                env[env_name(section, key)] = ",".join(value)
+    return env
+
+
+def vars_of(obj: object) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in getattr(obj, "__slots__", ())}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config_file = args.config or (Path(os.environ["SYNCBED_CONFIG"]) if os.environ.get("SYNCBED_CONFIG") else None)
+    try:
+        settings = load_settings(config_file, overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"error: configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "token":
+        return _token_command(args, settings)
+    configure_logging(settings.server.log_level)
+    return _serve(settings, config_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""One log line per request: method, path, status, user, records and time."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("syncbed.access")
+
+
+class AccessLogMiddleware:
+    """Outermost middleware, so throttled and failed requests are logged too."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        state = scope.setdefault("state", {})
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                ms = (time.perf_counter() - started) * 1000
+                client = scope.get("client") or ("-", 0)
+                extra = ""
+                if "syncbed.records" in state:
+                    extra = f" records={state['syncbed.records']} stored={state.get('syncbed.stored')}"
+                if "syncbed.error" in state:
+                    extra += f" error={state['syncbed.error']}"
+                if "syncbed.rule" in state:
+                    extra += f" rule={state['syncbed.rule']}"
+                log.info(
+                    "%s %s %s user=%s ip=%s%s %.1fms",
+                    scope["method"], scope["path"], status or "dropped", state.get("syncbed.user", "-"),
+                    client[0], extra, ms,
+                )  # fmt: skip

@@ -1,0 +1,134 @@
+"""The Starlette application: routes, middleware and the lifespan that opens and closes everything."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.access_log import AccessLogMiddleware
+from server.admin_token import ensure_admin_token
+from server.auth import Auth
+from server.config import Settings
+from server.events import EventBus
+from server.faults import Faults
+from server.ingest import SyncEndpoint
+from server.responses import JSONResponse, error_response
+from server.state import AppState
+from server.storage import Storage, StorageUnavailable
+from syncbed import contract
+from syncbed.paths import SERVER_DB_FILE
+
+log = logging.getLogger("syncbed.server")
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.syncbed
+    return state
+
+
+async def healthz(request: Request) -> Response:
+    if await _state(request).storage.healthy():
+        return JSONResponse({"status": "ok"})
+    return error_response(503, contract.E_UNAVAILABLE, "Storage is not answering.")
+
+
+async def count(request: Request) -> Response:
+    state = _state(request)
+    user = request.scope["state"].get("syncbed.user") or await state.auth.user_for_authorization(
+        request.headers.get("authorization")
+    )
+    if user is None:
+        return error_response(
+            401,
+            contract.E_UNAUTHORIZED,
+            "A valid bearer token is required; send Authorization: Bearer <token>.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    request.scope["state"]["syncbed.user"] = user
+    try:
+        return JSONResponse({"count": await state.storage.count(user)})
+    except StorageUnavailable:
+        return error_response(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry later.")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        return error_response(404, contract.E_NOT_FOUND, f"No such endpoint: {request.url.path}.")
+    if exc.status_code == 405:
+        return error_response(
+            405, contract.E_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path}."
+        )
+    return error_response(exc.status_code, "http_error", str(exc.detail))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "The server hit an unexpected error; it has been logged.")
+
+
+def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette:
+    """Build the app; nothing is opened until the lifespan starts."""
+    data_dir = data_dir or settings.server.data_dir
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        admin = ensure_admin_token(data_dir, settings.server.admin_token)
+        storage = Storage(data_dir / SERVER_DB_FILE)
+        await storage.open()
+        bus = EventBus()
+        f = settings.faults
+        faults = Faults(
+            latency_ms=f.latency_ms, jitter_ms=f.jitter_ms, error_rate=f.error_rate, reset_rate=f.reset_rate
+        )
+        state = AppState(
+            settings=settings,
+            storage=storage,
+            auth=Auth(storage.reader, admin),
+            bus=bus,
+            faults=faults,
+            admin_token=admin,
+        )
+        app.state.syncbed = state
+        await bus.start()
+        try:
+            yield
+        finally:
+            await bus.close()
+            await storage.close()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route(contract.COUNT_PATH, count, methods=["GET"]),
+        Route(contract.SYNC_PATH, SyncEndpoint()),
+    ]
+    middleware = [Middleware(AccessLogMiddleware)]
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+def from_environment() -> Starlette:
+    """Factory for multi-worker uvicorn: each worker rebuilds Settings from SYNCBED_* variables."""
+    import os
+
+    from server.__main__ import configure_logging
+    from server.config import load_settings
+
+    config = os.environ.get("SYNCBED_CONFIG")
+    settings = load_settings(Path(config) if config else None)
+    configure_logging(settings.server.log_level)
+    return create_app(settings)

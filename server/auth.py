@@ -1,0 +1,66 @@
+"""Who is calling: bearer token -> user name, with a short cache so auth costs no query per request."""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import aiosqlite
+
+from server import tokens
+
+# A revoked token stops working within this many seconds (the CLI revokes from another process).
+CACHE_SECONDS = 1.0
+_MAX_CACHE = 10_000
+
+
+class Auth:
+    """Resolves Authorization headers against the tokens table."""
+
+    def __init__(self, conn: aiosqlite.Connection, admin_token: str) -> None:
+        self._conn = conn
+        self._admin = admin_token
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    @staticmethod
+    def bearer(header: str | None) -> str | None:
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            return None
+        return value.strip()
+
+    def is_admin(self, header: str | None) -> bool:
+        token = self.bearer(header)
+        return token is not None and hmac.compare_digest(token.encode(), self._admin.encode())
+
+    async def user_for_authorization(self, header: str | None) -> str | None:
+        """The user a bearer header authenticates, or None (missing, malformed, unknown, revoked)."""
+        token = self.bearer(header)
+        if token is None:
+            return None
+        now = time.monotonic()
+        hit = self._cache.get(token)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        user = await self._lookup(token)
+        if len(self._cache) >= _MAX_CACHE:
+            self._cache.clear()
+        self._cache[token] = (user, now + CACHE_SECONDS)
+        return user
+
+    async def _lookup(self, token: str) -> str | None:
+        parts = tokens.split_token(token)
+        if parts is None:
+            return None
+        lookup, secret = parts
+        async with self._conn.execute(
+            "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
+            "WHERE t.lookup = ? AND t.revoked IS NULL",
+            (lookup,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or not tokens.verify(row[0], secret):
+            return None
+        return str(row[1])

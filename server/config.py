@@ -1,0 +1,295 @@
+"""Server settings: TOML file, then SYNCBED_* environment, then flags; defaults documented here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from syncbed import contract
+from syncbed.paths import default_data_dir
+
+KeyKind = Literal["ip", "user", "ip+user"]
+Algorithm = Literal["fixed_window", "sliding_window", "gcra"]
+KEYS: tuple[str, ...] = ("ip", "user", "ip+user")
+ALGORITHMS: tuple[str, ...] = ("fixed_window", "sliding_window", "gcra")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has the wrong type or value; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRule:
+    name: str
+    limit: int
+    period: float
+    key: KeyKind = "ip"
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    algorithm: Algorithm = "fixed_window"
+
+
+DEFAULT_THROTTLES: tuple[ThrottleRule, ...] = (
+    ThrottleRule("req/ip", 300, 300.0, "ip"),
+    ThrottleRule("sync/ip", 10, 1.0, "ip", (contract.SYNC_PATH,), ("POST",)),
+    ThrottleRule("sync/user", 5, 1.0, "user", (contract.SYNC_PATH,), ("POST",)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 3001
+    data_dir: Path = field(default_factory=default_data_dir)
+    max_batch_records: int = contract.DEFAULT_BATCH_RECORDS
+    max_body_bytes: int = contract.DEFAULT_BODY_BYTES
+    workers: int = 1
+    log_level: str = "info"
+    admin_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    enabled: bool = True
+    dry_run: bool = False
+    store: str = "memory"
+    trusted_proxies: tuple[str, ...] = ()
+    safelist: tuple[str, ...] = ()
+    blocklist: tuple[str, ...] = ()
+    throttles: tuple[ThrottleRule, ...] = DEFAULT_THROTTLES
+    tracks: tuple[ThrottleRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSettings:
+    latency_ms: int = 0
+    jitter_ms: int = 0
+    error_rate: float = 0.0
+    reset_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
+
+
+_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_period(value: object, where: str = "period") -> float:
+    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds (> 0)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration like '1s' or '5m', got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _PERIOD.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ConfigError(f"{where}: expected a duration like '1s' or '5m', got {value!r}")
+    if seconds <= 0:
+        raise ConfigError(f"{where}: must be greater than zero, got {value!r}")
+    return seconds
+
+
+def _typed(where: str, value: object, kind: type | tuple[type, ...]) -> Any:
+    if isinstance(value, bool) and kind is not bool and (kind is int or kind == (int, float)):
+        raise ConfigError(f"{where}: expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}: expected {_kind_name(kind)}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return {"str": "a string", "int": "an integer", "bool": "true or false", "list": "a list"}.get(
+        kind.__name__, kind.__name__
+    )
+
+
+def _str_list(where: str, value: object) -> tuple[str, ...]:
+    items = _typed(where, value, list)
+    return tuple(_typed(f"{where}[{i}]", v, str) for i, v in enumerate(items))
+
+
+def _rule(where: str, raw: object) -> ThrottleRule:
+    table = _typed(where, raw, dict)
+    allowed = {"name", "limit", "period", "key", "paths", "methods", "algorithm"}
+    for k in table:
+        if k not in allowed:
+            raise ConfigError(f"{where}.{k}: unknown key (known: {', '.join(sorted(allowed))})")
+    for k in ("name", "limit", "period"):
+        if k not in table:
+            raise ConfigError(f"{where}: missing required key '{k}'")
+    name = _typed(f"{where}.name", table["name"], str)
+    limit = _typed(f"{where}.limit", table["limit"], int)
+    if limit < 0:
+        raise ConfigError(f"{where}.limit: must be >= 0, got {limit}")
+    key = _typed(f"{where}.key", table.get("key", "ip"), str)
+    if key not in KEYS:
+        raise ConfigError(f"{where}.key: must be one of {', '.join(KEYS)}, got {key!r}")
+    algorithm = _typed(f"{where}.algorithm", table.get("algorithm", "fixed_window"), str)
+    if algorithm not in ALGORITHMS:
+        raise ConfigError(f"{where}.algorithm: must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    methods = tuple(m.upper() for m in _str_list(f"{where}.methods", table.get("methods", [])))
+    return ThrottleRule(
+        name=name,
+        limit=limit,
+        period=parse_period(table["period"], f"{where}.period"),
+        key=key,
+        paths=_str_list(f"{where}.paths", table.get("paths", [])),
+        methods=methods,
+        algorithm=algorithm,
+    )
+
+
+def merge_throttles(custom: tuple[ThrottleRule, ...]) -> tuple[ThrottleRule, ...]:
+    """A custom rule with a default's name replaces it in place; the others are appended."""
+    by_name = {r.name: r for r in custom}
+    merged = [by_name.pop(r.name, r) for r in DEFAULT_THROTTLES]
+    return (*merged, *(r for r in custom if r.name in by_name))
+
+
+# (section, key) -> (type, converter) for the scalar settings; env var SYNCBED_<SECTION>_<KEY>.
+_SCALARS: dict[tuple[str, str], type | tuple[type, ...]] = {
+    ("server", "host"): str,
+    ("server", "port"): int,
+    ("server", "data_dir"): str,
+    ("server", "max_batch_records"): int,
+    ("server", "max_body_bytes"): int,
+    ("server", "workers"): int,
+    ("server", "log_level"): str,
+    ("server", "admin_token"): str,
+    ("limits", "enabled"): bool,
+    ("limits", "dry_run"): bool,
+    ("limits", "store"): str,
+    ("faults", "latency_ms"): int,
+    ("faults", "jitter_ms"): int,
+    ("faults", "error_rate"): (int, float),
+    ("faults", "reset_rate"): (int, float),
+}
+_LISTS = {("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist")}
+_TABLES = {("limits", "throttle"), ("limits", "track")}
+
+
+def env_name(section: str, key: str) -> str:
+    return f"SYNCBED_{section}_{key}".upper()
+
+
+def _from_env(section: str, key: str, raw: str) -> object:
+    kind = _SCALARS.get((section, key))
+    name = env_name(section, key)
+    if (section, key) in _LISTS:
+        return [p.strip() for p in raw.split(",") if p.strip()]
+    if kind is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if kind == (int, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    return raw
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build Settings; `overrides` maps 'section.key' to a flag's value (None = not given)."""
+    merged: dict[str, dict[str, object]] = {"server": {}, "limits": {}, "faults": {}}
+    if config_file is not None:
+        try:
+            doc = tomllib.loads(config_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+        for section, table in doc.items():
+            if section not in merged:
+                raise ConfigError(f"{section}: unknown section (known: server, limits, faults)")
+            if not isinstance(table, dict):
+                raise ConfigError(f"{section}: expected a table")
+            for key, value in table.items():
+                if (section, key) not in _SCALARS and (section, key) not in _LISTS | _TABLES:
+                    raise ConfigError(f"{section}.{key}: unknown key")
+                merged[section][key] = value
+    environ = os.environ if env is None else env
+    for section, key in [*_SCALARS, *_LISTS]:
+        name = env_name(section, key)
+        if name in environ:
+            merged[section][key] = _from_env(section, key, environ[name])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            section, key = dotted.split(".", 1)
+            merged[section][key] = value
+    return _build(merged)
+
+
+def _build(m: dict[str, dict[str, object]]) -> Settings:
+    values: dict[str, dict[str, object]] = {"server": {}, "limits": {}, "faults": {}}
+    for (section, key), kind in _SCALARS.items():
+        if key in m[section]:
+            values[section][key] = _typed(f"{section}.{key}", m[section][key], kind)
+    for section, key in _LISTS:
+        if key in m[section]:
+            values[section][key] = _str_list(f"{section}.{key}", m[section][key])
+    srv = values["server"]
+    if "data_dir" in srv:
+        srv["data_dir"] = Path(str(srv["data_dir"])).expanduser()
+    for key, lo, hi in (("port", 0, 65535), ("max_batch_records", 1, 1_000_000), ("workers", 1, 64)):
+        if key in srv and not lo <= int(srv[key]) <= hi:  # type: ignore[call-overload]
+            raise ConfigError(f"server.{key}: must be between {lo} and {hi}, got {srv[key]}")
+    if "max_body_bytes" in srv and int(srv["max_body_bytes"]) < 1024:  # type: ignore[call-overload]
+        raise ConfigError(f"server.max_body_bytes: must be at least 1024, got {srv['max_body_bytes']}")
+    lim = values["limits"]
+    store = str(lim.get("store", "memory"))
+    if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"limits.store: expected 'memory' or a redis:// URL, got {store!r}")
+    throttles = tuple(
+        _rule(f"limits.throttle[{i}]", r)
+        for i, r in enumerate(_typed("limits.throttle", m["limits"].get("throttle", []), list))
+    )
+    tracks = tuple(
+        _rule(f"limits.track[{i}]", r) for i, r in enumerate(_typed("limits.track", m["limits"].get("track", []), list))
+    )
+    lim["throttles"] = merge_throttles(throttles)
+    lim["tracks"] = tracks
+    flt = values["faults"]
+    for key in ("latency_ms", "jitter_ms"):
+        if key in flt and int(flt[key]) < 0:  # type: ignore[call-overload]
+            raise ConfigError(f"faults.{key}: must be >= 0, got {flt[key]}")
+    for key in ("error_rate", "reset_rate"):
+        if key in flt:
+            flt[key] = float(flt[key])  # type: ignore[arg-type]
+            if not 0.0 <= float(flt[key]) <= 1.0:  # type: ignore[arg-type]
+                raise ConfigError(f"faults.{key}: must be between 0 and 1, got {flt[key]}")
+    return Settings(
+        server=ServerSettings(**srv),  # type: ignore[arg-type]
+        limits=LimitsSettings(**lim),  # type: ignore[arg-type]
+        faults=FaultSettings(**flt),  # type: ignore[arg-type]
+    )
+
+
+def replace(settings: Settings, **sections: object) -> Settings:
+    """Settings with whole sections swapped (tests and the demo use it)."""
+    return dataclasses.replace(settings, **sections)  # type: ignore[arg-type]

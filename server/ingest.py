@@ -1,0 +1,174 @@
+"""POST /api/v1/data/sync as a raw ASGI endpoint: stream the body under a byte cap, validate, store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from starlette.types import Receive, Scope, Send
+
+from server.faults import drop_connection
+from server.responses import send_error, send_json
+from server.storage import StorageUnavailable, Trace
+from server.validation import Problem, parse_body
+from syncbed import contract
+
+if TYPE_CHECKING:
+    from server.state import AppState
+
+log = logging.getLogger("syncbed.ingest")
+
+_STATUS = {
+    contract.E_INVALID_JSON: 400,
+    contract.E_INVALID_RECORDS: 422,
+    contract.E_BATCH_TOO_LARGE: 413,
+    contract.E_INVALID_REQUEST: 400,
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def parse_trace(scope: Scope) -> Trace | str:
+    """Trace headers -> Trace, or a sentence saying which one is malformed."""
+    run = header(scope, b"x-sync-run")
+    if run is not None and not 1 <= len(run) <= 64:
+        return f"{contract.HEADER_RUN} must be 1 to 64 characters"
+    numbers: list[int | None] = []
+    for name, lo in ((contract.HEADER_BATCH, 0), (contract.HEADER_ATTEMPT, 1)):
+        raw = header(scope, name.lower().encode())
+        if raw is None:
+            numbers.append(None)
+            continue
+        if not raw.isdigit() or len(raw) > 12 or int(raw) < lo:
+            return f"{name} must be an integer >= {lo}, got {raw[:32]!r}"
+        numbers.append(int(raw))
+    return Trace(run=run, batch=numbers[0], attempt=numbers[1])
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, refusing as soon as it grows past `limit` bytes."""
+    chunks = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunks += message.get("body", b"")
+        if len(chunks) > limit:
+            raise BodyTooLarge
+        if not message.get("more_body", False):
+            return bytes(chunks)
+
+
+def is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class SyncEndpoint:
+    """The sync route as a plain ASGI app (Starlette treats a class instance as one)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await sync(scope, receive, send)
+
+
+async def sync(scope: Scope, receive: Receive, send: Send) -> None:
+    state: AppState = scope["app"].state.syncbed
+    started = time.perf_counter()
+    settings = state.settings.server
+    trace = parse_trace(scope)
+    user = await state.auth.user_for_authorization(header(scope, b"authorization"))
+    fields: dict[str, object] = {"run": None, "batch": None, "attempt": None, "user": user}
+    if isinstance(trace, Trace):
+        fields.update(run=trace.run, batch=trace.batch, attempt=trace.attempt)
+    scope.setdefault("state", {})["syncbed.user"] = user
+
+    async def reject(status: int, code: str, message: str, **details: object) -> None:
+        state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=status, error=code)
+        state.stats_request(records=0, status=status)
+        scope["state"]["syncbed.error"] = code
+        await send_error(send, status, code, message, **details)
+
+    if scope["method"] != "POST":
+        await send_error(
+            send,
+            405,
+            contract.E_METHOD_NOT_ALLOWED,
+            f"Use POST for {contract.SYNC_PATH}, not {scope['method']}.",
+        )
+        return
+    if user is None:
+        why = "missing" if header(scope, b"authorization") is None else "not valid (unknown, revoked or malformed)"
+        await reject(401, contract.E_UNAUTHORIZED, f"The bearer token is {why}; send Authorization: Bearer <token>.")
+        return
+    if isinstance(trace, str):
+        await reject(400, contract.E_INVALID_REQUEST, trace + ".")
+        return
+    content_type = header(scope, b"content-type")
+    if not is_json(content_type):
+        got = "none" if content_type is None else repr(content_type[:64])
+        await reject(415, contract.E_UNSUPPORTED_MEDIA_TYPE, f"Send Content-Type: application/json (got {got}).")
+        return
+    limits = {"max_records": settings.max_batch_records, "max_bytes": settings.max_body_bytes}
+    declared = header(scope, b"content-length")
+    too_big = f"The body is larger than {settings.max_body_bytes} bytes; split the batch and retry."
+    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+        await reject(413, contract.E_BATCH_TOO_LARGE, too_big, **limits)
+        return
+    try:
+        body = await read_body(receive, settings.max_body_bytes)
+    except BodyTooLarge:
+        await reject(413, contract.E_BATCH_TOO_LARGE, too_big, **limits)
+        return
+    except ClientGone:
+        return
+    parsed = parse_body(body, settings.max_batch_records)
+    if isinstance(parsed, Problem):
+        status = _STATUS[parsed.code]
+        details: dict[str, object] = dict(limits) if status == 413 else {}
+        if parsed.errors:
+            details.update(errors=parsed.errors, error_count=parsed.total_errors)
+        await reject(status, parsed.code, parsed.message, **details)
+        return
+    n = len(parsed)
+    fields["records"] = n
+    state.bus.publish(contract.EV_BATCH_RECEIVED, **fields)
+    state.in_flight += 1
+    try:
+        outcome = await state.faults.before_store()
+        if outcome == "error":
+            await reject(503, contract.E_INJECTED_FAULT, "Injected fault: the server refused this batch; retry it.")
+            return
+        if outcome == "reset":
+            state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="connection_reset")
+            scope["state"]["syncbed.error"] = "connection_reset"
+            await drop_connection(send)
+            return
+        try:
+            result = await state.storage.store_batch(user, parsed, trace, (time.perf_counter() - started) * 1000)
+        except StorageUnavailable as exc:
+            log.warning("storage unavailable: %s", exc)
+            await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")
+            return
+    finally:
+        state.in_flight -= 1
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    state.bus.publish(contract.EV_BATCH_STORED, **fields, stored=result.stored, duplicates=result.duplicates, ms=ms)
+    state.stats_request(records=n, status=200)
+    scope["state"].update({"syncbed.records": n, "syncbed.stored": result.stored})
+    await send_json(send, 200, {"accepted": n, "stored": result.stored, "duplicates": result.duplicates})

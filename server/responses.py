@@ -1,0 +1,45 @@
+"""JSON responses in the contract's one error shape, for Starlette routes and raw ASGI alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+from starlette.responses import Response
+from starlette.types import Send
+
+from syncbed.contract import error_body
+
+_encode = msgspec.json.Encoder().encode
+
+REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return _encode(content)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **details: object
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, **details), status_code=status, headers=headers)
+
+
+async def send_json(send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer a raw ASGI request with a JSON body."""
+    payload = _encode(body)
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *(headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": payload})
+
+
+async def send_error(send: Send, status: int, code: str, message: str, **details: object) -> None:
+    headers = [(b"www-authenticate", b"Bearer")] if status == 401 else None
+    await send_json(send, status, error_body(code, message, **details), headers)

@@ -1,0 +1,58 @@
+"""The server's SQLite schema, created by whoever opens the database first."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    lookup TEXT NOT NULL UNIQUE,
+    hash TEXT NOT NULL,
+    created REAL NOT NULL,
+    revoked REAL
+);
+CREATE TABLE IF NOT EXISTS records (
+    user_id INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    visited_at INTEGER NOT NULL,
+    title TEXT,
+    duration_ms INTEGER,
+    tab_id INTEGER,
+    batch_id INTEGER NOT NULL,
+    PRIMARY KEY (user_id, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    run TEXT,
+    batch INTEGER,
+    attempt INTEGER,
+    records INTEGER NOT NULL,
+    stored INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL,
+    received REAL NOT NULL,
+    ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_run ON batches(run, batch, attempt);
+"""
+
+
+def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """A connection in WAL mode with the schema in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL survives any process crash; only an OS crash can lose the last commits.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    conn.executescript(SCHEMA)
+    return conn

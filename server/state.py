@@ -1,0 +1,46 @@
+"""Everything a request handler needs, hung on app.state.syncbed."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from server.auth import Auth
+    from server.config import Settings
+    from server.events import EventBus
+    from server.faults import Faults
+    from server.storage import Storage
+
+
+@dataclass
+class Counters:
+    """Monotonic totals; the 1 Hz stats event turns their differences into rates."""
+
+    requests: int = 0
+    records: int = 0
+    throttled: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    storage: Storage
+    auth: Auth
+    bus: EventBus
+    faults: Faults
+    admin_token: str
+    limiter: Any = None
+    in_flight: int = 0
+    counters: Counters = field(default_factory=Counters)
+
+    def stats_request(self, *, records: int, status: int) -> None:
+        """Count one finished sync request (cheap: called on the hot path)."""
+        c = self.counters
+        c.requests += 1
+        c.records += records
+        c.statuses[status] += 1
+        if status == 429:
+            c.throttled += 1

@@ -1,0 +1,175 @@
+"""Sync request bodies -> PageVisits, or every problem with them (first 50), never an exception."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import msgspec
+
+from syncbed import contract
+from syncbed.contract import PageVisit, SyncRequest
+
+_decoder = msgspec.json.Decoder(SyncRequest)
+_any_decoder = msgspec.json.Decoder()
+_URL = re.compile(contract.URL_PATTERN)
+_ID = re.compile(contract.ID_PATTERN)
+
+
+@dataclass(slots=True)
+class Problem:
+    """Why a body was refused: an error code, a sentence and the record errors, if any."""
+
+    code: str
+    message: str
+    errors: list[dict[str, object]] = field(default_factory=list)
+    total_errors: int = 0
+
+
+def parse_body(body: bytes, max_records: int) -> list[PageVisit] | Problem:
+    """Fast typed decode; on failure, a slow generic pass that reports every record's errors."""
+    try:
+        visits = _decoder.decode(body).page_visits
+    except msgspec.ValidationError as exc:
+        return _explain(body, max_records, str(exc))
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError, ValueError) as exc:
+        return _invalid_json(body, exc)
+    if len(visits) > max_records:
+        return _too_many(len(visits), max_records)
+    dupes = _duplicate_ids([v.id for v in visits])
+    if dupes:
+        return _record_problem(dupes)
+    return visits
+
+
+def _invalid_json(body: bytes, exc: BaseException) -> Problem:
+    if not body.strip():
+        return Problem(contract.E_INVALID_JSON, 'The request body is empty; send {"pageVisits": [...]}.')
+    if isinstance(exc, UnicodeDecodeError):
+        return Problem(contract.E_INVALID_JSON, "The request body is not valid UTF-8.")
+    if isinstance(exc, RecursionError):
+        return Problem(contract.E_INVALID_JSON, "The request body is nested too deeply.")
+    return Problem(contract.E_INVALID_JSON, f"The request body is not valid JSON: {exc}.")
+
+
+def _too_many(n: int, max_records: int) -> Problem:
+    return Problem(
+        contract.E_BATCH_TOO_LARGE,
+        f"A batch may hold at most {max_records} records; this one has {n}. Split it and retry.",
+    )
+
+
+def _explain(body: bytes, max_records: int, first: str) -> Problem:
+    try:
+        doc = _any_decoder.decode(body)
+    except (msgspec.DecodeError, RecursionError, ValueError) as exc:
+        return _invalid_json(body, exc)
+    if not isinstance(doc, dict):
+        return Problem(
+            contract.E_INVALID_JSON,
+            f'The body must be a JSON object {{"pageVisits": [...]}}, not {_kind(doc)}.',
+        )
+    visits = doc.get("pageVisits")
+    if not isinstance(visits, list):
+        what = "is missing" if "pageVisits" not in doc else f"must be a list, not {_kind(visits)}"
+        err: dict[str, object] = {"index": None, "field": "pageVisits", "message": f"pageVisits {what}"}
+        return Problem(contract.E_INVALID_RECORDS, f"The body's pageVisits {what}.", [err], 1)
+    if len(visits) > max_records:
+        return _too_many(len(visits), max_records)
+    errors: list[dict[str, object]] = []
+    for i, rec in enumerate(visits):
+        errors.extend(record_errors(i, rec))
+    if not errors:
+        # Our checks and msgspec's disagree: report msgspec's own words rather than accept.
+        errors.append({"index": None, "field": None, "message": first})
+    return _record_problem(errors)
+
+
+def _record_problem(errors: list[dict[str, object]]) -> Problem:
+    bad = len({e["index"] for e in errors})
+    n = len(errors)
+    message = (
+        f"{bad} record(s) are invalid ({n} error(s)); nothing was stored. "
+        f"First: record {errors[0]['index']}, {errors[0]['field']}: {errors[0]['message']}."
+    )
+    return Problem(contract.E_INVALID_RECORDS, message, errors[: contract.MAX_REPORTED_ERRORS], n)
+
+
+def _duplicate_ids(ids: list[str]) -> list[dict[str, object]]:
+    if len(set(ids)) == len(ids):
+        return []
+    first: dict[str, int] = {}
+    errors: list[dict[str, object]] = []
+    for i, rid in enumerate(ids):
+        if rid in first:
+            errors.append({"index": i, "field": "id", "message": f"duplicate id, first at index {first[rid]}"})
+        else:
+            first[rid] = i
+    return errors
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
+
+
+def _int_error(value: object, lo: int, hi: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"must be an integer, not {_kind(value)}"
+    if not lo <= value <= hi:
+        return f"must be between {lo} and {hi}"
+    return None
+
+
+def record_errors(index: int, rec: object) -> list[dict[str, object]]:
+    """Every problem with one record, in wire field names."""
+    if not isinstance(rec, dict):
+        return [{"index": index, "field": None, "message": f"a record must be an object, not {_kind(rec)}"}]
+    out: list[dict[str, object]] = []
+
+    def err(name: str, message: str) -> None:
+        out.append({"index": index, "field": name, "message": message})
+
+    for name in contract.REQUIRED_FIELDS:
+        if rec.get(name) is None:
+            err(name, "is required")
+    rid = rec.get("id")
+    if rid is not None:
+        if not isinstance(rid, str):
+            err("id", f"must be a string, not {_kind(rid)}")
+        elif not 1 <= len(rid) <= contract.MAX_ID_CHARS:
+            err("id", f"must be 1 to {contract.MAX_ID_CHARS} characters, has {len(rid)}")
+        elif not _ID.match(rid):
+            err("id", "must not contain control characters")
+    url = rec.get("url")
+    if url is not None:
+        if not isinstance(url, str):
+            err("url", f"must be a string, not {_kind(url)}")
+        elif len(url) > contract.MAX_URL_CHARS:
+            err("url", f"must be at most {contract.MAX_URL_CHARS} characters, has {len(url)}")
+        elif not _URL.match(url):
+            err("url", "must be an http:// or https:// URL without spaces or control characters")
+    checks: tuple[tuple[str, int, int], ...] = (
+        ("visitedAt", 0, contract.MAX_VISITED_AT),
+        ("durationMs", 0, contract.INT64_MAX),
+        ("tabId", contract.INT64_MIN, contract.INT64_MAX),
+    )
+    for name, lo, hi in checks:
+        value = rec.get(name)
+        if value is not None and (problem := _int_error(value, lo, hi)):
+            err(name, problem)
+    title = rec.get("title")
+    if title is not None:
+        if not isinstance(title, str):
+            err("title", f"must be a string, not {_kind(title)}")
+        elif len(title) > contract.MAX_TITLE_CHARS:
+            err("title", f"must be at most {contract.MAX_TITLE_CHARS} characters, has {len(title)}")
+    return out
