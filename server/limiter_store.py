@@ -1,0 +1,235 @@
+"""Where the limiter's counters live: this process (memory) or Redis (shared, atomic, fail-open)."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from server.limiter import EPS, US, Decision, FixedWindow, Gcra, KeyUsage, SlidingWindow
+
+log = logging.getLogger("syncbed.limiter")
+
+KEY_PREFIX = "syncbed:rl:"
+# After a failure the store is not asked again for this long: requests pass at once instead of each
+# waiting for a connection error. One request then probes, and the store is back when it answers.
+PROBE_INTERVAL = 0.5
+_MAX_SEEN = 20_000  # per counter: bounds the hot-keys memory of the Redis store
+
+AnyAlgorithm = FixedWindow | SlidingWindow | Gcra
+StatusCallback = Callable[[str, str], None]  # (store name, "down" | "up")
+
+
+@dataclass(slots=True)
+class Counter:
+    """One rule's counters: `id` names them in the store (kind, name and period, so a track and a
+    throttle of one name, or a rule before and after a period change, never share a counter)."""
+
+    id: str
+    algorithm: AnyAlgorithm
+
+
+def counter_id(kind: str, name: str, period: float) -> str:
+    return f"{kind}:{name}:{period:g}"
+
+
+class Store(Protocol):
+    name: str
+    up: bool
+
+    async def hit(self, counter: Counter, key: str, now: float) -> Decision | None: ...
+
+    def top(self, counter: Counter, n: int, now: float) -> list[KeyUsage]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryStore:
+    """Counters in this process: exact and fast, but every worker process counts on its own."""
+
+    name = "memory"
+    up = True
+
+    async def hit(self, counter: Counter, key: str, now: float) -> Decision:
+        return counter.algorithm.hit(key, now)
+
+    def top(self, counter: Counter, n: int, now: float) -> list[KeyUsage]:
+        return counter.algorithm.top(n, now)
+
+    async def aclose(self) -> None:
+        return None
+
+
+# Each script is one atomic decision in one round trip; the arithmetic that turns the returned
+# counters into remaining/reset/retry_after is the algorithm's own (server/limiter.py).
+_FIXED = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+_SLIDING = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local prev = tonumber(redis.call('GET', KEYS[2]) or '0')
+local limit, period, elapsed = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local est = prev * ((period - elapsed) / period) + cur
+if est + 1 <= limit + tonumber(ARGV[4]) then
+  cur = redis.call('INCR', KEYS[1])
+  if cur == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[5]) end
+  return {1, prev, cur}
+end
+return {0, prev, cur}
+"""
+
+_GCRA = """
+local now, interval, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
+if tat < now then tat = now end
+local new = tat + interval
+if now >= new - period then
+  redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.floor((new - now) / 1000) + 1000)
+  return {1, string.format('%.0f', new)}
+end
+return {0, string.format('%.0f', tat)}
+"""
+
+
+def redact(url: str) -> str:
+    """The store URL without its password, fit for logs and the limiter view."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class RedisStore:
+    """Counters in Redis, shared by every worker and host; a failing Redis lets requests through."""
+
+    def __init__(
+        self,
+        url: str,
+        on_status: StatusCallback | None = None,
+        *,
+        timeout: float = 2.0,
+        max_connections: int = 64,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = redact(url)
+        self.up = True
+        self._on_status = on_status
+        self._monotonic = monotonic
+        self._quiet_until = 0.0
+        # One quick retry on a fresh connection: pooled sockets die when Redis restarts.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_connect_timeout=min(timeout, 1.0),
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
+        self._fixed = self._redis.register_script(_FIXED)
+        self._sliding = self._redis.register_script(_SLIDING)
+        self._gcra = self._redis.register_script(_GCRA)
+        self._seen: dict[str, dict[str, tuple[int, float]]] = {}
+
+    async def hit(self, counter: Counter, key: str, now: float) -> Decision | None:
+        if not self.up:
+            mono = self._monotonic()
+            if mono < self._quiet_until:
+                return None
+            self._quiet_until = mono + PROBE_INTERVAL  # while down, one probe at a time
+        try:
+            decision = await self._decide(counter, key, now)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down(exc)
+            return None
+        if not self.up:
+            self.up = True
+            log.warning("limiter store %s is back: limits apply again", self.name)
+            if self._on_status is not None:
+                self._on_status(self.name, "up")
+        self._remember(counter.id, key, decision, now)
+        return decision
+
+    async def _decide(self, counter: Counter, key: str, now: float) -> Decision:
+        alg = counter.algorithm
+        base = f"{KEY_PREFIX}{counter.id}:"
+        if isinstance(alg, FixedWindow):
+            reset = alg.period - now % alg.period
+            w = alg.window(now)
+            count = await self._fixed(keys=[f"{base}{w}:{key}"], args=[math.ceil((reset + 1) * 1000)])
+            return alg.decision(int(count), now)
+        if isinstance(alg, SlidingWindow):
+            w = alg.window(now)
+            elapsed = now - w * alg.period
+            ttl = math.ceil((2 * alg.period - elapsed + 1) * 1000)
+            ok, prev, cur = await self._sliding(
+                keys=[f"{base}{w}:{key}", f"{base}{w - 1}:{key}"],
+                args=[alg.limit, repr(alg.period), repr(elapsed), repr(EPS), ttl],
+            )
+            return alg.decision(bool(ok), int(prev), int(cur), elapsed)
+        now_us = round(now * US)
+        if alg.limit <= 0:
+            return alg.decision(False, now_us, now_us)
+        ok, tat = await self._gcra(keys=[f"{base}{key}"], args=[now_us, alg.interval_us, alg.period_us])
+        return alg.decision(bool(ok), int(tat), now_us)
+
+    def _down(self, exc: BaseException) -> None:
+        if self.up:
+            self.up = False
+            log.warning(
+                "limiter store %s is unreachable (%s): failing open, requests pass unlimited until it is back",
+                self.name,
+                exc.__class__.__name__,
+            )
+            if self._on_status is not None:
+                self._on_status(self.name, "down")
+        self._quiet_until = self._monotonic() + PROBE_INTERVAL
+
+    def _remember(self, cid: str, key: str, d: Decision, now: float) -> None:
+        # Hot keys as this process last saw them: the counts are the shared (global) ones.
+        seen = self._seen.get(cid)
+        if seen is None:
+            seen = self._seen[cid] = {}
+        if len(seen) >= _MAX_SEEN and key not in seen:
+            for k in [k for k, (_, until) in seen.items() if until <= now]:
+                del seen[k]
+            if len(seen) >= _MAX_SEEN:
+                seen.clear()
+        seen[key] = (d.count, now + d.reset)
+
+    def top(self, counter: Counter, n: int, now: float) -> list[KeyUsage]:
+        seen = self._seen.get(counter.id, {})
+        live = (KeyUsage(k, c, until - now) for k, (c, until) in seen.items() if until > now and c > 0)
+        return heapq.nlargest(n, live, key=lambda u: u.count)
+
+    async def ping(self) -> bool:
+        """True when Redis answers; used at start-up to say early that it is missing."""
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError, TimeoutError):
+            return False
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def open_store(url: str, on_status: StatusCallback | None = None) -> MemoryStore | RedisStore:
+    """'memory' or a redis:// (rediss://, unix://) URL."""
+    if url == "memory":
+        return MemoryStore()
+    return RedisStore(url, on_status)

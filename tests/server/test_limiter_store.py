@@ -1,0 +1,185 @@
+"""Stores: memory and a real redis-server give the same decisions; Redis is exact under concurrency and
+fails open (once-logged, reported) while it is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import pytest
+import redis.asyncio as aioredis
+
+from server.limiter import make_algorithm
+from server.limiter_store import KEY_PREFIX, PROBE_INTERVAL, Counter, MemoryStore, RedisStore, counter_id, redact
+from tests.conftest import RedisServer
+
+T0 = 1_700_000_400.0
+ALL = ("fixed_window", "sliding_window", "gcra")
+pytestmark = pytest.mark.redis
+
+
+def counter(name: str, limit: int, period: float, kind: str = "throttle", rule: str = "r") -> Counter:
+    return Counter(counter_id(kind, rule, period), make_algorithm(name, limit, period))
+
+
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_redis_decides_exactly_like_memory(redis_server: RedisServer, name: str) -> None:
+    """The Lua scripts and the in-process algorithms agree field for field on a random script."""
+    store = RedisStore(redis_server.url)
+    try:
+        for seed in range(3):
+            rng = random.Random(seed)
+            limit, period = rng.randint(1, 6), rng.choice([0.5, 1.0, 7.0])
+            mem, red = counter(name, limit, period), counter(name, limit, period, rule=f"{name}-{seed}")
+            now = T0 + rng.random()
+            for _ in range(150):
+                now += rng.expovariate(2 * limit / period)
+                key = rng.choice(["a", "b", "c"])
+                want = await MemoryStore().hit(mem, key, now)
+                got = await store.hit(red, key, now)
+                assert got == want, (seed, now, key)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_redis_admits_exactly_the_limit_of_200_concurrent(redis_server: RedisServer, name: str) -> None:
+    """Four independent clients (four pools, like four worker processes) race on one key."""
+    stores = [RedisStore(redis_server.url) for _ in range(4)]
+    try:
+        c = counter(name, 23, 60.0)
+        now = T0 + 10.0
+        got = await asyncio.gather(*(stores[i % 4].hit(c, "k", now) for i in range(200)))
+        assert all(d is not None for d in got)
+        assert sum(d.allowed for d in got if d is not None) == 23
+        remaining = sorted(d.remaining for d in got if d is not None and d.allowed)
+        assert remaining == list(range(23))  # every admitted request saw its own, distinct count
+    finally:
+        for s in stores:
+            await s.aclose()
+
+
+async def test_track_and_throttle_of_one_name_do_not_share_a_counter(redis_server: RedisServer) -> None:
+    store = RedisStore(redis_server.url)
+    try:
+        throttle = counter("fixed_window", 2, 60.0, kind="throttle", rule="same")
+        track = counter("fixed_window", 2, 60.0, kind="track", rule="same")
+        for _ in range(5):
+            await store.hit(track, "k", T0)
+        d = await store.hit(throttle, "k", T0)
+        assert d is not None and d.allowed and d.count == 1
+    finally:
+        await store.aclose()
+
+
+async def test_keys_expire_and_hot_keys_are_reported(redis_server: RedisServer) -> None:
+    import time
+
+    store = RedisStore(redis_server.url)
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        now = time.time()
+        for name in ALL:
+            c = counter(name, 50, 30.0, rule=name)
+            for key, n in (("ip:1", 4), ("ip:2", 7)):
+                for _ in range(n):
+                    await store.hit(c, key, now)
+            top = store.top(c, 5, now)
+            assert [(u.key, u.count) for u in top] == [("ip:2", 7), ("ip:1", 4)]
+            assert all(0 < u.reset <= 30.0 for u in top)
+        keys = [k async for k in raw.scan_iter(match=KEY_PREFIX + "*")]
+        assert len(keys) == 6
+        ttls = [await raw.pttl(k) for k in keys]
+        assert all(0 < t <= 62_000 for t in ttls), ttls  # nothing lives forever
+    finally:
+        await raw.aclose()
+        await store.aclose()
+
+
+async def test_fails_open_once_logged_and_reported_then_recovers(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[tuple[str, str]] = []
+    mono = FakeMonotonic()
+    store = RedisStore(redis_server.url, lambda store, status: events.append((store, status)), monotonic=mono)
+    c = counter("fixed_window", 1, 60.0)
+    try:
+        d = await store.hit(c, "k", T0)
+        assert d is not None and d.allowed
+        d = await store.hit(c, "k", T0)
+        assert d is not None and not d.allowed
+
+        redis_server.kill()
+        caplog.set_level(logging.WARNING, logger="syncbed.limiter")
+        for _ in range(20):
+            assert await store.hit(c, "k", T0) is None  # fail open: no decision, the request passes
+            mono.t += PROBE_INTERVAL / 3
+        assert events == [(store.name, "down")]
+        down_logs = [r for r in caplog.records if "unreachable" in r.getMessage()]
+        assert len(down_logs) == 1 and store.up is False
+
+        redis_server.start()  # same port, empty: counting starts over
+        mono.t += PROBE_INTERVAL
+        d = await store.hit(c, "k", T0)
+        assert d is not None and d.allowed
+        d = await store.hit(c, "k", T0)
+        assert d is not None and not d.allowed  # limits apply again
+        assert events == [(store.name, "down"), (store.name, "up")]
+        assert store.up is True
+    finally:
+        await store.aclose()
+
+
+async def test_while_down_requests_do_not_wait_for_redis(redis_server: RedisServer) -> None:
+    mono = FakeMonotonic()
+    store = RedisStore(redis_server.url, monotonic=mono)
+    c = counter("gcra", 5, 1.0)
+    try:
+        redis_server.kill()
+        assert await store.hit(c, "k", T0) is None
+        # Within the quiet interval no connection is even tried: the pool is never asked.
+        calls = 0
+        real = store._decide
+
+        async def counting(*args: object) -> object:
+            nonlocal calls
+            calls += 1
+            return await real(*args)  # type: ignore[arg-type]
+
+        store._decide = counting  # type: ignore[method-assign,assignment]
+        for _ in range(50):
+            assert await store.hit(c, "k", T0) is None
+        assert calls == 0
+        mono.t += PROBE_INTERVAL
+        assert await store.hit(c, "k", T0) is None
+        assert calls == 1
+    finally:
+        await store.aclose()
+
+
+async def test_memory_store_is_the_algorithm_itself() -> None:
+    store = MemoryStore()
+    c = counter("fixed_window", 2, 1.0)
+    got = [await store.hit(c, "k", T0) for _ in range(3)]
+    assert [d.allowed for d in got] == [True, True, False]
+    assert [(u.key, u.count) for u in store.top(c, 5, T0)] == [("k", 3)]
+
+
+def test_redact_hides_the_password_only() -> None:
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact("redis://user:s3cret@host:6380/2") == "redis://user:***@host:6380/2"
+    assert "s3cret" not in redact("rediss://:s3cret@host/0")
+
+
+def test_counter_ids_separate_kind_name_and_period() -> None:
+    ids = {counter_id(k, n, p) for k in ("throttle", "track") for n in ("a", "b") for p in (1.0, 60.0)}
+    assert len(ids) == 8
