@@ -217,12 +217,14 @@ class RedisStore:
         live = (KeyUsage(k, c, until - now) for k, (c, until) in seen.items() if until > now and c > 0)
         return heapq.nlargest(n, live, key=lambda u: u.count)
 
-    async def ping(self) -> bool:
-        """True when Redis answers; used at start-up to say early that it is missing."""
+    async def probe(self) -> bool:
+        """Ask Redis now (at start-up): a missing Redis is logged and reported before any request."""
         try:
-            return bool(await self._redis.ping())
-        except (RedisError, OSError, TimeoutError):
+            await self._redis.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down(exc)
             return False
+        return True
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -1,0 +1,109 @@
+"""Who is the client: the socket peer, or what trusted proxies say about it (rightmost untrusted hop)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+_CACHE_MAX = 4096
+
+
+def parse_ip(text: str) -> str | None:
+    """A normalised address from a header hop ('1.2.3.4:80', '[::1]:80', '"[::1]"'), or None."""
+    s = text.strip().strip('"')
+    if s.startswith("["):
+        end = s.find("]")
+        if end < 0:
+            return None
+        s = s[1:end]
+    elif s.count(":") == 1:
+        s = s.split(":", 1)[0]  # IPv4 with a port
+    try:
+        ip = ipaddress.ip_address(s)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def forwarded_for(value: str) -> list[str]:
+    """The `for=` of every element of an RFC 7239 Forwarded header, left to right."""
+    hops = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            name, _, val = pair.strip().partition("=")
+            if name.strip().lower() == "for":
+                hops.append(val.strip())
+    return hops
+
+
+class IpSet:
+    """CIDR membership with a small cache: the same few addresses ask again and again."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        self.cidrs = tuple(cidrs)
+        self._nets: list[IpNetwork] = [ipaddress.ip_network(c.strip(), strict=False) for c in self.cidrs]
+        self._cache: dict[str, bool] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._nets)
+
+    def __contains__(self, ip: str) -> bool:
+        hit = self._cache.get(ip)
+        if hit is not None:
+            return hit
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            found = False
+        else:
+            found = any(addr in net for net in self._nets if net.version == addr.version)
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[ip] = found
+        return found
+
+
+def check_cidrs(cidrs: Iterable[str], where: str) -> None:
+    """Raise ValueError naming the setting when one entry is not an address or CIDR range."""
+    for c in cidrs:
+        try:
+            ipaddress.ip_network(c.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{where}: {c!r} is not an IP address or CIDR range") from None
+
+
+class ClientIp:
+    """Resolves the client address of a request.
+
+    X-Forwarded-For (or, when absent, Forwarded) is read only when the socket peer is a trusted
+    proxy, and then from the right: each trusted hop vouches for the one before it, and the first
+    untrusted (or unparseable) hop is the client. The leftmost entry is whatever the client sent.
+    """
+
+    def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
+        self.trusted = IpSet(trusted_proxies)
+        self.any_trusted = bool(self.trusted)
+
+    def resolve(self, peer: str | None, xff: str | None = None, forwarded: str | None = None) -> str:
+        if not peer:
+            return "unknown"
+        client = parse_ip(peer) or peer if peer.startswith("::ffff:") else peer
+        if not self.any_trusted or client not in self.trusted:
+            return client
+        if xff is not None:
+            hops = xff.split(",")
+        elif forwarded is not None:
+            hops = forwarded_for(forwarded)
+        else:
+            return client
+        for raw in reversed(hops):
+            if client not in self.trusted:
+                break
+            hop = parse_ip(raw)
+            if hop is None:
+                break  # garbage, 'unknown' or an obfuscated name: the last trusted hop is all we know
+            client = hop
+        return client

@@ -1,0 +1,436 @@
+"""The rule engine (safelist, blocklist, throttles, tracks), its ASGI middleware and the limiter view."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.client_ip import ClientIp, IpSet, check_cidrs
+from server.config import ConfigError, ThrottleRule, parse_period
+from server.limiter import Decision, make_algorithm
+from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
+from server.responses import JSONResponse, error_response, send_json
+from syncbed import contract
+
+if TYPE_CHECKING:
+    from server.config import LimitsSettings, Settings
+    from server.events import EventBus
+    from server.state import AppState
+
+log = logging.getLogger("syncbed.limiter")
+
+UserLookup = Callable[[str | None], Awaitable[str | None]]
+
+
+def sf_string(text: str) -> str:
+    """An RFC 8941 sf-string: printable ASCII in quotes, with \\ and " escaped."""
+    safe = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(eq=False)
+class Rule:
+    """One throttle or track, with its counters; limit, period and enabled can change live."""
+
+    name: str
+    kind: str  # "throttle" | "track"
+    limit: int
+    period: float
+    key: str  # "ip" | "user" | "ip+user"
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    algorithm: str = "fixed_window"
+    enabled: bool = True
+    counter: Counter = field(init=False)
+    label: str = field(init=False)  # the rule's sf-string in the RateLimit fields
+    policy: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = sf_string(self.name)
+        self._exact = frozenset(p for p in self.paths if not p.endswith("*"))
+        self._prefixes = tuple(p[:-1] for p in self.paths if p.endswith("*"))
+        self._methods = frozenset(m.upper() for m in self.methods)
+        self.reset_counter()
+
+    @classmethod
+    def from_config(cls, r: ThrottleRule, kind: str) -> Rule:
+        return cls(r.name, kind, r.limit, r.period, r.key, r.paths, r.methods, r.algorithm)
+
+    def reset_counter(self) -> None:
+        # The period is part of the counter's identity: a changed period starts fresh counters.
+        self.counter = Counter(
+            counter_id(self.kind, self.name, self.period), make_algorithm(self.algorithm, self.limit, self.period)
+        )
+        self._set_policy()
+
+    def set_limit(self, limit: int) -> None:
+        self.limit = limit
+        self.counter.algorithm.set_limit(limit)
+        self._set_policy()
+
+    def _set_policy(self) -> None:
+        self.policy = f"{self.label};q={self.limit};w={max(1, math.ceil(self.period))}"
+
+    def matches(self, method: str, path: str) -> bool:
+        if self._methods and method not in self._methods:
+            return False
+        if not self.paths:
+            return True
+        return path in self._exact or any(path.startswith(p) for p in self._prefixes)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "limit": self.limit,
+            "period": self.period,
+            "key": self.key,
+            "paths": list(self.paths),
+            "methods": list(self.methods),
+            "algorithm": self.algorithm,
+            "enabled": self.enabled,
+        }
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What the engine decided for one request."""
+
+    ip: str
+    blocked: bool = False
+    safelisted: bool = False
+    refused: Rule | None = None
+    decision: Decision | None = None  # the refusing rule's
+    key: str = ""
+    user: str | None = None
+    user_known: bool = False
+    matched: list[tuple[Rule, Decision]] = field(default_factory=list)  # throttles, for the headers
+
+
+class Limiter:
+    """Rack::Attack's order: safelist (pass) -> blocklist (403) -> throttles (first over its limit
+    answers 429; later ones are not counted) -> tracks (count, never refuse)."""
+
+    def __init__(
+        self,
+        limits: LimitsSettings,
+        store: Store | None = None,
+        *,
+        user_for: UserLookup | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        check_cidrs(limits.trusted_proxies, "limits.trusted_proxies")
+        check_cidrs(limits.safelist, "limits.safelist")
+        check_cidrs(limits.blocklist, "limits.blocklist")
+        self.enabled = limits.enabled
+        self.dry_run = limits.dry_run
+        self.store: Store = store or MemoryStore()
+        self.clock = clock
+        self.client_ip = ClientIp(limits.trusted_proxies)
+        self.safelist = IpSet(limits.safelist)
+        self.blocklist = IpSet(limits.blocklist)
+        self._lists = bool(self.safelist) or bool(self.blocklist)
+        self.throttles = [Rule.from_config(r, "throttle") for r in limits.throttles]
+        self.tracks = [Rule.from_config(r, "track") for r in limits.tracks]
+        self._user_for = user_for
+
+    async def user(self, v: Verdict, authorization: str | None) -> str | None:
+        if not v.user_known:
+            v.user_known = True
+            if authorization and self._user_for is not None:
+                v.user = await self._user_for(authorization)
+        return v.user
+
+    async def _key(self, rule: Rule, v: Verdict, authorization: str | None) -> str:
+        if rule.key == "ip":
+            return "ip:" + v.ip
+        user = await self.user(v, authorization)
+        if user is None:
+            return "ip:" + v.ip  # no valid token: the address is all we know
+        return "user:" + user if rule.key == "user" else f"ip:{v.ip}+user:{user}"
+
+    async def check(self, method: str, path: str, ip: str, authorization: str | None = None) -> Verdict:
+        v = Verdict(ip)
+        if self._lists:
+            if ip in self.safelist:
+                v.safelisted = True
+                return v
+            if ip in self.blocklist:
+                v.blocked = True
+                return v
+        if not self.enabled:
+            return v
+        now = self.clock()
+        store = self.store
+        for rule in self.throttles:
+            if not rule.enabled or not rule.matches(method, path):
+                continue
+            key = await self._key(rule, v, authorization)
+            d = await store.hit(rule.counter, key, now)
+            if d is None:
+                continue  # the store is down: fail open
+            v.matched.append((rule, d))
+            if not d.allowed and v.refused is None:
+                v.refused, v.decision, v.key = rule, d, key
+                if not self.dry_run:
+                    return v
+        for rule in self.tracks:
+            if rule.enabled and rule.matches(method, path):
+                await store.hit(rule.counter, await self._key(rule, v, authorization), now)
+        return v
+
+    # --- live edits and views -----------------------------------------------------------------
+
+    def rule(self, name: str, kind: str | None = None) -> Rule:
+        for r in (*self.throttles, *self.tracks):
+            if r.name == name and (kind is None or r.kind == kind):
+                return r
+        raise KeyError(name)
+
+    def update_limit(
+        self,
+        name: str,
+        limit: int | None = None,
+        period: float | str | None = None,
+        enabled: bool | None = None,
+        kind: str | None = None,
+    ) -> dict[str, object]:
+        """Change one rule live (a throttle unless kind='track'); KeyError if unknown, ValueError if bad."""
+        rule = self.rule(name, kind or ("throttle" if any(r.name == name for r in self.throttles) else None))
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be an integer >= 0, got {limit!r}")
+        if enabled is not None and not isinstance(enabled, bool):
+            raise ValueError(f"enabled must be true or false, got {enabled!r}")
+        seconds = None
+        if period is not None:
+            try:
+                seconds = parse_period(period)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+            if not math.isfinite(seconds):
+                raise ValueError(f"period must be finite, got {period!r}")
+        if limit is not None and limit != rule.limit:
+            rule.set_limit(limit)
+        if seconds is not None and seconds != rule.period:
+            rule.period = seconds
+            rule.reset_counter()
+        if enabled is not None:
+            rule.enabled = enabled
+        log.info("limiter rule %s changed: %s", name, rule.as_dict())
+        return rule.as_dict()
+
+    def set_mode(self, enabled: bool | None = None, dry_run: bool | None = None) -> None:
+        if enabled is not None:
+            self.enabled = enabled
+        if dry_run is not None:
+            self.dry_run = dry_run
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [r.as_dict() for r in (*self.throttles, *self.tracks)]
+
+    def _rules_by_label(self) -> Iterable[tuple[str, Rule]]:
+        for r in self.throttles:
+            yield r.name, r
+        for r in self.tracks:
+            yield f"track:{r.name}", r
+
+    def top_keys(self, n: int = 5) -> dict[str, list[dict[str, object]]]:
+        """{rule: [{key, count}, ...]}, hottest first; tracks appear as 'track:<name>'."""
+        now = self.clock()
+        return {
+            label: [{"key": u.key, "count": u.count} for u in self.store.top(r.counter, n, now)]
+            for label, r in self._rules_by_label()
+            if r.enabled
+        }
+
+    def describe(self, n: int = 10) -> dict[str, object]:
+        now = self.clock()
+        rules = []
+        for _, r in self._rules_by_label():
+            hot = [
+                {"key": u.key, "count": u.count, "reset": round(u.reset, 3)} for u in self.store.top(r.counter, n, now)
+            ]
+            rules.append({**r.as_dict(), "hot": hot})
+        return {
+            "enabled": self.enabled,
+            "dry_run": self.dry_run,
+            "store": self.store.name,
+            "store_status": "up" if self.store.up else "down",
+            "trusted_proxies": list(self.client_ip.trusted.cidrs),
+            "safelist": list(self.safelist.cidrs),
+            "blocklist": list(self.blocklist.cidrs),
+            "rules": rules,
+        }
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+
+
+async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup | None) -> Limiter:
+    """Build the engine from settings.limits; `limiter.store` events report store outages."""
+    limits = settings.limits
+
+    def on_status(store: str, status: str) -> None:
+        bus.publish(contract.EV_LIMITER_STORE, store=store, status=status)
+
+    store = open_store(limits.store, on_status)
+    if isinstance(store, MemoryStore) and settings.server.workers > 1:
+        log.warning(
+            "limiter store is 'memory' with %d workers: each worker counts on its own, so every limit "
+            "is multiplied by up to %d; use limits.store = 'redis://...' to share the counters",
+            settings.server.workers,
+            settings.server.workers,
+        )
+    if isinstance(store, RedisStore):
+        await store.probe()
+    return Limiter(limits, store, user_for=user_for)
+
+
+# --- HTTP -------------------------------------------------------------------------------------
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    found = None
+    for k, v in scope["headers"]:
+        if k == name:
+            # Repeated headers (X-Forwarded-For from several proxies) are one comma-separated list.
+            found = v.decode("latin-1") if found is None else f"{found},{v.decode('latin-1')}"
+    return found
+
+
+def _int_or_none(raw: str | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 12 else None
+
+
+def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes, bytes]]:
+    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11), one item per rule."""
+    policy = ", ".join(r.policy for r, _ in matched)
+    state = ", ".join(f"{r.label};r={d.remaining};t={max(0, math.ceil(d.reset))}" for r, d in matched)
+    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
+
+
+class ThrottleMiddleware:
+    """Applies the engine to every HTTP request and adds the RateLimit fields to every answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state: AppState | None = getattr(scope["app"].state, "syncbed", None) if scope["type"] == "http" else None
+        limiter: Limiter | None = state.limiter if state is not None else None
+        if state is None or limiter is None:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        peer = client[0] if client else None
+        resolver = limiter.client_ip
+        if resolver.any_trusted:
+            ip = resolver.resolve(peer, _header(scope, b"x-forwarded-for"), _header(scope, b"forwarded"))
+        else:
+            ip = resolver.resolve(peer)
+        authorization = _header(scope, b"authorization")
+        v = await limiter.check(scope["method"], scope["path"], ip, authorization)
+        st = scope.setdefault("state", {})
+        if v.user is not None:
+            st["syncbed.user"] = v.user
+        if v.blocked:
+            st["syncbed.error"] = contract.E_FORBIDDEN
+            log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
+            response = error_response(
+                403, contract.E_FORBIDDEN, f"Requests from {ip} are refused by the server's blocklist."
+            )
+            await response(scope, receive, send)
+            return
+        if v.refused is not None:
+            await self._report(limiter, state, scope, v, authorization)
+            if not limiter.dry_run:
+                await self._refuse(scope, send, v)
+                return
+        if not v.matched:
+            await self.app(scope, receive, send)
+            return
+        extra = ratelimit_headers(v.matched)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _refuse(self, scope: Scope, send: Send, v: Verdict) -> None:
+        rule, d = v.refused, v.decision
+        assert rule is not None and d is not None
+        retry = round(d.retry_after, 3)
+        body = contract.error_body(
+            contract.E_RATE_LIMITED,
+            f"Rate limit {rule.name} exceeded: {rule.limit} requests per {rule.period:g} s; retry in {retry:g} s.",
+            rule=rule.name,
+            retry_after=retry,
+        )
+        headers = [(b"retry-after", str(max(1, math.ceil(d.retry_after))).encode()), *ratelimit_headers(v.matched)]
+        await send_json(send, 429, body, headers)
+
+    async def _report(
+        self, limiter: Limiter, state: AppState, scope: Scope, v: Verdict, authorization: str | None
+    ) -> None:
+        rule, d = v.refused, v.decision
+        assert rule is not None and d is not None
+        user = await limiter.user(v, authorization)  # for the event, even when the rule keys by IP
+        st = scope["state"]
+        if user is not None:
+            st["syncbed.user"] = user
+        st["syncbed.rule"] = rule.name
+        dry = limiter.dry_run
+        if not dry:
+            st["syncbed.error"] = contract.E_RATE_LIMITED
+        log.info(
+            "throttled%s rule=%s key=%s count=%d limit=%d retry_after=%.3f ip=%s user=%s %s %s",
+            " (dry run)" if dry else "", rule.name, v.key, d.count, rule.limit, d.retry_after, v.ip,
+            user or "-", scope["method"], scope["path"],
+        )  # fmt: skip
+        run = _header(scope, b"x-sync-run")
+        state.bus.publish(
+            contract.EV_REQUEST_THROTTLED,
+            run=run[:64] if run else None,
+            batch=_int_or_none(_header(scope, b"x-sync-batch")),
+            attempt=_int_or_none(_header(scope, b"x-sync-attempt")),
+            user=user,
+            ip=v.ip,
+            rule=rule.name,
+            key=v.key,
+            retry_after=round(d.retry_after, 3),
+            dry_run=dry,
+        )
+        if not dry and scope["path"] == contract.SYNC_PATH:
+            state.stats_request(records=0, status=429)
+
+
+async def limiter_view(request: Request) -> Response:
+    """GET /api/v1/limiter (admin token): rules, store, and per rule the hottest keys."""
+    state: AppState = request.app.state.syncbed
+    header = request.headers.get("authorization")
+    if not state.auth.is_admin(header):
+        if await state.auth.user_for_authorization(header) is not None:
+            return error_response(403, contract.E_FORBIDDEN, "The limiter view needs the admin token, not a user's.")
+        return error_response(
+            401,
+            contract.E_UNAUTHORIZED,
+            "The limiter view needs the admin token; send Authorization: Bearer <admin token>.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    limiter: Limiter | None = state.limiter
+    if limiter is None:
+        return error_response(503, contract.E_UNAVAILABLE, "The limiter is not running.")
+    raw = request.query_params.get("top", "10")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        return error_response(400, contract.E_INVALID_REQUEST, f"top must be an integer from 1 to 100, got {raw!r}.")
+    return JSONResponse(limiter.describe(int(raw)))
