@@ -24,6 +24,7 @@ from server.ingest import SyncEndpoint
 from server.responses import JSONResponse, error_response
 from server.state import AppState
 from server.storage import Storage, StorageUnavailable
+from server.throttle import ThrottleMiddleware, limiter_view, open_limiter
 from syncbed import contract
 from syncbed.paths import SERVER_DB_FILE
 
@@ -100,10 +101,13 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             admin_token=admin,
         )
         app.state.syncbed = state
+        state.limiter = await open_limiter(settings, bus, state.auth.user_for_authorization)
+        bus.stats.add_source("limiter", state.limiter.top_keys)
         await bus.start()
         try:
             yield
         finally:
+            await state.limiter.aclose()
             await bus.close()
             await storage.close()
 
@@ -111,8 +115,9 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         Route("/healthz", healthz, methods=["GET"]),
         Route(contract.COUNT_PATH, count, methods=["GET"]),
         Route(contract.SYNC_PATH, SyncEndpoint()),
+        Route(contract.LIMITER_PATH, limiter_view, methods=["GET"]),
     ]
-    middleware = [Middleware(AccessLogMiddleware)]
+    middleware = [Middleware(AccessLogMiddleware), Middleware(ThrottleMiddleware)]
     return Starlette(
         routes=routes,
         middleware=middleware,
