@@ -34,6 +34,7 @@ class Model:
         self.server_stats: dict[str, Any] = {}
         self.last_id: int | None = None
         self.last_ts: float | None = None
+        self.first_ts: float | None = None
         self.lag: float | None = None
         self.events_seen = 0
         self.missed = 0
@@ -57,6 +58,8 @@ class Model:
         if event_id is not None:
             self.last_id = event_id
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        if self.first_ts is None:
+            self.first_ts = ts
         self.lag = max(0.0, now - ts)
         if etype != c.EV_STATS:
             self.log.append(make_entry(data, event_id, ts))
@@ -194,6 +197,7 @@ class Model:
         self.log.clear()
         self.missed = 0
         self.resets = 0
+        self.first_ts = None
         self.version += 1
 
     def summary(self) -> list[str]:

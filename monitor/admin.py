@@ -1,0 +1,56 @@
+"""The server's admin and history API, as the monitor uses it (thin httpx calls)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from syncbed import contract as c
+
+TIMEOUT = httpx.Timeout(10.0)
+FAULT_FIELDS = ("latency_ms", "jitter_ms", "error_rate", "reset_rate")
+
+
+class AdminError(Exception):
+    """The server refused or could not be reached; the message says why."""
+
+
+class AdminClient:
+    def __init__(self, base_url: str, token: str | None, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self._transport = transport
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT, transport=self._transport) as client:
+                response = await client.request(method, self.base_url + path, json=body, headers=self._headers())
+        except httpx.HTTPError as exc:
+            raise AdminError(f"{method} {path}: {exc.__class__.__name__} {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("message") or response.text
+            except ValueError:
+                detail = response.text
+            raise AdminError(f"{method} {path}: {response.status_code} {detail}".strip())
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    async def set_faults(self, **fields: float) -> Any:
+        """PUT the given fault knobs (any of latency_ms, jitter_ms, error_rate, reset_rate)."""
+        unknown = set(fields) - set(FAULT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        return await self._call("PUT", c.FAULTS_PATH, dict(fields))
+
+    async def set_limit(self, rule: str, limit: int) -> Any:
+        return await self._call("PUT", c.LIMITS_PATH, {"rule": rule, "limit": limit})
+
+    async def run_details(self, run: str) -> Any:
+        return await self._call("GET", f"{c.RUNS_PATH}/{run}")

@@ -1,0 +1,286 @@
+"""The Textual monitor: views rendered from the model ten times a second, fed by a stream or a replay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Static
+
+from monitor import format as fmt
+from monitor.admin import AdminClient
+from monitor.eventlog import LOG_FILTERS
+from monitor.export import export_run
+from monitor.model import Clock, Model
+from monitor.replay import ReplayClock, due, read_events
+from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
+from monitor.stream import CONNECTED, STOPPED, StreamFollower
+from monitor.widgets_lanes import LanesView
+from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
+from monitor.widgets_runs import RunsTable
+
+REFRESH_S = 0.1
+STATE_STYLES = {CONNECTED: "bold #3fb950", "replay": "bold #a371f7", "replay done": "bold #a371f7"}
+
+
+class MonitorApp(App[None]):
+    """`server` follows a live stream; `replay` plays a JSON Lines file; neither: fed through `model`."""
+
+    CSS_PATH = "monitor.tcss"
+    TITLE = "syncbed monitor"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("p", "pause", "Pause"),
+        Binding("c", "clear", "Clear"),
+        Binding("f", "filter", "Filter"),
+        Binding("r", "run_filter", "This run"),
+        Binding("d", "details", "Details"),
+        Binding("a", "admin", "Faults"),
+        Binding("x", "export", "Export"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        server: str | None = None,
+        admin_token: str | None = None,
+        replay: Path | None = None,
+        speed: float = 1.0,
+        clock: Clock | None = None,
+        export_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.server = server
+        self.admin_token = admin_token
+        self.replay_path = replay
+        self.export_dir = export_dir or Path.cwd()
+        self.replay_events: list[dict[str, Any]] = read_events(replay) if replay else []
+        self.replay_clock: ReplayClock | None = None
+        if self.replay_events:
+            first, last = self.replay_events[0].get("ts") or 0.0, self.replay_events[-1].get("ts") or 0.0
+            self.replay_clock = ReplayClock(float(first), float(last), speed)
+        self.model = Model(clock=clock or self.replay_clock or time.time)
+        self.paused = False
+        self.log_filter = LOG_FILTERS[0]
+        self.log_this_run = False
+        self.selected: str | None = None
+        self.follow_newest = True
+        self._placed_row: int | None = None  # where the cursor was put; elsewhere means the user moved it
+        self.conn_state = "replay" if replay else (STOPPED if server is None else "connecting")
+        self.conn_detail = ""
+        self.follower: StreamFollower | None = None
+        self.frames = 0
+        self.rendered_ts: float | None = None  # newest event time on screen (for the benchmark's lag)
+
+    # --- layout ----------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="status-bar")
+        yield RunsTable(id="runs")
+        yield LanesView(id="lanes")
+        with Horizontal(id="bottom"):
+            yield ThroughputPanel(id="throughput")
+            yield LimiterPanel(id="limiter")
+            yield LogPanel(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Held directly: while a modal screen is up, app-level queries would search the modal.
+        self.runs_view = self.query_one(RunsTable)
+        self.lanes_view = self.query_one(LanesView)
+        self.throughput_view = self.query_one(ThroughputPanel)
+        self.limiter_view = self.query_one(LimiterPanel)
+        self.log_view = self.query_one(LogPanel)
+        self.status_bar = self.query_one("#status-bar", Static)
+        self.runs_view.border_title = "Runs"
+        self.throughput_view.border_title = "Throughput"
+        self.limiter_view.border_title = "Limiter"
+        self.runs_view.focus()
+        if self.replay_clock is not None:
+            if self.replay_clock.speed <= 0:
+                self.model.ingest_many(self.replay_events)
+                self.conn_state = "replay done"
+            else:
+                self._replay()
+        elif self.server is not None:
+            self._follow()
+        self.refresh_views()
+        self.set_interval(REFRESH_S, self.refresh_views)
+
+    # --- feeding ---------------------------------------------------------
+    @work(exclusive=True, exit_on_error=False, group="feed")
+    async def _follow(self) -> None:
+        assert self.server is not None
+        self.follower = StreamFollower(self.server, self.admin_token, self._on_event, self._on_state)
+        await self.follower.run()
+
+    def _on_event(self, data: dict[str, Any], event_id: int | None) -> None:
+        self.model.ingest(data, event_id)
+
+    def _on_state(self, state: str, detail: str) -> None:
+        self.conn_state, self.conn_detail = state, detail
+
+    @work(exclusive=True, exit_on_error=False, group="feed")
+    async def _replay(self) -> None:
+        clock = self.replay_clock
+        assert clock is not None
+        cursor = 0
+        events = self.replay_events
+        while cursor < len(events):
+            for ev in due(events, cursor, clock()):
+                raw_id = ev.get("id")
+                self.model.ingest(ev, raw_id if isinstance(raw_id, int) else None)
+                cursor += 1
+            await asyncio.sleep(0.02)
+        self.conn_state = "replay done"
+
+    # --- rendering -------------------------------------------------------
+    def refresh_views(self) -> None:
+        """Draw every view from the model (the timer's job; never per event)."""
+        if self.paused or not self.runs_view.is_attached:
+            return
+        now = self.model.now()
+        with self.batch_update():
+            table = self.runs_view
+            self._take_user_selection()
+            added = table.sync(self.model, now)
+            if self.selected not in self.model.runs:
+                self.selected, self.follow_newest = None, True
+            if added and self.follow_newest:
+                self.selected = added[-1]
+            if self.selected is None and self.model.runs:
+                self.selected = next(reversed(self.model.runs))
+            if self.selected is not None:
+                table.select_run(self.selected)
+                self._placed_row = table.cursor_row
+            run = self.model.runs.get(self.selected) if self.selected else None
+            self.lanes_view.show(run, now)
+            self.throughput_view.show(self.model, now)
+            self.limiter_view.show(self.model)
+            log_run = self.selected if self.log_this_run else None
+            self.log_view.show(self.model, self.log_filter, log_run)
+            self.status_bar.update(self.status_text())
+            table.border_subtitle = f"{len(self.model.runs)} runs"
+        self.frames += 1
+        self.rendered_ts = self.model.last_ts
+
+    def status_text(self) -> Text:
+        text = Text()
+        text.append(" syncbed monitor ", style="bold reverse")
+        state = self.conn_state
+        if self.replay_clock is not None and state == "replay":
+            state = f"replay {self.replay_clock.fraction() * 100:.0f}% at {self.replay_clock.speed:g}x"
+        text.append(f" ● {state}", style=STATE_STYLES.get(self.conn_state, "bold #ff9f1c"))
+        if self.server:
+            text.append(f" {self.server}", style="dim")
+        elif self.replay_path:
+            text.append(f" {self.replay_path.name}", style="dim")
+        if self.conn_detail and self.conn_state not in (CONNECTED,):
+            text.append(f" ({fmt.short(self.conn_detail, 50)})", style="dim")
+        if self.server and self.model.lag is not None:
+            text.append(f" │ lag {self.model.lag:.2f}s")
+        text.append(f" │ events {self.model.events_seen:,}")
+        if self.model.last_id is not None:
+            text.append(f" (#{self.model.last_id})", style="dim")
+        if self.model.missed or self.model.resets:
+            text.append(f" │ missed {self.model.missed:,}, resets {self.model.resets}", style="#f85149")
+        if self.paused:
+            text.append(" │ PAUSED", style="bold reverse #ff9f1c")
+        return text
+
+    # --- selection -------------------------------------------------------
+    def _take_user_selection(self) -> None:
+        """A cursor away from where the view put it was moved by the user: select that run."""
+        table = self.runs_view
+        if self._placed_row is None or not table.row_count or table.cursor_row == self._placed_row:
+            return
+        run_id = table.run_at_cursor()
+        if run_id is not None and run_id in self.model.runs:
+            self.selected = run_id
+            self.follow_newest = run_id == next(reversed(self.model.runs))
+        self._placed_row = table.cursor_row
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "runs" and self.is_running and not self.paused:
+            self.refresh_views()  # show the user's pick at once, not at the next tick
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "runs":
+            self.action_details()
+
+    # --- actions ---------------------------------------------------------
+    def action_pause(self) -> None:
+        if not self.paused:
+            self.refresh_views()  # what was last shown stays on screen
+        self.paused = not self.paused
+        if self.replay_clock is not None:
+            self.replay_clock.hold(self.paused)
+        self.status_bar.update(self.status_text())
+
+    def action_clear(self) -> None:
+        self.model.clear()
+        self.selected, self.follow_newest, self._placed_row = None, True, None
+        self.runs_view.sync(self.model, self.model.now())
+        self._redraw_now()
+
+    def action_filter(self) -> None:
+        self.log_filter = LOG_FILTERS[(LOG_FILTERS.index(self.log_filter) + 1) % len(LOG_FILTERS)]
+        self._redraw_now()
+
+    def action_run_filter(self) -> None:
+        self.log_this_run = not self.log_this_run
+        self._redraw_now()
+
+    def _redraw_now(self) -> None:
+        was, self.paused = self.paused, False
+        self.refresh_views()
+        self.paused = was
+        self.status_bar.update(self.status_text())
+
+    def _admin(self) -> AdminClient | None:
+        return AdminClient(self.server, self.admin_token) if self.server else None
+
+    def action_details(self) -> None:
+        run = self.model.runs.get(self.selected) if self.selected else None
+        if run is None:
+            self.notify("no run selected", severity="warning")
+            return
+        self.push_screen(RunDetailsScreen(run, self._admin()))
+
+    def action_admin(self) -> None:
+        admin = self._admin()
+        if admin is None:
+            self.notify("faults and limits need a live server (--server)", severity="warning")
+            return
+        current: dict[str, Any] = {k: v for k, v in self.model.faults.items()}
+        rule = self.model.limiter.rules.get("sync/user")
+        if rule is not None and rule.limit is not None:
+            current["limit"] = rule.limit
+        self.push_screen(AdminScreen(admin, current), self._admin_done)
+
+    def _admin_done(self, result: str | None) -> None:
+        if result:
+            self.notify(result, title="server changed")
+
+    def action_export(self) -> None:
+        run = self.model.runs.get(self.selected) if self.selected else None
+        if run is None:
+            self.notify("no run selected", severity="warning")
+            return
+        try:
+            events, batches = export_run(run, self.export_dir)
+        except OSError as exc:
+            self.notify(f"export failed: {exc}", severity="error")
+            return
+        self.notify(f"{events}\n{batches}", title=f"exported {run.run}")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())

@@ -1,0 +1,37 @@
+"""Exporting a run: its events as JSON Lines (replayable) and its attempts as CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+from monitor.runs import Run
+from monitor.screens import DETAIL_COLUMNS, model_rows
+
+EXTRA_COLUMNS = ("start_ts", "end_ts")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:64] or "run"
+
+
+def export_run(run: Run, directory: Path) -> tuple[Path, Path]:
+    """Write run-<id>.jsonl and run-<id>-batches.csv into `directory`; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = f"run-{_safe(run.run)}"
+    events_path = directory / f"{stem}.jsonl"
+    batches_path = directory / f"{stem}-batches.csv"
+    with events_path.open("w", encoding="utf-8") as fh:
+        for event in run.events:
+            fh.write(json.dumps(event, default=str) + "\n")
+    rows = model_rows(run)
+    attempts = [att for history in run.batches.values() for att in history]
+    with batches_path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=[*DETAIL_COLUMNS, *EXTRA_COLUMNS])
+        writer.writeheader()
+        for row, att in zip(rows, attempts, strict=True):
+            end = "" if att.end is None else f"{att.end:.6f}"
+            writer.writerow({**row, "start_ts": f"{att.start:.6f}", "end_ts": end})
+    return events_path, batches_path

@@ -1,0 +1,50 @@
+"""Small text formatters shared by the views."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+STATUS_STYLES = {
+    "running": "bold #4aa3ff",
+    "complete": "bold #3fb950",
+    "partial": "bold #ff9f1c",
+    "failed": "bold #f85149",
+    "idle": "dim",
+}
+
+
+def bar(fraction: float | None, width: int = 10) -> Text:
+    """A text progress bar with its percentage; unknown totals show as a dim dash."""
+    if fraction is None:
+        return Text("?".center(width + 5), style="dim")
+    filled = round(fraction * width)
+    text = Text()
+    text.append("█" * filled, style="#3fb950")
+    text.append("░" * (width - filled), style="dim")
+    text.append(f" {fraction * 100:3.0f}%")
+    return text
+
+
+def rate(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    return f"{value:,.0f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+def status(value: str) -> Text:
+    return Text(value, style=STATUS_STYLES.get(value, ""))
+
+
+def short(value: object, width: int = 10) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"

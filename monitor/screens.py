@@ -1,0 +1,220 @@
+"""Modal screens: help, a run's details, and the faults and limits form."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+from monitor.admin import AdminClient, AdminError
+from monitor.runs import Run
+from monitor.widgets_lanes import legend
+
+HELP = """\
+[b]Keys[/b]
+  ↑ ↓        select a run (the newest is followed until you pick another)
+  enter / d  the selected run's details: every batch and attempt
+  p          pause / resume the view (events are still collected; a replay holds)
+  c          clear what was seen
+  f          event log filter: all → throttled → errors
+  r          event log: the selected run only / every run
+  a          faults and limits: latency, jitter, error and reset rates, sync/user limit
+  x          export the selected run: events (JSON Lines) and batches (CSV)
+  ?          this help         q  quit (prints a summary of the runs)
+
+[b]Views[/b]
+  Runs: progress, records/s, ETA, 429s, retries, failed batches, status.
+  Batch lanes: the selected run over time; a lane is one concurrency slot.
+  Throughput: records/s and 429s/s now (large) and over the last minutes.
+  Limiter: each rule's limit and its hottest keys (from the server's stats).
+  Events: the newest events, filtered as the title says.
+"""
+
+DETAIL_COLUMNS = ("batch", "attempt", "state", "status", "error", "records", "stored", "duplicates", "ms", "lane")
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box", classes="modal-box"):
+            yield Static(HELP, id="help-text")
+            yield Static(legend())
+            yield Label("escape closes", classes="dim-label")
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)
+
+
+def model_rows(run: Run) -> list[dict[str, Any]]:
+    """Every attempt the monitor saw for a run, batch by batch."""
+    rows = []
+    for batch, history in run.batches.items():
+        for att in history:
+            rows.append(
+                {
+                    "batch": batch,
+                    "attempt": att.attempt,
+                    "state": att.state,
+                    "status": att.status,
+                    "error": att.error or "",
+                    "records": att.records,
+                    "stored": att.stored,
+                    "duplicates": att.duplicates,
+                    "ms": att.ms if att.ms is not None else "",
+                    "lane": att.lane + 1,
+                }
+            )
+    return rows
+
+
+def server_rows(payload: Any) -> list[dict[str, Any]] | None:
+    """Attempt rows out of GET /api/v1/runs/{id}, whatever list of objects it names them."""
+    if isinstance(payload, dict):
+        for key in ("attempts", "batches", "items"):
+            value = payload.get(key)
+            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+                return value
+    return None
+
+
+class RunDetailsScreen(ModalScreen[None]):
+    """Every batch of a run with its attempts: the server's record when it has one, else the monitor's."""
+
+    BINDINGS = [Binding("escape,q", "close", "Close")]
+
+    def __init__(self, run: Run, admin: AdminClient | None) -> None:
+        super().__init__()
+        self.run_view = run
+        self.admin = admin
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="details-box", classes="modal-box"):
+            yield Label(f"Run {self.run_view.run}", id="details-title")
+            yield Label("", id="details-source", classes="dim-label")
+            yield DataTable(id="details-table", zebra_stripes=True, cursor_type="row")
+            yield Label("escape closes", classes="dim-label")
+
+    def on_mount(self) -> None:
+        self._fill(model_rows(self.run_view), "as seen by the monitor")
+        if self.admin is not None:
+            self._fetch()
+
+    @work(exclusive=True, exit_on_error=False)
+    async def _fetch(self) -> None:
+        assert self.admin is not None
+        try:
+            payload = await self.admin.run_details(self.run_view.run)
+        except AdminError as exc:
+            self.query_one("#details-source", Label).update(f"as seen by the monitor (server: {exc})")
+            return
+        rows = server_rows(payload)
+        if rows:
+            self._fill(rows, "from the server's history")
+
+    def _fill(self, rows: list[dict[str, Any]], source: str) -> None:
+        table: DataTable[Any] = self.query_one("#details-table", DataTable)
+        table.clear(columns=True)
+        columns = [c for c in DETAIL_COLUMNS if any(c in r for r in rows)]
+        columns += [k for r in rows for k in r if k not in columns and not isinstance(r[k], dict | list)]
+        columns = list(dict.fromkeys(columns))
+        for col in columns:
+            table.add_column(col, key=col)
+        for row in rows:
+            table.add_row(*(Text(str(row.get(col, "")) if row.get(col) is not None else "") for col in columns))
+        self.query_one("#details-source", Label).update(f"{len(rows)} attempts, {source}")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+FORM_FIELDS = (
+    ("latency_ms", "latency ms", int),
+    ("jitter_ms", "jitter ms", int),
+    ("error_rate", "error rate 0..1", float),
+    ("reset_rate", "reset rate 0..1", float),
+    ("limit", "sync/user limit", int),
+)
+
+
+def parse_form(values: dict[str, str], current: dict[str, Any]) -> tuple[dict[str, float], int | None]:
+    """(changed fault fields to PUT, new sync/user limit) from the form; ValueError on a bad number."""
+    faults: dict[str, float] = {}
+    limit: int | None = None
+    for key, label, kind in FORM_FIELDS:
+        raw = values.get(key, "").strip()
+        if not raw or (current.get(key) is not None and raw == str(current[key])):
+            continue
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise ValueError(f"{label}: {raw!r} is not a number") from None
+        if value < 0 or (kind is float and value > 1):
+            raise ValueError(f"{label}: {raw} is out of range")
+        if key == "limit":
+            limit = int(value)
+        else:
+            faults[key] = value
+    return faults, limit
+
+
+class AdminScreen(ModalScreen[str | None]):
+    """Change the server's faults and the sync/user limit; enter applies, escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, admin: AdminClient, current: dict[str, Any]) -> None:
+        super().__init__()
+        self.admin = admin
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="admin-box", classes="modal-box"):
+            yield Label("Faults and limits (empty fields stay as they are)", id="admin-title")
+            with Grid(id="admin-grid"):
+                for key, label, _ in FORM_FIELDS:
+                    yield Label(label)
+                    value = self.current.get(key)
+                    yield Input("" if value is None else str(value), id=f"in-{key}", placeholder="unchanged")
+            yield Label("", id="admin-error")
+            yield Button("Apply (enter)", id="apply", variant="primary")
+
+    def on_input_submitted(self) -> None:
+        self._apply()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "apply":
+            self._apply()
+
+    def _apply(self) -> None:
+        values = {key: self.query_one(f"#in-{key}", Input).value for key, _, _ in FORM_FIELDS}
+        try:
+            faults, limit = parse_form(values, self.current)
+        except ValueError as exc:
+            self.query_one("#admin-error", Label).update(str(exc))
+            return
+        self._send(faults, limit)
+
+    @work(exclusive=True, exit_on_error=False)
+    async def _send(self, faults: dict[str, float], limit: int | None) -> None:
+        done = []
+        try:
+            if faults:
+                await self.admin.set_faults(**faults)
+                done.append("faults " + ", ".join(f"{k}={v:g}" for k, v in faults.items()))
+            if limit is not None:
+                await self.admin.set_limit("sync/user", limit)
+                done.append(f"sync/user limit {limit}")
+        except AdminError as exc:
+            self.query_one("#admin-error", Label).update(str(exc))
+            return
+        self.dismiss("set " + "; ".join(done) if done else "nothing changed")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,134 @@
+"""Following the server's event stream: SSE over httpx, resumed with Last-Event-ID after any break."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+from httpx_sse import SSEError, aconnect_sse
+
+from syncbed import contract as c
+
+# Above the server's 15 s heartbeat, so a quiet stream is not taken for a dead one.
+READ_TIMEOUT = 30.0
+CONNECTING = "connecting"
+CONNECTED = "connected"
+RECONNECTING = "reconnecting"
+UNAUTHORIZED = "unauthorized"
+STOPPED = "stopped"
+
+EventSink = Callable[[dict[str, Any], "int | None"], None]
+StateSink = Callable[[str, str], None]
+_decoder = msgspec.json.Decoder()
+
+
+class Backoff:
+    """Exponential backoff with full jitter, reset after a connection that delivered events."""
+
+    def __init__(self, base: float = 0.25, cap: float = 5.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * 2**self.failures)
+        self.failures += 1
+        return self.base / 2 + self._rng.uniform(0, ceiling)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
+    """The data object of one SSE event, with `type` filled from the event name when missing."""
+    try:
+        obj = _decoder.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    if "type" not in obj and event_type:
+        obj["type"] = event_type
+    return obj
+
+
+def parse_id(raw: str) -> int | None:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+class StreamFollower:
+    """Reads GET /api/v1/events forever: hands each event to `on_event`, reports its state to `on_state`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        on_event: EventSink,
+        on_state: StateSink,
+        *,
+        last_id: int | None = None,
+        backoff: Backoff | None = None,
+        read_timeout: float = READ_TIMEOUT,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + c.EVENTS_PATH
+        self.token = token
+        self.on_event = on_event
+        self.on_state = on_state
+        self.last_id = last_id
+        self.backoff = backoff or Backoff()
+        self.timeout = httpx.Timeout(10.0, read=read_timeout)
+        self.params = params or {}
+        self.connections = 0
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if self.last_id is not None:
+            headers[c.HEADER_LAST_EVENT_ID] = str(self.last_id)
+        return headers
+
+    async def run(self) -> None:
+        """Connect, read, and on any break wait a backoff and resume from the last id; never returns."""
+        async with httpx.AsyncClient(timeout=self.timeout) as client:
+            while True:
+                self.on_state(CONNECTING if self.connections == 0 else RECONNECTING, self.url)
+                try:
+                    detail = await self._read(client)
+                except (httpx.HTTPError, SSEError, OSError) as exc:
+                    detail = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+                delay = self.backoff.next_delay()
+                state = UNAUTHORIZED if detail.startswith(("401", "403")) else RECONNECTING
+                if state == UNAUTHORIZED:
+                    delay = max(delay, 2.0)
+                self.on_state(state, f"{detail}; retry in {delay:.1f} s")
+                await asyncio.sleep(delay)
+
+    async def _read(self, client: httpx.AsyncClient) -> str:
+        """One connection; returns why it ended."""
+        async with aconnect_sse(client, "GET", self.url, headers=self._headers(), params=self.params) as source:
+            response = source.response
+            if response.status_code != 200:
+                await response.aread()
+                return f"{response.status_code} {response.text[:200]}".strip()
+            self.connections += 1
+            self.on_state(CONNECTED, self.url)
+            async for sse in source.aiter_sse():
+                data = parse_data(sse.event, sse.data)
+                if data is None:
+                    continue
+                event_id = parse_id(sse.id) if sse.id else None
+                if event_id is not None:
+                    self.last_id = event_id
+                    self.backoff.reset()
+                self.on_event(data, event_id)
+        return "stream ended"

@@ -1,0 +1,161 @@
+"""Batch lanes of the selected run: time left to right, one row per concurrency slot."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual.widget import Widget
+
+from monitor.lanes import FAILED, IN_FLIGHT, STATE_LABELS, STATES, STORED, THROTTLED, WAITING, Attempt
+from monitor.runs import Run
+
+COLORS = {
+    IN_FLIGHT: "#4aa3ff",
+    STORED: "#3fb950",
+    THROTTLED: "#ff9f1c",
+    WAITING: "#a371f7",
+    FAILED: "#f85149",
+}
+# When two attempts share a cell, the more telling state wins.
+PRIORITY = {WAITING: 0, STORED: 1, IN_FLIGHT: 2, THROTTLED: 3, FAILED: 4}
+LABEL_WIDTH = 3
+NICE_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+def legend() -> Text:
+    text = Text()
+    for state in STATES:
+        mark = "╌╌" if state == WAITING else "██"
+        text.append(mark, style=COLORS[state])
+        text.append(f" {STATE_LABELS[state]}  ")
+    return text
+
+
+def time_window(run: Run, now: float) -> tuple[float, float]:
+    """(start, span) of the run's picture; the span never below 1 s so early bars are not huge."""
+    start = min((a.start for a in run.attempts), default=run.started_at)
+    start = min(start, run.started_at)
+    end = run.finished_at if run.finished_at is not None else max(now, run.last_ts)
+    end = max([end, *(a.end for a in run.attempts if a.end is not None)])
+    return start, max(end - start, 1.0)
+
+
+def _fmt_seconds(value: float) -> str:
+    return f"{value:g}s" if value < 60 else f"{value / 60:g}m"
+
+
+def axis(width: int, span: float) -> Text:
+    """A time axis with nicely spaced labels, `width` cells for `span` seconds."""
+    cells = [" "] * width
+    step = next((s for s in NICE_STEPS if s * width / span >= 9), NICE_STEPS[-1])
+    count = int(span // step) + 1
+    for i in range(count):
+        pos = round(i * step * width / span)
+        label = _fmt_seconds(round(i * step, 3))
+        if pos + len(label) + 1 > width:
+            break
+        cells[pos] = "┊"
+        for j, ch in enumerate(label):
+            cells[pos + 1 + j] = ch
+    text = Text()
+    text.append(" " * LABEL_WIDTH + "".join(cells), style="dim")
+    return text
+
+
+class _Grid:
+    """Cells of lanes x time: a state per cell, the attempt that set it, and its batch label."""
+
+    def __init__(self, lanes: int, width: int, start: float, span: float) -> None:
+        self.width = width
+        self.start = start
+        self.scale = width / span
+        self.state: list[list[str | None]] = [[None] * width for _ in range(lanes)]
+        self.owner: list[list[int]] = [[-1] * width for _ in range(lanes)]
+
+    def cols(self, t0: float, t1: float) -> range:
+        first = min(self.width - 1, max(0, math.floor((t0 - self.start) * self.scale)))
+        last = min(self.width - 1, max(first, math.ceil((t1 - self.start) * self.scale) - 1))
+        return range(first, last + 1)
+
+    def paint(self, lane: int, cols: range, state: str, owner: int) -> None:
+        row, own = self.state[lane], self.owner[lane]
+        for col in cols:
+            current = row[col]
+            if current is None or PRIORITY[state] >= PRIORITY[current]:
+                row[col] = state
+                own[col] = owner
+
+
+def _row_text(grid: _Grid, lane: int, attempts: list[Attempt]) -> Text:
+    text = Text()
+    text.append(f"{lane + 1:>2} ", style="dim")
+    states, owners = grid.state[lane], grid.owner[lane]
+    col = 0
+    while col < grid.width:
+        state, owner = states[col], owners[col]
+        end = col
+        while end + 1 < grid.width and owners[end + 1] == owner and states[end + 1] == state:
+            end += 1
+        length = end - col + 1
+        if state is None:
+            text.append(" " * length)
+        elif state == WAITING:
+            text.append("╌" * length, style=COLORS[WAITING])
+        elif length == 1:
+            text.append("█", style=COLORS[state])
+        else:
+            # The body carries the batch number; a half block at the end keeps neighbours apart.
+            label = str(attempts[owner].batch)[: length - 1].ljust(length - 1)
+            text.append(label, style=f"bold #000000 on {COLORS[state]}")
+            text.append("▌", style=COLORS[state])
+        col = end + 1
+    return text
+
+
+def render_lanes(run: Run, now: float, width: int, height: int) -> list[Text]:
+    """The lanes picture as lines of text: lanes, then a time axis, then the legend."""
+    width = max(width - LABEL_WIDTH, 10)
+    start, span = time_window(run, now)
+    lanes = max(run.lanes.count, 1)
+    rows = max(height - 2, 1)
+    shown = lanes if lanes <= rows else max(rows - 1, 0)
+    grid = _Grid(lanes, width, start, span)
+    attempts = run.attempts
+    for i, att in enumerate(attempts):
+        until = run.waiting_until(att, now)
+        if until is not None and att.end is not None and until > att.end:
+            grid.paint(att.lane, grid.cols(att.end, until), WAITING, i)
+    for i, att in enumerate(attempts):
+        end = att.end if att.end is not None else max(now, att.start)
+        grid.paint(att.lane, grid.cols(att.start, end), att.state, i)
+    lines = [_row_text(grid, lane, attempts) for lane in range(shown)]
+    if shown < lanes:
+        lines.append(Text(f"   … {lanes - shown} more lanes", style="dim"))
+    lines.extend(Text() for _ in range(rows - len(lines)))
+    lines.append(axis(width, span))
+    lines.append(legend())
+    return lines
+
+
+class LanesView(Widget):
+    """Renders `render_lanes` for the run the app selected; refreshed by the app's timer."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._lines: list[Text] = []
+        self._empty = Text("no run yet: waiting for batches", style="dim")
+
+    def show(self, run: Run | None, now: float) -> None:
+        if run is None:
+            self._lines = [self._empty, Text(), legend()]
+            self.border_title = "Batch lanes"
+        else:
+            size = self.content_size
+            self._lines = render_lanes(run, now, size.width, size.height)
+            lanes = run.lanes.count
+            self.border_title = f"Batch lanes · {run.run} · {lanes} lane{'s' if lanes != 1 else ''}"
+        self.refresh()
+
+    def render(self) -> Text:
+        return Text("\n").join(self._lines)

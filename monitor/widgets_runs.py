@@ -1,0 +1,93 @@
+"""The runs table: one row per run, updated cell by cell."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from monitor import format as fmt
+from monitor.model import Model
+from monitor.runs import Run
+
+COLUMNS = (
+    ("run", "Run"),
+    ("user", "User"),
+    ("mode", "Mode"),
+    ("progress", "Progress"),
+    ("rate", "Rec/s"),
+    ("eta", "ETA"),
+    ("throttled", "429s"),
+    ("retries", "Retries"),
+    ("failed", "Failed"),
+    ("status", "Status"),
+)
+
+Cell = str | Text
+
+
+def run_cells(run: Run, now: float) -> dict[str, Cell]:
+    """The table's cells for one run."""
+    mode = run.mode or ("?" if run.announced else "unannounced")
+    if run.concurrency and run.mode:
+        mode = f"{run.mode} x{run.concurrency}"
+    eta = run.eta(now)
+    return {
+        "run": fmt.short(run.run, 12),
+        "user": fmt.short(run.user or "?", 10),
+        "mode": fmt.short(mode, 14),
+        "progress": fmt.bar(run.progress()),
+        "rate": fmt.rate(run.records_per_s(now)),
+        "eta": "done" if run.finished else fmt.duration(eta),
+        "throttled": str(run.throttled),
+        "retries": str(run.retries),
+        "failed": Text(str(run.failed_batches()), style="bold #f85149" if run.failed_batches() else ""),
+        "status": fmt.status(run.display_status(now)),
+    }
+
+
+class RunsTable(DataTable[Cell]):
+    """Rows keyed by run id; each tick only changed cells are written."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self._shown: dict[str, dict[str, str]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def sync(self, model: Model, now: float) -> list[str]:
+        """Make the rows match the model; returns the run ids added."""
+        if any(run_id not in model.runs for run_id in self._shown):
+            self.clear()
+            self._shown.clear()
+        added = []
+        for run_id, run in model.runs.items():
+            cells = run_cells(run, now)
+            plain = {k: str(v) for k, v in cells.items()}
+            shown = self._shown.get(run_id)
+            if shown is None:
+                self.add_row(*(cells[key] for key, _ in COLUMNS), key=run_id)
+                added.append(run_id)
+            else:
+                for key, value in plain.items():
+                    if shown[key] != value:
+                        self.update_cell(run_id, key, cells[key])
+            self._shown[run_id] = plain
+        return added
+
+    def run_at_cursor(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            return str(self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value)
+        except Exception:
+            return None
+
+    def select_run(self, run_id: str) -> None:
+        try:
+            row = self.get_row_index(run_id)
+        except Exception:
+            return
+        if row != self.cursor_row:
+            self.move_cursor(row=row)

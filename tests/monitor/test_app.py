@@ -1,0 +1,233 @@
+"""The app driven by Textual's Pilot: every footer key does what it says; admin calls reach a real server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from textual.widgets import DataTable, Input
+from textual.widgets._footer import FooterKey
+
+from monitor.app import MonitorApp
+from monitor.model import Model
+from monitor.replay import read_events
+from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
+from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
+from tests.monitor.servers import AdminRecorder, serve, url_of
+
+SIZE = (100, 30)
+
+
+def demo_app(path: Path = DEMO, **kwargs: Any) -> MonitorApp:
+    return MonitorApp(replay=path, speed=0, **kwargs)
+
+
+def fed_app(events: list[dict[str, Any]]) -> tuple[MonitorApp, ManualClock]:
+    clock = ManualClock(events[-1]["ts"] if events else 0.0)
+    app = MonitorApp(clock=clock)
+    app.model.ingest_many(events)
+    return app, clock
+
+
+FOOTER = {
+    "q": "quit",
+    "p": "pause",
+    "c": "clear",
+    "f": "filter",
+    "r": "run_filter",
+    "d": "details",
+    "a": "admin",
+    "x": "export",
+    "question_mark": "help",
+}
+
+
+async def test_footer_lists_every_key() -> None:
+    """The footer shows these keys; the tests below press each and check what it does."""
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        keys = {fk.key: fk.action for fk in app.screen.query(FooterKey)}
+        assert keys == FOOTER
+
+
+async def test_newest_run_selected_and_arrows_select() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.selected == "agg-3" and app.follow_newest
+        assert "agg-3" in str(app.lanes_view.border_title)
+        await pilot.press("up")
+        await pilot.pause()
+        assert app.selected == "anon-2" and not app.follow_newest
+        assert "anon-2" in str(app.lanes_view.border_title)
+        app.model.ingest({"type": "batch.received", "ts": app.model.now(), "run": "new-4", "batch": 1,
+                          "attempt": 1, "user": "dave", "records": 5})  # fmt: skip
+        await pilot.pause(0.3)
+        assert app.selected == "anon-2"  # a pick by hand is kept when a newer run appears
+        await pilot.press("down", "down")
+        await pilot.pause(0.2)
+        assert app.selected == "new-4" and app.follow_newest
+
+
+async def test_pause_holds_the_view_and_clear_forgets() -> None:
+    events = load(DEMO)
+    app, _ = fed_app(events[:20])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        rows = app.runs_view.row_count
+        frames = app.frames
+        await pilot.press("p")
+        assert app.paused and "PAUSED" in str(app.status_bar.render())
+        app.model.ingest_many(events[20:])
+        await pilot.pause(0.4)
+        assert app.runs_view.row_count == rows and app.frames == frames + 1  # only the freeze frame
+        await pilot.press("p")
+        await pilot.pause(0.3)
+        assert not app.paused and app.runs_view.row_count == 3
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert not app.model.runs and app.runs_view.row_count == 0 and app.selected is None
+
+
+async def test_log_filters_cycle_and_follow_the_run() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert app.log_filter == "all"
+        await pilot.press("f")
+        assert app.log_filter == "throttled" and "throttled" in str(app.log_view.border_title)
+        assert "429" in str(app.log_view.render()) and "stored" not in str(app.log_view.render())
+        await pilot.press("f")
+        assert app.log_filter == "errors" and "503" in str(app.log_view.render())
+        await pilot.press("f", "r")
+        assert app.log_filter == "all" and app.log_this_run
+        text = str(app.log_view.render())
+        assert "agg-3" in text and "seq-1" not in text and "run agg-3" in str(app.log_view.border_title)
+        await pilot.press("r")
+        assert not app.log_this_run
+
+
+async def test_details_help_and_escape() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("d")
+        await pilot.pause()
+        assert isinstance(app.screen, RunDetailsScreen)
+        table = app.screen.query_one("#details-table", DataTable)
+        assert table.row_count == len(app.model.runs["agg-3"].attempts)
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("enter")  # enter on the runs table opens the details too
+        await pilot.pause()
+        assert isinstance(app.screen, RunDetailsScreen)
+
+
+async def test_export_writes_replayable_events_and_a_batch_table(tmp_path: Path) -> None:
+    app = demo_app(export_dir=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("x")
+        await pilot.pause()
+    events_file = tmp_path / "run-agg-3.jsonl"
+    csv_file = tmp_path / "run-agg-3-batches.csv"
+    exported = read_events(events_file)
+    original = [e for e in load(DEMO) if e.get("run") == "agg-3"]
+    assert exported == original
+    lines = csv_file.read_text().splitlines()
+    assert lines[0].startswith("batch,attempt,state,status") and len(lines) == 1 + len(app.model.runs["agg-3"].attempts)
+    again = Model(clock=ManualClock(original[-1]["ts"]))
+    again.ingest_many(exported)
+    run, before = again.runs["agg-3"], app.model.runs["agg-3"]
+    assert (run.throttled, run.retries, run.records_done, run.lanes.count) == (
+        before.throttled, before.retries, before.records_done, before.lanes.count)  # fmt: skip
+    assert json.loads(events_file.read_text().splitlines()[0])["id"] == original[0]["id"]
+
+
+async def test_admin_without_a_server_says_so() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert not isinstance(app.screen, AdminScreen)
+        assert any("live server" in n.message for n in app._notifications)
+
+
+async def test_admin_form_sends_faults_and_limit_to_a_real_server() -> None:
+    recorder = AdminRecorder("s3cret")
+    async with serve(recorder.app) as server:
+        base = url_of(server)
+        app = MonitorApp(server=base, admin_token="s3cret", clock=ManualClock(0.0))
+        app.model.ingest({"type": "config.changed", "ts": 0.0, "what": "faults", "latency_ms": 300,
+                          "jitter_ms": 0, "error_rate": 0.0, "reset_rate": 0.0})  # fmt: skip
+        app.model.ingest({"type": "stats", "ts": 0.0, "records_per_s": 0, "requests_per_s": 0,
+                          "throttled_per_s": 0, "in_flight": 0, "limiter": {},
+                          "rules": [{"name": "sync/user", "limit": 5, "period": 1}]})  # fmt: skip
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a")
+            await pilot.pause()
+            assert isinstance(app.screen, AdminScreen)
+            assert app.screen.query_one("#in-latency_ms", Input).value == "300"
+            assert app.screen.query_one("#in-limit", Input).value == "5"
+            app.screen.query_one("#in-latency_ms", Input).value = "1200"
+            app.screen.query_one("#in-error_rate", Input).value = "0.25"
+            app.screen.query_one("#in-limit", Input).value = "10"
+            app.screen.query_one("#in-reset_rate", Input).focus()
+            await pilot.press("enter")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if not isinstance(app.screen, AdminScreen):
+                    break
+            assert not isinstance(app.screen, AdminScreen)
+            assert any("sync/user limit 10" in n.message for n in app._notifications)
+            await pilot.press("a")
+            await pilot.pause()
+            app.screen.query_one("#in-error_rate", Input).value = "lots"
+            await pilot.click("#apply")
+            await pilot.pause()
+            assert "not a number" in str(app.screen.query_one("#admin-error").render())
+            await pilot.press("escape")
+    assert recorder.requests[:2] == [
+        ("PUT", "/api/v1/admin/faults", "Bearer s3cret", {"latency_ms": 1200, "error_rate": 0.25}),
+        ("PUT", "/api/v1/admin/limits", "Bearer s3cret", {"rule": "sync/user", "limit": 10}),
+    ]
+    assert len(recorder.requests) == 2  # the bad number was never sent
+
+
+async def test_admin_refusal_is_shown_and_details_come_from_the_server() -> None:
+    recorder = AdminRecorder("right")
+    async with serve(recorder.app) as server:
+        app = MonitorApp(server=url_of(server), admin_token="wrong", clock=ManualClock(0.0))
+        app.model.ingest_many(load(DEMO))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a")
+            await pilot.pause()
+            app.screen.query_one("#in-latency_ms", Input).value = "10"
+            await pilot.click("#apply")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if "401" in str(app.screen.query_one("#admin-error").render()):
+                    break
+            assert "401 bad admin token" in str(app.screen.query_one("#admin-error").render())
+            await pilot.press("escape", "d")
+            for _ in range(100):
+                await pilot.pause(0.05)
+                if "server" in str(app.screen.query_one("#details-source").render()):
+                    break
+            assert "1 attempts, from the server's history" in str(app.screen.query_one("#details-source").render())
+    assert ("GET", "/api/v1/runs/agg-3", "Bearer wrong", None) in recorder.requests
+
+
+async def test_quit_key_exits() -> None:
+    app = demo_app(MIDRUN)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0 and app.model.summary()
