@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 
+from server import schema, tokens
+from server.app import create_app
 from server.client_ip import ClientIp, IpSet, forwarded_for, parse_ip
-from server.config import DEFAULT_THROTTLES, LimitsSettings, ThrottleRule, load_settings
-from server.throttle import Limiter, ratelimit_headers, sf_string
-from syncbed.contract import SYNC_PATH
+from server.config import (
+    DEFAULT_THROTTLES,
+    LimitsSettings,
+    ServerSettings,
+    Settings,
+    ThrottleRule,
+    load_settings,
+    merge_throttles,
+)
+from server.events import EventBus
+from server.state import AppState
+from server.throttle import Limiter, open_limiter, ratelimit_headers, sf_string
+from syncbed.contract import (
+    E_FORBIDDEN,
+    EV_REQUEST_THROTTLED,
+    EVENT_FIELDS,
+    HEADER_ATTEMPT,
+    HEADER_BATCH,
+    HEADER_RATELIMIT,
+    HEADER_RATELIMIT_POLICY,
+    HEADER_RETRY_AFTER,
+    HEADER_RUN,
+    LIMITER_PATH,
+    SYNC_PATH,
+)
+from syncbed.paths import SERVER_DB_FILE
 
 T0 = 1_700_000_400.0
 
@@ -234,3 +268,226 @@ def test_ip_set_matches_cidrs_of_both_families() -> None:
     assert "10.200.0.1" in s and "2001:db8:1::5" in s and "192.0.2.1" in s
     assert "192.0.2.2" not in s and "not-an-ip" not in s and "::1" not in s
     assert not IpSet(())
+
+
+# --- over HTTP: a real uvicorn server in this process, the limiter's clock frozen ------------------
+
+
+@dataclass
+class InProc:
+    url: str
+    app: Starlette
+    data_dir: Path
+
+    @property
+    def state(self) -> AppState:
+        state: AppState = self.app.state.syncbed
+        return state
+
+    def token(self, user: str) -> str:
+        conn = schema.connect(self.data_dir / SERVER_DB_FILE)
+        try:
+            return tokens.create_token(conn, user)
+        finally:
+            conn.close()
+
+    def client(self, source: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(local_address=source)
+        return httpx.AsyncClient(base_url=self.url, transport=transport, headers=headers, timeout=30)
+
+    def events(self, type: str = EV_REQUEST_THROTTLED) -> list[dict[str, object]]:
+        return [e.data for e in self.state.bus.buffer if e.type == type]
+
+
+@contextlib.asynccontextmanager
+async def serve(tmp_path: Path, clock: Clock | None = None, **limits: object) -> AsyncIterator[InProc]:
+    settings = Settings(limits=LimitsSettings(**limits))  # type: ignore[arg-type]
+    app = create_app(settings, data_dir=tmp_path)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    for _ in range(600):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.02)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    srv = InProc(f"http://127.0.0.1:{port}", app, tmp_path)
+    srv.state.limiter.clock = clock or Clock()
+    try:
+        yield srv
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+
+
+def batch(n: int = 1) -> dict[str, object]:
+    return {"pageVisits": [{"id": uuid.uuid4().hex, "url": "https://example.com/", "visitedAt": 1} for _ in range(n)]}
+
+
+async def post_sync(c: httpx.AsyncClient, token: str | None, **headers: str) -> httpx.Response:
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    return await c.post(SYNC_PATH, json=batch(), headers={**auth, **headers})
+
+
+async def test_http_sixth_sync_is_refused_with_every_field_then_admitted_after_the_wait(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="syncbed.limiter")
+    clock = Clock(T0 + 0.58)
+    async with serve(tmp_path, clock) as srv:
+        token = srv.token("alice")
+        async with srv.client() as c:
+            ok = [await post_sync(c, token, **{HEADER_RUN: "r1", HEADER_BATCH: str(i)}) for i in range(5)]
+            assert [r.status_code for r in ok] == [200] * 5
+            assert (
+                ok[0].headers[HEADER_RATELIMIT_POLICY]
+                == '"req/ip";q=300;w=300, "sync/ip";q=10;w=1, "sync/user";q=5;w=1'
+            )
+            assert ok[4].headers[HEADER_RATELIMIT] == '"req/ip";r=295;t=300, "sync/ip";r=5;t=1, "sync/user";r=0;t=1'
+            r = await post_sync(c, token, **{HEADER_RUN: "r1", HEADER_BATCH: "5", HEADER_ATTEMPT: "2"})
+            assert r.status_code == 429
+            assert r.json() == {
+                "error": "rate_limited",
+                "message": "Rate limit sync/user exceeded: 5 requests per 1 s; retry in 0.42 s.",
+                "rule": "sync/user",
+                "retry_after": 0.42,
+            }
+            assert r.headers[HEADER_RETRY_AFTER] == "1"
+            assert r.headers[HEADER_RATELIMIT_POLICY] == '"req/ip";q=300;w=300, "sync/ip";q=10;w=1, "sync/user";q=5;w=1'
+            assert r.headers[HEADER_RATELIMIT] == '"req/ip";r=294;t=300, "sync/ip";r=4;t=1, "sync/user";r=0;t=1'
+            clock.t += 0.42
+            r = await post_sync(c, token)
+            assert r.status_code == 200 and r.headers[HEADER_RATELIMIT].endswith('"sync/user";r=4;t=1')
+        [event] = srv.events()
+        assert {k: event[k] for k in EVENT_FIELDS[EV_REQUEST_THROTTLED]} == {
+            "run": "r1", "batch": 5, "attempt": 2, "user": "alice", "ip": "127.0.0.1",
+            "rule": "sync/user", "key": "user:alice", "retry_after": 0.42,
+        }  # fmt: skip
+        [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("throttled")]
+        assert "rule=sync/user key=user:alice count=6 limit=5" in line
+        assert srv.state.counters.throttled == 1
+
+
+async def test_http_per_user_isolation_and_per_ip_limit(tmp_path: Path) -> None:
+    async with serve(tmp_path) as srv:
+        a, b, c_, d = (srv.token(u) for u in ("alice", "bob", "carol", "dave"))
+        async with srv.client("127.0.0.1") as one, srv.client("127.0.0.2") as two:
+            # Two users on two addresses at 5/s each: both get their 5, and only 5.
+            ra = [(await post_sync(one, a)).status_code for _ in range(6)]
+            rb = [(await post_sync(two, b)).status_code for _ in range(6)]
+            assert ra == rb == [200] * 5 + [429]
+            # One address, three users: the 11th request of that address in the second is refused.
+            rc = [(await post_sync(two, c_)).status_code for _ in range(4)]
+            rd = [await post_sync(two, d) for _ in range(2)]
+            assert rc == [200] * 4 and rd[0].status_code == 429  # 6 + 4 = 10 before it
+            assert rd[0].json()["rule"] == "sync/ip"
+        assert [e["ip"] for e in srv.events()] == ["127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.2"]
+
+
+async def test_http_general_rule_per_ip(tmp_path: Path) -> None:
+    rules = merge_throttles((ThrottleRule("req/ip", 7, 300.0, "ip"),))
+    async with serve(tmp_path, throttles=rules) as srv, srv.client() as c:
+        got = [(await c.get("/healthz")).status_code for _ in range(9)]
+        assert got == [200] * 7 + [429, 429]
+        r = await c.get("/no/such/page")
+        assert r.status_code == 429 and r.json()["rule"] == "req/ip"
+
+
+async def test_http_safelist_and_blocklist(tmp_path: Path) -> None:
+    tiny = (ThrottleRule("req/ip", 1, 300.0, "ip"),)
+    async with (
+        serve(tmp_path, throttles=tiny, safelist=("127.0.0.1",), blocklist=("127.0.0.2/32",)) as srv,
+        srv.client("127.0.0.1") as safe,
+        srv.client("127.0.0.2") as bad,
+    ):
+        for _ in range(5):
+            r = await safe.get("/healthz")
+            assert r.status_code == 200 and HEADER_RATELIMIT not in r.headers
+        r = await bad.get("/healthz")
+        assert r.status_code == 403 and r.json()["error"] == E_FORBIDDEN
+
+
+async def test_http_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+    per_ip = (ThrottleRule("req/ip", 2, 300.0, "ip"),)
+    async with serve(tmp_path, throttles=per_ip, trusted_proxies=("127.0.0.1",)) as srv:
+        async with srv.client() as c:
+            for client in ("198.51.100.1", "198.51.100.2"):
+                xff = {"X-Forwarded-For": f"6.6.6.6, {client}"}
+                got = [(await c.get("/healthz", headers=xff)).status_code for _ in range(3)]
+                assert got == [200, 200, 429]
+        async with srv.client("127.0.0.2") as untrusted:
+            got = [
+                (await untrusted.get("/healthz", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
+                for i in range(3)
+            ]
+            assert got == [200, 200, 429]  # the header is ignored: all three are 127.0.0.2
+        assert [(e["ip"], e["key"]) for e in srv.events()] == [
+            ("198.51.100.1", "ip:198.51.100.1"),
+            ("198.51.100.2", "ip:198.51.100.2"),
+            ("127.0.0.2", "ip:127.0.0.2"),
+        ]
+
+
+async def test_http_disabled_and_dry_run(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="syncbed.limiter")
+    async with serve(tmp_path / "off", enabled=False) as srv:
+        token = srv.token("alice")
+        async with srv.client() as c:
+            got = [await post_sync(c, token) for _ in range(12)]
+        assert {r.status_code for r in got} == {200} and HEADER_RATELIMIT not in got[-1].headers
+        assert srv.events() == []
+    async with serve(tmp_path / "dry", dry_run=True) as srv:
+        token = srv.token("alice")
+        async with srv.client() as c:
+            got = [await post_sync(c, token) for _ in range(7)]
+        assert {r.status_code for r in got} == {200}
+        assert got[-1].headers[HEADER_RATELIMIT].endswith('"sync/user";r=0;t=1')
+        events = srv.events()
+        assert [(e["rule"], e["dry_run"]) for e in events] == [("sync/user", True)] * 2
+        assert sum("throttled (dry run) rule=sync/user" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_http_limiter_view_needs_the_admin_and_shows_hot_keys(tmp_path: Path) -> None:
+    async with serve(tmp_path) as srv:
+        token = srv.token("alice")
+        async with srv.client() as c:
+            for _ in range(3):
+                await post_sync(c, token)
+            assert (await c.get(LIMITER_PATH)).status_code == 401
+            assert (await c.get(LIMITER_PATH, headers={"Authorization": f"Bearer {token}"})).status_code == 403
+            admin = {"Authorization": f"Bearer {srv.state.admin_token}"}
+            assert (await c.get(LIMITER_PATH, params={"top": "x"}, headers=admin)).status_code == 400
+            view = (await c.get(LIMITER_PATH, headers=admin)).json()
+        assert view["store"] == "memory" and view["store_status"] == "up"
+        by_name = {r["name"]: r for r in view["rules"]}
+        assert by_name["sync/user"]["hot"] == [{"key": "user:alice", "count": 3, "reset": 0.75}]
+        assert by_name["req/ip"]["hot"][0]["key"] == "ip:127.0.0.1"
+        assert srv.state.limiter.top_keys()["sync/user"] == [{"key": "user:alice", "count": 3}]
+
+
+async def test_http_live_limit_edit_applies_to_the_next_request(tmp_path: Path) -> None:
+    async with serve(tmp_path) as srv:
+        token = srv.token("alice")
+        async with srv.client() as c:
+            srv.state.limiter.update_limit("sync/user", limit=1)
+            assert [(await post_sync(c, token)).status_code for _ in range(2)] == [200, 429]
+            srv.state.limiter.update_limit("sync/user", enabled=False)
+            assert (await post_sync(c, token)).status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "gcra"])
+async def test_http_200_concurrent_requests_admit_exactly_the_limit(tmp_path: Path, algorithm: str) -> None:
+    rule = ThrottleRule("exact", 37, 60.0, "ip", ("/exact",), (), algorithm)  # type: ignore[arg-type]
+    async with serve(tmp_path, throttles=(rule,)) as srv:
+        limits = httpx.Limits(max_connections=100)
+        async with httpx.AsyncClient(base_url=srv.url, limits=limits, timeout=60) as c:
+            got = await asyncio.gather(*(c.get("/exact") for _ in range(200)))
+    codes = [r.status_code for r in got]
+    assert codes.count(429) == 163 and codes.count(404) == 37  # the path has no route: passing means 404
+
+
+async def test_memory_store_with_several_workers_warns_that_limits_multiply(caplog: pytest.LogCaptureFixture) -> None:
+    settings = Settings(server=ServerSettings(workers=3))
+    lim = await open_limiter(settings, EventBus(), None)
+    assert any("multiplied by up to 3" in r.getMessage() for r in caplog.records)
+    await lim.aclose()
