@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +20,12 @@ from syncbed import contract as c
 @contextlib.asynccontextmanager
 async def serve(app: Any, port: int = 0) -> AsyncIterator[uvicorn.Server]:
     """Run `app` until the block ends; the bound port is `server.servers[0].sockets[0]`."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.should_exit = False  # sse-starlette's shutdown flag is global: a stopped server leaves it set
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(400):
@@ -69,3 +75,46 @@ class AdminRecorder:
         return JSONResponse(
             {"run": run, "attempts": [{"batch": 1, "attempt": 1, "status": 200, "records": 1000, "ms": 301}]}
         )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EventSource:
+    """A tiny event stream server: keeps every event (so a restart loses none) and resumes after Last-Event-ID."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.events: list[tuple[int, str, dict[str, Any]]] = []
+        self.resume_headers: list[str | None] = []
+        self.app = Starlette(routes=[Route(c.EVENTS_PATH, self.stream, methods=["GET"])])
+
+    def publish(self, type_: str, **fields: Any) -> int:
+        event_id = len(self.events) + 1
+        self.events.append((event_id, type_, {"ts": float(event_id), "type": type_, **fields}))
+        return event_id
+
+    async def stream(self, request: Request) -> Any:
+        from sse_starlette import EventSourceResponse
+
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse(c.error_body(c.E_UNAUTHORIZED, "bad admin token"), status_code=401)
+        last = request.headers.get(c.HEADER_LAST_EVENT_ID)
+        self.resume_headers.append(last)
+        after = int(last) if last else 0
+
+        async def frames() -> AsyncIterator[dict[str, Any]]:
+            sent = after
+            while True:
+                while sent < len(self.events):
+                    event_id, type_, data = self.events[sent]
+                    yield {"id": str(event_id), "event": type_, "data": json.dumps(data)}
+                    sent += 1
+                await asyncio.sleep(0.02)
+
+        return EventSourceResponse(frames(), ping=15)

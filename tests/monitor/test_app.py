@@ -14,7 +14,7 @@ from monitor.model import Model
 from monitor.replay import read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
-from tests.monitor.servers import AdminRecorder, serve, url_of
+from tests.monitor.servers import AdminRecorder, EventSource, free_port, serve, url_of
 
 SIZE = (100, 30)
 
@@ -231,3 +231,30 @@ async def test_quit_key_exits() -> None:
         await pilot.press("q")
         await pilot.pause()
     assert app.return_code == 0 and app.model.summary()
+
+
+async def test_app_follows_a_stream_and_shows_connection_and_lag() -> None:
+    source = EventSource("tok")
+    port = free_port()
+    events = load(MIDRUN)
+    for ev in events:
+        source.publish(ev["type"], **{k: v for k, v in ev.items() if k not in ("id", "type", "ts")})
+    clock = ManualClock(float(len(events)) + 0.5)  # the tiny server stamps ts = id
+    app = MonitorApp(server=f"http://127.0.0.1:{port}", admin_token="tok", clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        async with serve(source.app, port):
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if app.model.events_seen == len(events) and app.conn_state == "connected":
+                    break
+            assert app.model.last_id == len(events)
+            await pilot.pause(0.2)
+            status = str(app.status_bar.render())
+            assert "connected" in status and "lag 0.50s" in status and f"events {len(events)}" in status
+            assert app.runs_view.row_count == 3
+        for _ in range(400):
+            await pilot.pause(0.05)
+            if app.conn_state == "reconnecting" and "retry" in app.conn_detail:
+                break
+        await pilot.pause(0.2)
+        assert "reconnecting" in str(app.status_bar.render())

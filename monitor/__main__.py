@@ -1,0 +1,54 @@
+"""`python -m monitor`: follow a server's events live, replay an exported run, or run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from syncbed.paths import read_admin_token
+
+DEFAULT_SERVER = "http://127.0.0.1:3001"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__)
+    parser.add_argument("--server", default=os.environ.get("SYNCBED_SERVER", DEFAULT_SERVER), help="server URL")
+    parser.add_argument("--admin-token", help="the server's admin token (default: read from --data-dir)")
+    parser.add_argument("--data-dir", type=Path, help="the local server's data directory (for its admin token)")
+    parser.add_argument("--replay", type=Path, metavar="FILE.jsonl", help="replay exported events instead")
+    parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 shows the end at once")
+    parser.add_argument("--export-dir", type=Path, default=Path.cwd(), help="where the export key writes")
+    parser.add_argument("--demo", action="store_true", help="start a server and demo clients, and watch them")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
+
+    if args.replay is not None:
+        if not args.replay.is_file():
+            print(f"no such file: {args.replay}", file=sys.stderr)
+            return 2
+        app = MonitorApp(replay=args.replay, speed=args.speed, export_dir=args.export_dir)
+        app.run()
+    elif args.demo:
+        from monitor.demo import Demo
+
+        with Demo() as demo:
+            app = MonitorApp(server=demo.url, admin_token=demo.admin_token, export_dir=args.export_dir)
+            demo.start_clients()
+            app.run()
+    else:
+        token = args.admin_token or read_admin_token(args.data_dir)
+        app = MonitorApp(server=args.server, admin_token=token, export_dir=args.export_dir)
+        app.run()
+    lines = app.model.summary()
+    print("\n".join(lines) if lines else "no runs seen")
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

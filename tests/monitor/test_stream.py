@@ -1,0 +1,98 @@
+"""The stream follower against real SSE servers on 127.0.0.1: resume, reconnect, refusal."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+from monitor.stream import (
+    CONNECTED,
+    RECONNECTING,
+    UNAUTHORIZED,
+    Backoff,
+    StreamFollower,
+    parse_data,
+    parse_id,
+)
+from tests.monitor.servers import EventSource, free_port, serve
+
+
+async def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    for _ in range(int(timeout / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[tuple[int | None, dict[str, Any]]] = []
+        self.states: list[tuple[str, str]] = []
+
+    def event(self, data: dict[str, Any], event_id: int | None) -> None:
+        self.events.append((event_id, data))
+
+    def state(self, state: str, detail: str) -> None:
+        self.states.append((state, detail))
+
+
+async def test_follower_survives_a_restart_and_loses_nothing() -> None:
+    source = EventSource("tok")
+    port = free_port()
+    sink = Sink()
+    follower = StreamFollower(
+        f"http://127.0.0.1:{port}", "tok", sink.event, sink.state, backoff=Backoff(base=0.05, cap=0.3)
+    )
+    for i in range(5):
+        source.publish("batch.received", run="r", batch=i + 1, attempt=1, user="u", records=1)
+    async with serve(source.app, port):
+        task = asyncio.create_task(follower.run())
+        await wait_for(lambda: len(sink.events) == 5)
+    # The server is down now: the follower keeps trying, and the server keeps what happens meanwhile.
+    await wait_for(lambda: sink.states[-1][0] == RECONNECTING and "retry in" in sink.states[-1][1])
+    for i in range(5, 10):
+        source.publish("batch.stored", run="r", batch=i + 1, attempt=1, user="u", records=1, stored=1,
+                       duplicates=0, ms=1)  # fmt: skip
+    async with serve(source.app, port):
+        await wait_for(lambda: len(sink.events) == 10)
+        source.publish("run.finished", run="r", user="u", status="complete", ok_batches=10, failed_batches=0,
+                       seconds=1.0)  # fmt: skip
+        await wait_for(lambda: len(sink.events) == 11)
+        task.cancel()
+    assert [event_id for event_id, _ in sink.events] == list(range(1, 12))
+    assert sink.events[-1][1]["type"] == "run.finished"
+    assert source.resume_headers == [None, "5"]
+    assert [s for s, _ in sink.states].count(CONNECTED) == 2 and follower.last_id == 11
+
+
+async def test_wrong_token_is_reported_and_retried() -> None:
+    source = EventSource("right")
+    sink = Sink()
+    async with serve(source.app) as server:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        follower = StreamFollower(f"http://127.0.0.1:{port}", "wrong", sink.event, sink.state)
+        task = asyncio.create_task(follower.run())
+        await wait_for(lambda: any(s == UNAUTHORIZED for s, _ in sink.states))
+        task.cancel()
+    detail = next(d for s, d in sink.states if s == UNAUTHORIZED)
+    assert detail.startswith("401") and "retry in" in detail and not sink.events
+
+
+def test_read_timeout_outlasts_the_heartbeat() -> None:
+    follower = StreamFollower("http://127.0.0.1:1", None, lambda d, i: None, lambda s, d: None)
+    assert follower.timeout.read is not None and follower.timeout.read > 15
+    assert follower.url == "http://127.0.0.1:1/api/v1/events"
+
+
+def test_parsing_and_backoff() -> None:
+    assert parse_data("stats", '{"ts": 1, "in_flight": 2}') == {"ts": 1, "in_flight": 2, "type": "stats"}
+    assert parse_data("x", "[1]") is None and parse_data("x", "{nope") is None
+    assert parse_id("17") == 17 and parse_id("") is None and parse_id("x") is None
+    backoff = Backoff(base=0.5, cap=4.0, rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(10)]
+    assert all(0.25 <= d <= 4.25 for d in delays) and max(delays) > 1.0
+    backoff.reset()
+    assert backoff.next_delay() <= 0.75
