@@ -14,12 +14,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server import admin as admin_api
+from server import runs, sse
 from server.access_log import AccessLogMiddleware
 from server.admin_token import ensure_admin_token
 from server.auth import Auth
 from server.config import Settings
 from server.events import EventBus
 from server.faults import Faults
+from server.history import History
 from server.ingest import SyncEndpoint
 from server.responses import JSONResponse, error_response
 from server.state import AppState
@@ -101,14 +104,20 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             admin_token=admin,
         )
         app.state.syncbed = state
+        history = History(data_dir / SERVER_DB_FILE)
+        await history.open(bus)  # before any event: ids continue after the last one stored
+        app.state.history = history
+        bus.stats.add_source("faults", faults.snapshot)
         state.limiter = await open_limiter(settings, bus, state.auth.user_for_authorization)
         bus.stats.add_source("limiter", state.limiter.top_keys)
+        bus.stats.add_source("rules", state.limiter.snapshot)
         await bus.start()
         try:
             yield
         finally:
             await state.limiter.aclose()
             await bus.close()
+            await history.close()  # writes what is still queued: the history stays exact
             await storage.close()
 
     routes = [
@@ -116,6 +125,9 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         Route(contract.COUNT_PATH, count, methods=["GET"]),
         Route(contract.SYNC_PATH, SyncEndpoint()),
         Route(contract.LIMITER_PATH, limiter_view, methods=["GET"]),
+        *sse.routes(),
+        *runs.routes(),
+        *admin_api.routes(),
     ]
     middleware = [Middleware(AccessLogMiddleware), Middleware(ThrottleMiddleware)]
     return Starlette(

@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
@@ -27,7 +27,7 @@ class TooManySubscribers(Exception):
 class Event:
     """One published event: its id, type, run, data object and pre-encoded SSE frame."""
 
-    __slots__ = ("_frame", "data", "id", "run", "type")
+    __slots__ = ("_frame", "_json", "data", "id", "run", "type")
 
     def __init__(self, id: int | None, type: str, data: dict[str, object]) -> None:
         self.id = id
@@ -35,11 +35,15 @@ class Event:
         self.data = data
         run = data.get("run")
         self.run = run if isinstance(run, str) else None
+        self._json: bytes | None = None
         self._frame: bytes | None = None
 
     @property
     def json(self) -> bytes:
-        return _encoder.encode(self.data)
+        """The data object as JSON, encoded once."""
+        if self._json is None:
+            self._json = _encoder.encode(self.data)
+        return self._json
 
     @property
     def frame(self) -> bytes:
@@ -155,14 +159,14 @@ class Subscriber:
 class Stats:
     """Counters the request path bumps cheaply; the bus turns them into a 1 Hz `stats` event."""
 
-    __slots__ = ("_limiter_source", "in_flight", "records", "requests", "throttled")
+    __slots__ = ("_sources", "in_flight", "records", "requests", "throttled")
 
     def __init__(self) -> None:
         self.records = 0
         self.requests = 0
         self.throttled = 0
         self.in_flight = 0
-        self._limiter_source: Callable[[], Mapping[str, object]] | None = None
+        self._sources: dict[str, Callable[[], object]] = {}
 
     def count_request(self, records: int = 0, throttled: bool = False) -> None:
         """One sync request answered: `records` stored by it, or `throttled` if a rule refused it."""
@@ -177,18 +181,21 @@ class Stats:
     def request_finished(self) -> None:
         self.in_flight -= 1
 
-    def set_limiter_source(self, source: Callable[[], Mapping[str, object]] | None) -> None:
-        """Where the `limiter` field (rule -> top keys) comes from; None gives {}."""
-        self._limiter_source = source
+    def add_source(self, field: str, source: Callable[[], object] | None) -> None:
+        """Another field for the stats event, read at each tick (e.g. "limiter": rule -> top keys)."""
+        if source is None:
+            self._sources.pop(field, None)
+        else:
+            self._sources[field] = source
 
-    def limiter_top(self) -> Mapping[str, object]:
-        if self._limiter_source is None:
-            return {}
-        try:
-            return self._limiter_source()
-        except Exception:
-            log.exception("limiter top keys failed")
-            return {}
+    def extras(self) -> dict[str, object]:
+        out: dict[str, object] = {"limiter": {}}
+        for field, source in self._sources.items():
+            try:
+                out[field] = source()
+            except Exception:
+                log.exception("stats field %s failed", field)
+        return out
 
 
 class StatsMeter:
@@ -208,7 +215,7 @@ class StatsMeter:
             "requests_per_s": round((s.requests - requests) / dt, 2),
             "throttled_per_s": round((s.throttled - throttled) / dt, 2),
             "in_flight": max(s.in_flight, 0),
-            "limiter": s.limiter_top(),
+            **s.extras(),
         }
 
 

@@ -124,6 +124,10 @@ class Faults:
             log.info("faults changed: %s", ", ".join(f"{k}={v}" for k, v in clean.items()))
         return self.snapshot()
 
+    async def drop_connection(self, send: Send) -> None:
+        """See the module-level drop_connection."""
+        await drop_connection(send)
+
     def snapshot(self) -> dict[str, int | float]:
         return {
             "latency_ms": self.latency_ms,

@@ -14,12 +14,8 @@ from syncbed.contract import EV_BATCH_STORED, EV_STATS, EV_STREAM_DROPPED, EV_ST
 
 def test_publish_adds_id_ts_type_and_keeps_fields() -> None:
     bus = EventBus()
-    bus.publish(
-        EV_BATCH_STORED, run="r1", batch=0, attempt=1, user="u", records=3, stored=3, duplicates=0, ms=1.5
-    )
-    bus.publish(
-        EV_BATCH_STORED, run="r1", batch=1, attempt=1, user="u", records=3, stored=3, duplicates=0, ms=1.5
-    )
+    bus.publish(EV_BATCH_STORED, run="r1", batch=0, attempt=1, user="u", records=3, stored=3, duplicates=0, ms=1.5)
+    bus.publish(EV_BATCH_STORED, run="r1", batch=1, attempt=1, user="u", records=3, stored=3, duplicates=0, ms=1.5)
     first, second = bus.buffer
     assert (first.id, second.id) == (1, 2)
     assert first.data["type"] == EV_BATCH_STORED and isinstance(first.data["ts"], float)
@@ -153,23 +149,26 @@ def test_stats_meter_turns_counters_into_rates() -> None:
     stats.count_request(throttled=True)
     stats.request_started()
     stats.request_finished()
-    stats.set_limiter_source(lambda: {"sync/user": [{"key": "alice", "count": 7}]})
+    stats.add_source("limiter", lambda: {"sync/user": [{"key": "alice", "count": 7}]})
+    stats.add_source("faults", lambda: {"latency_ms": 3})
     tick = meter.tick(now=102.0)
     assert set(EVENT_FIELDS[EV_STATS]) <= set(tick)
     assert tick["records_per_s"] == 750.0 and tick["requests_per_s"] == 1.5 and tick["throttled_per_s"] == 0.5
     assert tick["in_flight"] == 1
     assert tick["limiter"] == {"sync/user": [{"key": "alice", "count": 7}]}
+    assert tick["faults"] == {"latency_ms": 3}
     assert meter.tick(now=103.0)["records_per_s"] == 0.0
 
 
-def test_stats_limiter_source_failure_gives_empty() -> None:
+def test_stats_without_sources_or_with_a_broken_one_still_has_limiter() -> None:
     stats = Stats()
+    assert stats.extras() == {"limiter": {}}
 
     def broken() -> dict[str, object]:
         raise RuntimeError("boom")
 
-    stats.set_limiter_source(broken)
-    assert stats.limiter_top() == {}
+    stats.add_source("limiter", broken)
+    assert stats.extras() == {"limiter": {}}
 
 
 async def test_stats_ticker_publishes() -> None:

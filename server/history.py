@@ -1,0 +1,346 @@
+"""Run history in SQLite: every event that names a run, written off the request path in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiosqlite
+
+from server.events import Event, EventBus
+from server.runview import BATCH_EVENTS, RunView
+from syncbed.contract import EV_BATCH_REJECTED, EV_BATCH_STORED, EV_REQUEST_THROTTLED, EV_RUN_FINISHED, EV_RUN_STARTED
+
+log = logging.getLogger("syncbed.history")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    id INTEGER NOT NULL,
+    run TEXT NOT NULL,
+    type TEXT NOT NULL,
+    ts REAL NOT NULL,
+    batch INTEGER,
+    attempt INTEGER,
+    records INTEGER,
+    stored INTEGER,
+    duplicates INTEGER,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events(run, seq);
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT PRIMARY KEY,
+    user TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    announced INTEGER NOT NULL DEFAULT 0,
+    started REAL NOT NULL,
+    finished REAL,
+    last_ts REAL NOT NULL,
+    total_records INTEGER,
+    total_batches INTEGER,
+    batch_size INTEGER,
+    mode TEXT,
+    concurrency INTEGER,
+    ok_batches INTEGER,
+    failed_batches INTEGER,
+    seconds REAL
+);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
+CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_INSERT_EVENT = (
+    "INSERT INTO events(id, run, type, ts, batch, attempt, records, stored, duplicates, data) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SEEN_RUN = (
+    "INSERT INTO runs(run, user, started, last_ts) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE SET "
+    "last_ts = max(runs.last_ts, excluded.last_ts), user = coalesce(runs.user, excluded.user)"
+)
+_STARTED = (
+    "UPDATE runs SET user = ?, announced = 1, status = 'running', started = min(started, ?), finished = NULL, "
+    "total_records = ?, total_batches = ?, batch_size = ?, mode = ?, concurrency = ? WHERE run = ?"
+)
+_FINISHED = "UPDATE runs SET status = ?, finished = ?, ok_batches = ?, failed_batches = ?, seconds = ? WHERE run = ?"
+_TYPES = ",".join(f"'{t}'" for t in BATCH_EVENTS)
+# The same totals RunView.totals() computes, in SQL, for many runs at once.
+_TOTALS = f"""
+SELECT run,
+    count(DISTINCT CASE WHEN type IN ({_TYPES}) THEN batch END),
+    count(DISTINCT CASE WHEN type = '{EV_BATCH_STORED}' THEN batch END),
+    count(DISTINCT CASE WHEN type IN ({_TYPES}) THEN coalesce(batch, '') || ':' || coalesce(attempt, '') END),
+    total(CASE WHEN type = '{EV_BATCH_STORED}' THEN stored END),
+    total(CASE WHEN type = '{EV_BATCH_STORED}' THEN records END),
+    total(CASE WHEN type = '{EV_BATCH_STORED}' THEN duplicates END),
+    total(type = '{EV_REQUEST_THROTTLED}'),
+    total(type = '{EV_BATCH_REJECTED}'),
+    count(*)
+FROM events WHERE run IN (SELECT value FROM json_each(?)) GROUP BY run
+"""
+TOTAL_KEYS = (
+    "batches_seen",
+    "batches_stored",
+    "attempts",
+    "records_stored",
+    "records_acked",
+    "duplicates",
+    "throttled",
+    "rejected",
+    "events",
+)
+RUN_COLUMNS = (
+    "run",
+    "user",
+    "status",
+    "announced",
+    "started",
+    "finished",
+    "last_ts",
+    "total_records",
+    "total_batches",
+    "batch_size",
+    "mode",
+    "concurrency",
+    "ok_batches",
+    "failed_batches",
+    "seconds",
+)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _row(event: Event) -> tuple[object, ...]:
+    d = event.data
+    return (
+        event.id,
+        event.run,
+        event.type,
+        d.get("ts"),
+        _int(d.get("batch")),
+        _int(d.get("attempt")),
+        _int(d.get("records")),
+        _int(d.get("stored")),
+        _int(d.get("duplicates")),
+        event.json.decode(),
+    )
+
+
+class History:
+    """Taps the bus; a background task drains a bounded queue into SQLite; close() flushes the rest."""
+
+    def __init__(self, path: Path, *, queue_size: int = 200_000, interval: float = 0.2, chunk: int = 5000):
+        self.path = path
+        self.queue_size = queue_size
+        self.interval = interval
+        self.chunk = chunk
+        self.lost = 0
+        self._queue: deque[Event] = deque()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._lock = asyncio.Lock()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._bus: EventBus | None = None
+
+    async def open(self, bus: EventBus | None = None) -> None:
+        """Create the tables, continue the bus's ids after the last one stored, and start writing."""
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        for conn in (self._writer, self._reader):
+            await conn.execute("PRAGMA busy_timeout=30000")
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+        await self._writer.executescript(SCHEMA)
+        if bus is not None:
+            self._bus = bus
+            bus.continue_after(await self.last_id())
+            bus.add_tap(self.tap)
+        self._task = asyncio.create_task(self._run(), name="syncbed-history")
+
+    async def last_id(self) -> int:
+        async with self.reader.execute(
+            "SELECT max(coalesce((SELECT max(id) FROM events), 0), "
+            "coalesce((SELECT CAST(value AS INTEGER) FROM history_meta WHERE key = 'last_id'), 0))"
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise RuntimeError("history is closed")
+        return self._reader
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def tap(self, event: Event) -> None:
+        """Called by the bus for every event: queue the ones that name a run (O(1), never blocks)."""
+        if event.run is None:
+            return
+        if len(self._queue) >= self.queue_size:
+            self.lost += 1
+            if self.lost % 1000 == 1:
+                log.warning("history queue full: %d run events not recorded so far", self.lost)
+            return
+        self._queue.append(event)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            if self._stopping:
+                break
+            await asyncio.sleep(self.interval)  # let a burst gather into one transaction
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything queued so far (readers call this first, so they see their own writes)."""
+        async with self._lock:
+            while self._queue and self._writer is not None:
+                # Copy, commit, then drop: a failed write leaves the events queued for the next try.
+                chunk = [self._queue[i] for i in range(min(self.chunk, len(self._queue)))]
+                try:
+                    await self._write(self._writer, chunk)
+                except (aiosqlite.Error, ValueError) as exc:
+                    log.warning("writing %d run events failed (will retry): %s", len(chunk), exc)
+                    return
+                for _ in chunk:
+                    self._queue.popleft()
+
+    async def _write(self, conn: aiosqlite.Connection, chunk: list[Event]) -> None:
+        seen: dict[str, tuple[object, float, float]] = {}
+        for event in chunk:
+            assert event.run is not None
+            ts = float(event.data.get("ts") or 0.0)  # type: ignore[arg-type]
+            user, first, last = seen.get(event.run, (None, ts, ts))
+            seen[event.run] = (user or event.data.get("user"), min(first, ts), max(last, ts))
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            await conn.executemany(_INSERT_EVENT, [_row(e) for e in chunk])
+            await conn.executemany(_SEEN_RUN, [(run, u, f, la) for run, (u, f, la) in seen.items()])
+            for event in chunk:
+                d = event.data
+                if event.type == EV_RUN_STARTED:
+                    await conn.execute(
+                        _STARTED,
+                        (
+                            d.get("user"),
+                            d.get("ts"),
+                            d.get("total_records"),
+                            d.get("total_batches"),
+                            d.get("batch_size"),
+                            d.get("mode"),
+                            d.get("concurrency"),
+                            event.run,
+                        ),
+                    )
+                elif event.type == EV_RUN_FINISHED:
+                    await conn.execute(
+                        _FINISHED,
+                        (
+                            d.get("status"),
+                            d.get("ts"),
+                            d.get("ok_batches"),
+                            d.get("failed_batches"),
+                            d.get("seconds"),
+                            event.run,
+                        ),
+                    )
+            if self._bus is not None:
+                await self._save_last_id(conn, self._bus.last_id)
+            await conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(aiosqlite.Error):
+                await asyncio.shield(conn.execute("ROLLBACK"))
+            raise
+
+    @staticmethod
+    async def _save_last_id(conn: aiosqlite.Connection, last_id: int) -> None:
+        await conn.execute(
+            "INSERT INTO history_meta(key, value) VALUES ('last_id', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(last_id),),
+        )
+
+    async def close(self) -> None:
+        """Stop the writer after its current transaction, write what is left, close."""
+        if self._bus is not None:
+            self._bus.remove_tap(self.tap)
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+        if self._writer is not None:
+            if self._bus is not None:
+                with contextlib.suppress(aiosqlite.Error):
+                    await self._save_last_id(self._writer, self._bus.last_id)
+            await self._writer.close()
+        if self._reader is not None:
+            await self._reader.close()
+        self._writer = self._reader = None
+        if self._queue:
+            log.error("history closed with %d run events unwritten", len(self._queue))
+
+    # --- queries -------------------------------------------------------------
+
+    async def run_row(self, run: str) -> dict[str, object] | None:
+        async with self.reader.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run = ?", (run,)) as cur:
+            row = await cur.fetchone()
+        return dict(zip(RUN_COLUMNS, row, strict=True)) if row else None
+
+    async def list_runs(self, user: str | None = None, limit: int = 50) -> list[dict[str, object]]:
+        """Recent runs (newest first) with their totals; `user` limits it to that user's runs."""
+        where = "WHERE user = ?" if user is not None else ""
+        params: tuple[object, ...] = (user, limit) if user is not None else (limit,)
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {where} ORDER BY started DESC, run LIMIT ?"
+        async with self.reader.execute(sql, params) as cur:
+            rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in await cur.fetchall()]
+        totals = await self.totals([str(r["run"]) for r in rows])
+        for r in rows:
+            r["announced"] = bool(r["announced"])
+            r["totals"] = totals.get(str(r["run"]), dict.fromkeys(TOTAL_KEYS, 0))
+        return rows
+
+    async def totals(self, runs: list[str]) -> dict[str, dict[str, object]]:
+        if not runs:
+            return {}
+        async with self.reader.execute(_TOTALS, (json.dumps(runs),)) as cur:
+            rows = await cur.fetchall()
+        return {str(r[0]): {k: int(v) for k, v in zip(TOTAL_KEYS, r[1:], strict=True)} for r in rows}
+
+    async def events(self, run: str, after_seq: int = 0, limit: int = 2000) -> list[tuple[int, str]]:
+        """One page of a run's stored events (seq, JSON text), oldest first."""
+        async with self.reader.execute(
+            "SELECT seq, data FROM events WHERE run = ? AND seq > ? ORDER BY seq LIMIT ?", (run, after_seq, limit)
+        ) as cur:
+            return [(int(seq), str(data)) for seq, data in await cur.fetchall()]
+
+    async def iter_events(self, run: str) -> AsyncIterator[str]:
+        after = 0
+        while True:
+            page = await self.events(run, after)
+            if not page:
+                return
+            for _seq, data in page:
+                yield data
+            after = page[-1][0]
+
+    async def view(self, run: str) -> RunView:
+        view = RunView(run)
+        async for data in self.iter_events(run):
+            view.add(json.loads(data))
+        return view

@@ -1,0 +1,206 @@
+"""Run endpoints: announce, finish, list, inspect and export a run's events as JSON Lines."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from server.admin import Caller, app_state, caller, read_json_object
+from server.history import History
+from server.responses import JSONResponse, error_response
+from syncbed.contract import (
+    E_FORBIDDEN,
+    E_INVALID_REQUEST,
+    E_NOT_FOUND,
+    EV_RUN_FINISHED,
+    EV_RUN_STARTED,
+    RUNS_PATH,
+    RunFinish,
+    RunStart,
+)
+
+_RUN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MAX_LIST = 500
+T = TypeVar("T", RunStart, RunFinish)
+
+
+def history_of(request: Request) -> History:
+    history: History = request.app.state.history
+    return history
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def _invalid(message: str, field: str | None = None) -> Response:
+    if field is None:
+        return error_response(422, E_INVALID_REQUEST, message)
+    return error_response(422, E_INVALID_REQUEST, message, field=field)
+
+
+async def _body(request: Request, kind: type[T]) -> T | Response:
+    raw = await read_json_object(request)
+    if isinstance(raw, Response):
+        return raw
+    try:
+        return msgspec.convert(raw, kind)
+    except msgspec.ValidationError as exc:
+        # msgspec says e.g. "Expected `int` >= 1 - at `$.batch_size`": name the field plainly.
+        text = str(exc)
+        m = re.search(r"\$\.(\w+)", text)
+        return _invalid(f"Invalid {kind.__name__} body: {text}.", m.group(1) if m else None)
+
+
+async def _user_caller(request: Request) -> Caller | Response:
+    who = await caller(request)
+    if isinstance(who, Response):
+        return who
+    if who.admin or who.user is None:
+        return error_response(
+            403, E_FORBIDDEN, "Runs are announced and finished with the syncing user's token, not the admin token."
+        )
+    return who
+
+
+def _run_id(request: Request) -> str | Response:
+    run = str(request.path_params["run"])
+    if not _RUN.match(run):
+        return _invalid("run: expected 1-64 characters of A-Z a-z 0-9 . _ : -", "run")
+    return run
+
+
+async def _visible_run(request: Request, who: Caller) -> tuple[str, dict[str, object]] | Response:
+    """The run's row if this caller may see it: the admin sees all, a user only their own."""
+    run = _run_id(request)
+    if isinstance(run, Response):
+        return run
+    history = history_of(request)
+    await history.flush()
+    row = await history.run_row(run)
+    if row is None:
+        return error_response(404, E_NOT_FOUND, f"There is no run {run!r}.")
+    if not who.admin and row.get("user") not in (None, who.user):
+        return error_response(403, E_FORBIDDEN, f"Run {run!r} belongs to another user.")
+    return run, row
+
+
+async def start_run(request: Request) -> Response:
+    """POST /api/v1/runs: announce a run; re-announcing one's own run id is allowed (a client retry)."""
+    who = await _user_caller(request)
+    if isinstance(who, Response):
+        return who
+    body = await _body(request, RunStart)
+    if isinstance(body, Response):
+        return body
+    run = body.run or new_run_id()
+    history = history_of(request)
+    await history.flush()
+    row = await history.run_row(run)
+    if row is not None and row.get("user") not in (None, who.user):
+        return error_response(403, E_FORBIDDEN, f"Run {run!r} belongs to another user; pick another id.")
+    app_state(request).bus.publish(
+        EV_RUN_STARTED,
+        run=run,
+        user=who.user,
+        total_records=body.total_records,
+        total_batches=body.total_batches,
+        batch_size=body.batch_size,
+        mode=body.mode,
+        concurrency=body.concurrency,
+    )
+    return JSONResponse({"run": run}, status_code=201)
+
+
+async def finish_run(request: Request) -> Response:
+    """POST /api/v1/runs/{run}/finish: the client's verdict on its run."""
+    who = await _user_caller(request)
+    if isinstance(who, Response):
+        return who
+    found = await _visible_run(request, who)
+    if isinstance(found, Response):
+        return found
+    body = await _body(request, RunFinish)
+    if isinstance(body, Response):
+        return body
+    run, _ = found
+    app_state(request).bus.publish(
+        EV_RUN_FINISHED,
+        run=run,
+        user=who.user,
+        status=body.status,
+        ok_batches=body.ok_batches,
+        failed_batches=body.failed_batches,
+        seconds=body.seconds,
+    )
+    return JSONResponse({"run": run, "status": body.status})
+
+
+async def list_runs(request: Request) -> Response:
+    """GET /api/v1/runs[?limit=N]: recent runs, newest first, with totals and status."""
+    who = await caller(request)
+    if isinstance(who, Response):
+        return who
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        return _invalid(f"limit: expected a whole number from 1 to {MAX_LIST}, got {raw[:16]!r}", "limit")
+    history = history_of(request)
+    await history.flush()
+    runs = await history.list_runs(None if who.admin else who.user, int(raw))
+    return JSONResponse({"runs": runs})
+
+
+async def get_run(request: Request) -> Response:
+    """GET /api/v1/runs/{run}: the run, its totals and every batch with every attempt."""
+    who = await caller(request)
+    if isinstance(who, Response):
+        return who
+    found = await _visible_run(request, who)
+    if isinstance(found, Response):
+        return found
+    run, row = found
+    view = await history_of(request).view(run)
+    summary = view.summary()
+    summary["announced"] = summary["announced"] or None
+    summary["user"] = summary["user"] or row.get("user")
+    return JSONResponse({**summary, "batches": view.batches()})
+
+
+async def export_events(request: Request) -> Response:
+    """GET /api/v1/runs/{run}/events: the run's events as JSON Lines, oldest first (replayable)."""
+    who = await caller(request)
+    if isinstance(who, Response):
+        return who
+    found = await _visible_run(request, who)
+    if isinstance(found, Response):
+        return found
+    run, _ = found
+    history = history_of(request)
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for data in history.iter_events(run):
+            yield data.encode() + b"\n"
+
+    return StreamingResponse(
+        lines(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="run-{run}.jsonl"'},
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route(RUNS_PATH, start_run, methods=["POST"]),
+        Route(RUNS_PATH, list_runs, methods=["GET"]),
+        Route(RUNS_PATH + "/{run}", get_run, methods=["GET"]),
+        Route(RUNS_PATH + "/{run}/finish", finish_run, methods=["POST"]),
+        Route(RUNS_PATH + "/{run}/events", export_events, methods=["GET"]),
+    ]

@@ -1,0 +1,134 @@
+"""GET /api/v1/events: the bus as Server-Sent Events, with resume, filters and a subscriber cap."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import anyio
+from sse_starlette.sse import EventSourceResponse
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from server.admin import app_state, require_admin
+from server.events import Filter, Subscriber, TooManySubscribers
+from server.responses import error_response
+from syncbed.contract import (
+    E_INVALID_REQUEST,
+    E_TOO_MANY_SUBSCRIBERS,
+    EVENT_TYPES,
+    EVENTS_PATH,
+    HEADER_LAST_EVENT_ID,
+)
+
+log = logging.getLogger("syncbed.sse")
+
+HEARTBEAT_S = 15.0  # a comment line at least this often, so proxies and clients know the stream is alive
+SHUTDOWN_GRACE_S = 2.0
+SHUTDOWN_POLL_S = 0.5
+MAX_EVENTS_PER_WRITE = 500  # a backlog goes out in a few large writes, not one write per event
+_RUN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class EventStream(EventSourceResponse):
+    """An SSE response that always releases its subscriber, and ends cleanly when the server stops."""
+
+    def __init__(self, sub: Subscriber, ping: float) -> None:
+        shutdown = anyio.Event()
+        super().__init__(
+            self._frames(sub, shutdown),
+            ping=ping,
+            headers={"Cache-Control": "no-store"},
+            # On shutdown sse-starlette sets the event and waits this long for the generator to end, so the
+            # response is completed (terminating chunk) instead of cancelled mid-stream.
+            shutdown_event=shutdown,
+            shutdown_grace_period=SHUTDOWN_GRACE_S,
+        )
+        self._sub = sub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._sub.close()
+
+    @staticmethod
+    async def _frames(sub: Subscriber, shutdown: anyio.Event) -> AsyncIterator[bytes]:
+        try:
+            while not sub.closed and not shutdown.is_set():
+                events = await sub.get_many(MAX_EVENTS_PER_WRITE, timeout=SHUTDOWN_POLL_S)
+                if events:
+                    yield b"".join(e.frame for e in events)
+        finally:
+            sub.close()
+
+
+def parse_filter(request: Request) -> Filter | Response:
+    """?run=ID&types=a,b -> Filter, or a 422 naming the bad parameter."""
+    run = request.query_params.get("run")
+    if run is not None and not _RUN.match(run):
+        return error_response(
+            422, E_INVALID_REQUEST, "run: expected 1-64 characters of A-Z a-z 0-9 . _ : -", field="run"
+        )
+    types: frozenset[str] | None = None
+    raw = request.query_params.get("types")
+    if raw:
+        wanted = frozenset(t.strip() for t in raw.split(",") if t.strip())
+        unknown = sorted(wanted - set(EVENT_TYPES))
+        if unknown:
+            return error_response(
+                422,
+                E_INVALID_REQUEST,
+                f"types: unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}",
+                field="types",
+            )
+        types = wanted
+    return Filter(run=run, types=types)
+
+
+def parse_last_event_id(request: Request) -> int | Response | None:
+    """Last-Event-ID header (or ?last_event_id= for clients that cannot set headers)."""
+    raw = request.headers.get(HEADER_LAST_EVENT_ID) or request.query_params.get("last_event_id")
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        return error_response(
+            422,
+            E_INVALID_REQUEST,
+            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer), got {raw[:32]!r}",
+            field=HEADER_LAST_EVENT_ID,
+        )
+    return int(raw)
+
+
+async def events(request: Request) -> Response:
+    denied = await require_admin(request)
+    if denied is not None:
+        return denied
+    filt = parse_filter(request)
+    if isinstance(filt, Response):
+        return filt
+    last_id = parse_last_event_id(request)
+    if isinstance(last_id, Response):
+        return last_id
+    bus = app_state(request).bus
+    try:
+        sub = bus.subscribe(filt, last_id)
+    except TooManySubscribers as exc:
+        return error_response(
+            503,
+            E_TOO_MANY_SUBSCRIBERS,
+            f"{exc}; close one or retry later.",
+            max_subscribers=bus.max_subscribers,
+            headers={"Retry-After": "5"},
+        )
+    log.info("event subscriber joined (%d now); filter %s, after id %s", bus.subscriber_count, filt, last_id)
+    return EventStream(sub, HEARTBEAT_S)
+
+
+def routes() -> list[Route]:
+    return [Route(EVENTS_PATH, events, methods=["GET"])]

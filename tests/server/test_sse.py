@@ -1,0 +1,330 @@
+"""GET /api/v1/events against real uvicorn servers: order, fields, resume, filters, cap, slow readers, auth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+from server import sse as sse_endpoint
+from syncbed import contract
+from syncbed.contract import EVENT_FIELDS
+from tests.conftest import LiveServer, ServerFactory
+from tests.server.helpers import auth, batch
+from tests.server.inprocess import InProcessServer, serve
+
+TIMEOUT = httpx.Timeout(30.0, read=60.0)
+RUN_TYPES = "run.started,batch.received,batch.stored,batch.rejected,run.finished"
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> LiveServer:
+    return server_factory(args=["--no-limits"])
+
+
+@pytest.fixture
+async def inproc(tmp_path: Path) -> AsyncIterator[InProcessServer]:
+    async with serve(tmp_path) as srv:
+        yield srv
+
+
+class Reader:
+    """An SSE subscription read in a background task into a list."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
+        self.events: list[ServerSentEvent] = []
+        self.status: int | None = None
+        self._client, self._url, self._headers = client, url, headers
+        self._task: asyncio.Task[None] | None = None
+        self._connected = asyncio.Event()
+
+    async def __aenter__(self) -> Reader:
+        self._task = asyncio.create_task(self._read())
+        await asyncio.wait_for(self._connected.wait(), 30)
+        return self
+
+    async def _read(self) -> None:
+        try:
+            async with aconnect_sse(self._client, "GET", self._url, headers=self._headers) as source:
+                self.status = source.response.status_code
+                self._connected.set()
+                async for event in source.aiter_sse():
+                    self.events.append(event)
+        finally:
+            self._connected.set()
+
+    async def wait_for(self, check: Any, timeout: float = 30.0) -> None:
+        for _ in range(int(timeout / 0.02)):
+            if check(self.events):
+                return
+            if self._task is not None and self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"events so far: {[e.event for e in self.events]}")
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+def data(event: ServerSentEvent) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(event.data)
+    return value
+
+
+def headers_for(token: str, run: str, batch_no: int, attempt: int = 1) -> dict[str, str]:
+    return {
+        **auth(token),
+        contract.HEADER_RUN: run,
+        contract.HEADER_BATCH: str(batch_no),
+        contract.HEADER_ATTEMPT: str(attempt),
+    }
+
+
+async def sync_run(client: httpx.AsyncClient, url: str, token: str, batches: int, prefix: str) -> str:
+    r = await client.post(
+        url + contract.RUNS_PATH,
+        headers=auth(token),
+        json={"total_records": batches * 10, "total_batches": batches, "batch_size": 10, "mode": "sequential"},
+    )
+    assert r.status_code == 201, r.text
+    run: str = r.json()["run"]
+    for i in range(batches):
+        r = await client.post(
+            url + contract.SYNC_PATH, content=batch(10, prefix, i * 10), headers=headers_for(token, run, i)
+        )
+        assert r.status_code == 200, r.text
+    r = await client.post(
+        url + f"{contract.RUNS_PATH}/{run}/finish",
+        headers=auth(token),
+        json={"status": "complete", "ok_batches": batches, "failed_batches": 0, "seconds": 0.5},
+    )
+    assert r.status_code == 200, r.text
+    return run
+
+
+async def test_stream_needs_the_admin_token(server: LiveServer) -> None:
+    user = server.token("alice")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        url = server.url + contract.EVENTS_PATH
+        none = await client.get(url)
+        assert none.status_code == 401 and none.json()["error"] == contract.E_UNAUTHORIZED
+        unknown = await client.get(url, headers={"Authorization": "Bearer sb_nope_nope"})
+        assert unknown.status_code == 401
+        forbidden = await client.get(url, headers={"Authorization": f"Bearer {user}"})
+        assert forbidden.status_code == 403 and forbidden.json()["error"] == contract.E_FORBIDDEN
+
+
+async def test_a_subscriber_sees_a_sync_in_order_with_the_contract_fields(server: LiveServer) -> None:
+    token = server.token("alice")
+    async with (
+        httpx.AsyncClient(timeout=TIMEOUT) as client,
+        Reader(client, server.url + contract.EVENTS_PATH, server.admin_headers()) as reader,
+    ):
+        assert reader.status == 200
+        run = await sync_run(client, server.url, token, 3, "order")
+        await reader.wait_for(lambda evs: any(e.event == contract.EV_RUN_FINISHED for e in evs))
+    mine = [e for e in reader.events if e.event != contract.EV_STATS]
+    assert [e.event for e in mine] == [
+        "run.started",
+        *["batch.received", "batch.stored"] * 3,
+        "run.finished",
+    ]
+    ids = [int(e.id) for e in mine]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for event in mine:
+        body = data(event)
+        assert body["type"] == event.event and isinstance(body["ts"], float) and body["id"] == int(event.id)
+        missing = set(EVENT_FIELDS[event.event]) - set(body)
+        assert not missing, (event.event, missing)
+        assert body["run"] == run and body["user"] == "alice"
+    stored = [data(e) for e in mine if e.event == "batch.stored"]
+    assert [(s["batch"], s["attempt"], s["records"], s["stored"]) for s in stored] == [
+        (0, 1, 10, 10),
+        (1, 1, 10, 10),
+        (2, 1, 10, 10),
+    ]
+    assert data(mine[0])["total_batches"] == 3 and data(mine[-1])["status"] == "complete"
+
+
+async def test_reconnect_with_last_event_id_gets_exactly_the_missed_events(server: LiveServer) -> None:
+    token = server.token("alice")
+    url = f"{server.url}{contract.EVENTS_PATH}?types={RUN_TYPES}"
+    admin = server.admin_headers()
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, admin) as always:
+        async with Reader(client, url, admin) as early:
+            await sync_run(client, server.url, token, 2, "early")
+            await early.wait_for(lambda evs: len(evs) == 6)
+        last_seen = early.events[-1].id
+        await sync_run(client, server.url, token, 3, "late")  # 8 events while disconnected
+        await always.wait_for(lambda evs: len(evs) == 14)
+        resumed_headers = {**admin, contract.HEADER_LAST_EVENT_ID: last_seen}
+        async with Reader(client, url, resumed_headers) as resumed:
+            await resumed.wait_for(lambda evs: len(evs) >= 8)
+            await asyncio.sleep(0.3)  # nothing more may come
+    assert [e.id for e in resumed.events] == [e.id for e in always.events[6:]]
+    assert resumed.events[0].event == "run.started"
+
+
+async def test_an_id_the_server_does_not_hold_gets_stream_reset(server: LiveServer) -> None:
+    headers = {**server.admin_headers(), contract.HEADER_LAST_EVENT_ID: "999999999"}
+    async with (
+        httpx.AsyncClient(timeout=TIMEOUT) as client,
+        Reader(client, server.url + contract.EVENTS_PATH, headers) as reader,
+    ):
+        await reader.wait_for(lambda evs: len(evs) >= 1)
+    first = reader.events[0]
+    assert first.event == contract.EV_STREAM_RESET and first.id == ""
+    assert data(first)["last_event_id"] == 999999999 and "oldest_id" in data(first)
+
+
+async def test_an_id_older_than_the_buffer_gets_stream_reset_then_all_it_holds(inproc: InProcessServer) -> None:
+    inproc.bus.buffer = type(inproc.bus.buffer)(maxlen=5)
+    for i in range(20):
+        inproc.bus.publish("batch.stored", run="old", n=i)
+    headers = {**inproc.admin_headers(), contract.HEADER_LAST_EVENT_ID: "3"}
+    url = inproc.url + contract.EVENTS_PATH + "?types=batch.stored"
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, headers) as reader:
+        await reader.wait_for(lambda evs: len(evs) >= 6)
+    assert reader.events[0].event == contract.EV_STREAM_RESET
+    assert data(reader.events[0])["oldest_id"] == 16
+    assert [int(e.id) for e in reader.events[1:6]] == [16, 17, 18, 19, 20]
+
+
+async def test_filters_by_run_and_type(server: LiveServer) -> None:
+    token = server.token("alice")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        r = await client.post(
+            server.url + contract.RUNS_PATH,
+            headers=auth(token),
+            json={"run": "wanted", "total_records": 20, "total_batches": 2, "batch_size": 10},
+        )
+        assert r.status_code == 201
+        url = f"{server.url}{contract.EVENTS_PATH}?run=wanted&types=batch.stored,request.throttled"
+        async with Reader(client, url, server.admin_headers()) as reader:
+            for i in range(2):
+                for run in ("other", "wanted"):
+                    r = await client.post(
+                        server.url + contract.SYNC_PATH,
+                        content=batch(10, run, i * 10),
+                        headers=headers_for(token, run, i),
+                    )
+                    assert r.status_code == 200
+            await reader.wait_for(lambda evs: len(evs) >= 2)
+            await asyncio.sleep(0.3)
+    assert [(e.event, data(e)["run"], data(e)["batch"]) for e in reader.events] == [
+        ("batch.stored", "wanted", 0),
+        ("batch.stored", "wanted", 1),
+    ]
+
+
+async def test_bad_filters_and_ids_are_clear_422s(server: LiveServer) -> None:
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        base = server.url + contract.EVENTS_PATH
+        for query, field in (("?types=batch.stored,nope", "types"), ("?run=has%20space", "run")):
+            r = await client.get(base + query, headers=server.admin_headers())
+            assert r.status_code == 422 and r.json()["field"] == field, r.text
+        r = await client.get(base, headers={**server.admin_headers(), contract.HEADER_LAST_EVENT_ID: "abc"})
+        assert r.status_code == 422 and r.json()["error"] == contract.E_INVALID_REQUEST
+
+
+async def test_the_subscriber_cap_answers_a_clear_error_and_frees_slots(inproc: InProcessServer) -> None:
+    inproc.bus.max_subscribers = 2
+    url = inproc.url + contract.EVENTS_PATH
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        async with Reader(client, url, inproc.admin_headers()), Reader(client, url, inproc.admin_headers()):
+            over = await client.get(url, headers=inproc.admin_headers())
+            assert over.status_code == 503
+            body = over.json()
+            assert body["error"] == contract.E_TOO_MANY_SUBSCRIBERS and body["max_subscribers"] == 2
+            assert "2 subscribers" in body["message"]
+        for _ in range(500):
+            if inproc.bus.subscriber_count == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert inproc.bus.subscriber_count == 0
+        async with Reader(client, url, inproc.admin_headers()) as again:
+            assert again.status == 200
+
+
+async def test_a_subscriber_that_never_reads_gets_stream_dropped_and_ingest_goes_on(
+    inproc: InProcessServer,
+) -> None:
+    bus = inproc.bus
+    bus.subscriber_queue = 20
+    token = inproc.token("alice")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", inproc.port))
+    request = (
+        f"GET {contract.EVENTS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {inproc.state.admin_token}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    try:
+        for _ in range(500):
+            if bus.subscriber_count == 1:
+                break
+            await asyncio.sleep(0.01)
+        sub = bus._subscribers[0]
+        padding = "x" * 8000
+        for _ in range(5000):  # fill socket buffers and then the queue, without reading
+            bus.publish("filler", padding=padding)
+            if sub._missed:
+                break
+            await asyncio.sleep(0)
+        assert sub._missed > 0, "the subscriber's queue never filled"
+        async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+            for i in range(20):  # ingest is not held up by the stuck reader
+                r = await client.post(
+                    inproc.url + contract.SYNC_PATH, content=batch(5, "slow", i * 5), headers=auth(token)
+                )
+                assert r.status_code == 200
+        missed_before_reading = sub._missed
+        assert missed_before_reading >= 40  # every batch's received+stored went past the full queue
+        received = b""
+        for _ in range(2000):
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 30)
+            assert chunk, "server closed the stream"
+            received += chunk
+            if b"event: stream.dropped" in received and received.rstrip().endswith(b"}"):
+                break
+    finally:
+        sock.close()
+    text = received.decode("latin-1")
+    block = text[text.index("event: stream.dropped") :].split("\n\n", 1)[0]
+    dropped = json.loads(block.split("data: ", 1)[1].split("\n", 1)[0])
+    assert dropped["type"] == contract.EV_STREAM_DROPPED and dropped["missed"] == missed_before_reading
+    assert "id: " not in block  # control events carry no id: the resume point stays on real events
+
+
+async def test_heartbeat_comments_keep_an_idle_stream_alive(
+    inproc: InProcessServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sse_endpoint, "HEARTBEAT_S", 0.2)
+    async with (
+        httpx.AsyncClient(timeout=TIMEOUT) as client,
+        client.stream(
+            "GET", inproc.url + contract.EVENTS_PATH + "?types=run.finished", headers=inproc.admin_headers()
+        ) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        seen = ""
+        async for chunk in response.aiter_text():
+            seen += chunk
+            if seen.count(": ping") >= 2:
+                break
+    assert "id:" not in seen and "data:" not in seen
