@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
+from server.config import ThrottleRule
 from server.limiter import make_algorithm
 from server.limiter_store import KEY_PREFIX, PROBE_INTERVAL, Counter, MemoryStore, RedisStore, counter_id, redact
-from tests.conftest import RedisServer
+from syncbed.contract import EV_LIMITER_STORE, LIMITER_PATH
+from tests.conftest import RedisServer, ServerFactory, wait_until
+from tests.server.test_throttle import serve
 
 T0 = 1_700_000_400.0
 ALL = ("fixed_window", "sliding_window", "gcra")
@@ -82,8 +88,6 @@ async def test_track_and_throttle_of_one_name_do_not_share_a_counter(redis_serve
 
 
 async def test_keys_expire_and_hot_keys_are_reported(redis_server: RedisServer) -> None:
-    import time
-
     store = RedisStore(redis_server.url)
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
@@ -183,3 +187,82 @@ def test_redact_hides_the_password_only() -> None:
 def test_counter_ids_separate_kind_name_and_period() -> None:
     ids = {counter_id(k, n, p) for k in ("throttle", "track") for n in ("a", "b") for p in (1.0, 60.0)}
     assert len(ids) == 8
+
+
+# --- four `python -m server` processes sharing one redis-server --------------------------------------
+
+ALGOS = {"fixed": "fixed_window", "sliding": "sliding_window", "gcra": "gcra"}
+
+
+def shared_config(redis_url: str) -> str:
+    rules = "".join(
+        f'[[limits.throttle]]\nname = "exact/{short}"\nlimit = 37\nperiod = "1h"\nkey = "ip"\n'
+        f'paths = ["/exact/{short}"]\nalgorithm = "{algo}"\n\n'
+        for short, algo in ALGOS.items()
+    )
+    # req/ip raised so that it does not refuse first; counted paths have no route, so "admitted" is a 404.
+    return (
+        f'[limits]\nstore = "{redis_url}"\n\n[[limits.throttle]]\nname = "req/ip"\nlimit = 1000000\nperiod = "5m"\n\n'
+        + rules
+    )
+
+
+async def burst(urls: list[str], path: str, n: int) -> list[int]:
+    limits = httpx.Limits(max_connections=200)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as c:
+        got = await asyncio.gather(*(c.get(urls[i % len(urls)] + path) for i in range(n)))
+    return [r.status_code for r in got]
+
+
+@pytest.mark.slow
+async def test_four_server_processes_on_redis_admit_exactly_the_limit_and_fail_open(
+    redis_server: RedisServer, server_factory: ServerFactory
+) -> None:
+    config = shared_config(redis_server.url)
+    servers = [await asyncio.to_thread(server_factory, config=config) for _ in range(4)]
+    urls = [s.url for s in servers]
+    # A fixed window must not roll during the bursts: stay clear of the hour's last half minute.
+    to_boundary = 3600 - time.time() % 3600
+    if to_boundary < 30:
+        await asyncio.sleep(to_boundary + 0.1)
+    for short in ALGOS:
+        codes = await burst(urls, f"/exact/{short}", 200)
+        assert (codes.count(404), codes.count(429)) == (37, 163), short
+
+    redis_server.kill()
+    codes = await burst(urls, "/exact/fixed", 40)
+    assert codes == [404] * 40  # Redis is gone: every request is served, none refused, none failed
+    redis_server.start()  # empty: counting starts over
+
+    def limits_apply_again() -> bool:
+        return all(httpx.get(u + "/exact/gcra", timeout=10).status_code == 429 for u in urls)
+
+    await asyncio.to_thread(wait_until, limits_apply_again, 30, "limits to apply again")
+    for srv in servers:
+        log = srv.log()
+        assert log.count("is unreachable") == 1, log[-2000:]
+        assert "limits apply again" in log
+
+
+async def test_in_process_server_reports_the_outage_and_the_recovery(
+    redis_server: RedisServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="syncbed.limiter")
+    rule = ThrottleRule("x", 2, 3600.0, "ip", ("/x",))
+    async with serve(tmp_path, store=redis_server.url, throttles=(rule,)) as srv, srv.client() as c:
+        srv.state.limiter.clock = time.time
+        assert [(await c.get("/x")).status_code for _ in range(3)] == [404, 404, 429]
+        redis_server.kill()
+        assert [(await c.get("/x")).status_code for _ in range(5)] == [404] * 5
+        admin = {"Authorization": f"Bearer {srv.state.admin_token}"}
+        assert (await c.get(LIMITER_PATH, headers=admin)).json()["store_status"] == "down"
+        redis_server.start()
+        for _ in range(200):
+            if (await c.get("/x")).status_code == 429:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("limits did not apply again after Redis came back")
+        events = srv.events(EV_LIMITER_STORE)
+    assert [(e["store"], e["status"]) for e in events] == [(redis_server.url, "down"), (redis_server.url, "up")]
+    assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from syncbed.contract import (
     SYNC_PATH,
 )
 from syncbed.paths import SERVER_DB_FILE
+from tests.conftest import LiveServer, wait_until
 
 T0 = 1_700_000_400.0
 
@@ -491,3 +493,32 @@ async def test_memory_store_with_several_workers_warns_that_limits_multiply(capl
     lim = await open_limiter(settings, EventBus(), None)
     assert any("multiplied by up to 3" in r.getMessage() for r in caplog.records)
     await lim.aclose()
+
+
+# --- the original manual test, against `python -m server` with its defaults and the real clock -----
+
+
+def test_live_server_sixth_rapid_sync_of_a_user_is_refused_then_admitted(live_server: LiveServer) -> None:
+    with httpx.Client(base_url=live_server.url, timeout=30) as c:
+        for attempt in range(3):
+            token = live_server.token(f"user{attempt}")
+            headers = {"Authorization": f"Bearer {token}"}
+            # Start just after a 1 s window opens, so the six requests share a window (else try again).
+            wait_until(lambda: time.time() % 1.0 < 0.05, 3, "the start of a window")
+            started = time.time()
+            got = [c.post(SYNC_PATH, json=batch(), headers=headers) for _ in range(6)]
+            if int(time.time()) != int(started):
+                continue  # a boundary fell inside the burst: not this test's subject
+            assert [r.status_code for r in got] == [200] * 5 + [429]
+            refused = got[5]
+            body = refused.json()
+            assert body["error"] == "rate_limited" and body["rule"] == "sync/user" and body["message"]
+            assert 0 < body["retry_after"] <= 1.0
+            assert refused.headers[HEADER_RETRY_AFTER] == "1"
+            assert '"sync/user";q=5;w=1' in refused.headers[HEADER_RATELIMIT_POLICY]
+            assert refused.headers[HEADER_RATELIMIT].endswith('"sync/user";r=0;t=1')
+            assert got[0].headers[HEADER_RATELIMIT].endswith('"sync/user";r=4;t=1')
+            time.sleep(body["retry_after"] + 0.02)
+            assert c.post(SYNC_PATH, json=batch(), headers=headers).status_code == 200
+            return
+    pytest.fail("three bursts of six requests each straddled a window boundary: the machine is far too slow")
