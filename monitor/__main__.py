@@ -21,6 +21,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 shows the end at once")
     parser.add_argument("--export-dir", type=Path, default=Path.cwd(), help="where the export key writes")
     parser.add_argument("--demo", action="store_true", help="start a server and demo clients, and watch them")
+    scripted = parser.add_argument_group("scripted runs (CI, docs)")
+    scripted.add_argument("--headless", action="store_true", help="no terminal output (with --exit-after)")
+    scripted.add_argument("--exit-after", type=float, metavar="S", help="quit after S seconds")
+    scripted.add_argument("--screenshot", type=Path, metavar="FILE.svg", help="save the screen when quitting")
     return parser.parse_args(argv)
 
 
@@ -28,23 +32,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
 
+    common = {"export_dir": args.export_dir, "exit_after": args.exit_after, "screenshot": args.screenshot}
     if args.replay is not None:
         if not args.replay.is_file():
             print(f"no such file: {args.replay}", file=sys.stderr)
             return 2
-        app = MonitorApp(replay=args.replay, speed=args.speed, export_dir=args.export_dir)
-        app.run()
+        app = MonitorApp(replay=args.replay, speed=args.speed, **common)
+        app.run(headless=args.headless)
     elif args.demo:
         from monitor.demo import Demo
 
         with Demo() as demo:
-            app = MonitorApp(server=demo.url, admin_token=demo.admin_token, export_dir=args.export_dir)
+            app = MonitorApp(server=demo.url, admin_token=demo.admin_token, **common)
             demo.start_clients()
-            app.run()
+            app.run(headless=args.headless)
     else:
         token = args.admin_token or read_admin_token(args.data_dir)
-        app = MonitorApp(server=args.server, admin_token=token, export_dir=args.export_dir)
-        app.run()
+        app = MonitorApp(server=args.server, admin_token=token, **common)
+        app.run(headless=args.headless)
     lines = app.model.summary()
     print("\n".join(lines) if lines else "no runs seen")
     return app.return_code or 0

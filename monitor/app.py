@@ -33,7 +33,7 @@ STATE_STYLES = {CONNECTED: "bold #3fb950", "replay": "bold #a371f7", "replay don
 class MonitorApp(App[None]):
     """`server` follows a live stream; `replay` plays a JSON Lines file; neither: fed through `model`."""
 
-    CSS_PATH = "monitor.tcss"
+    CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "syncbed monitor"
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
@@ -57,8 +57,12 @@ class MonitorApp(App[None]):
         speed: float = 1.0,
         clock: Clock | None = None,
         export_dir: Path | None = None,
+        exit_after: float | None = None,
+        screenshot: Path | None = None,
     ) -> None:
         super().__init__()
+        self.exit_after = exit_after
+        self.screenshot_path = screenshot
         self.server = server
         self.admin_token = admin_token
         self.replay_path = replay
@@ -114,6 +118,15 @@ class MonitorApp(App[None]):
             self._follow()
         self.refresh_views()
         self.set_interval(REFRESH_S, self.refresh_views)
+        if self.exit_after is not None:
+            self.set_timer(self.exit_after, self._finish)
+
+    def _finish(self) -> None:
+        """End a timed (scripted) run, leaving a screenshot when one was asked for."""
+        if self.screenshot_path is not None:
+            self.refresh_views()
+            self.save_screenshot(self.screenshot_path.name, str(self.screenshot_path.parent.resolve()))
+        self.exit()
 
     # --- feeding ---------------------------------------------------------
     @work(exclusive=True, exit_on_error=False, group="feed")
