@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import random
+import time
 
+import httpx
 import pytest
 
 from server.faults import FaultError, Faults
+from syncbed import contract
+from tests.conftest import LiveServer, ServerFactory
+from tests.server.helpers import auth, batch
 
 
 def test_defaults_are_harmless() -> None:
@@ -80,3 +86,81 @@ def test_from_settings() -> None:
         reset_rate = 0.2
 
     assert Faults.from_settings(Settings()).snapshot()["reset_rate"] == 0.2
+
+
+# --- against a real server ---------------------------------------------------------------------
+
+TIMEOUT = httpx.Timeout(30.0)
+
+
+async def sync(client: httpx.AsyncClient, srv: LiveServer, token: str, n: int, prefix: str) -> httpx.Response:
+    return await client.post(srv.url + contract.SYNC_PATH, content=batch(n, prefix), headers=auth(token))
+
+
+async def test_latency_ms_delays_every_batch(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--no-limits", "--latency-ms", "300"])
+    token = srv.token("alice")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        for i in range(2):
+            began = time.monotonic()
+            r = await sync(client, srv, token, 10, f"lat{i}")
+            assert r.status_code == 200
+            assert time.monotonic() - began >= 0.3
+
+
+async def test_error_rate_one_answers_503_and_stores_nothing(server_factory: ServerFactory) -> None:
+    srv = server_factory(config="[faults]\nerror_rate = 1.0\n", args=["--no-limits"])
+    token = srv.token("alice")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        for i in range(5):
+            r = await sync(client, srv, token, 20, f"err{i}")
+            assert r.status_code == 503
+            assert r.json()["error"] == contract.E_INJECTED_FAULT and r.json()["message"]
+    assert srv.count(token) == 0
+
+
+async def test_reset_rate_one_drops_the_connection_and_stores_nothing(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--no-limits", "--reset-rate", "1"])
+    token = srv.token("alice")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        for i in range(3):
+            with pytest.raises(httpx.TransportError):
+                await sync(client, srv, token, 20, f"reset{i}")
+    assert srv.count(token) == 0
+    log = srv.log()
+    assert "Traceback" not in log and " 500" not in log
+    assert log.count("injected fault: dropping the connection") == 3
+
+
+async def test_live_fault_changes_apply_to_the_next_request_and_are_events(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--no-limits"])
+    token = srv.token("alice")
+    url = srv.url + contract.FAULTS_PATH
+    async with (
+        httpx.AsyncClient(timeout=TIMEOUT) as client,
+        client.stream(
+            "GET", srv.url + contract.EVENTS_PATH + "?types=config.changed", headers=srv.admin_headers()
+        ) as stream,
+    ):
+        assert (await sync(client, srv, token, 5, "live0")).status_code == 200
+        r = await client.put(url, headers=srv.admin_headers(), json={"error_rate": 1})
+        assert r.status_code == 200 and r.json()["error_rate"] == 1.0
+        assert (await sync(client, srv, token, 5, "live1")).status_code == 503
+        r = await client.put(url, headers=srv.admin_headers(), json={"error_rate": 0, "latency_ms": 250})
+        assert r.json() == {"latency_ms": 250, "jitter_ms": 0, "error_rate": 0.0, "reset_rate": 0.0}
+        began = time.monotonic()
+        assert (await sync(client, srv, token, 5, "live2")).status_code == 200
+        assert time.monotonic() - began >= 0.25
+        changes = []
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                changes.append(json.loads(line[6:]))
+            if len(changes) == 2:
+                break
+    assert srv.count(token) == 10
+    assert [(c["what"], c["error_rate"], c["changed"]) for c in changes] == [
+        ("faults", 1.0, ["error_rate"]),
+        ("faults", 0.0, ["error_rate", "latency_ms"]),
+    ]
+    assert changes[1]["latency_ms"] == 250
+    assert "config changed: faults" in srv.log()
