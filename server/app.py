@@ -108,6 +108,8 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         await history.open(bus)  # before any event: ids continue after the last one stored
         app.state.history = history
         bus.stats.add_source("faults", faults.snapshot)
+        c = state.counters  # ingest and throttle count here; the 1 Hz stats event reads it
+        bus.stats.read_from(lambda: (c.records, c.requests, c.throttled, state.in_flight))
         state.limiter = await open_limiter(settings, bus, state.auth.user_for_authorization)
         bus.stats.add_source("limiter", state.limiter.top_keys)
         bus.stats.add_source("rules", state.limiter.snapshot)

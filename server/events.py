@@ -159,7 +159,7 @@ class Subscriber:
 class Stats:
     """Counters the request path bumps cheaply; the bus turns them into a 1 Hz `stats` event."""
 
-    __slots__ = ("_sources", "in_flight", "records", "requests", "throttled")
+    __slots__ = ("_reader", "_sources", "in_flight", "records", "requests", "throttled")
 
     def __init__(self) -> None:
         self.records = 0
@@ -167,6 +167,7 @@ class Stats:
         self.throttled = 0
         self.in_flight = 0
         self._sources: dict[str, Callable[[], object]] = {}
+        self._reader: Callable[[], tuple[int, int, int, int]] | None = None
 
     def count_request(self, records: int = 0, throttled: bool = False) -> None:
         """One sync request answered: `records` stored by it, or `throttled` if a rule refused it."""
@@ -180,6 +181,19 @@ class Stats:
 
     def request_finished(self) -> None:
         self.in_flight -= 1
+
+    def read_from(self, reader: Callable[[], tuple[int, int, int, int]] | None) -> None:
+        """Take (records, requests, throttled, in_flight) totals from counters kept elsewhere instead."""
+        self._reader = reader
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """(records, requests, throttled, in_flight), cumulative except in_flight."""
+        if self._reader is not None:
+            try:
+                return self._reader()
+            except Exception:
+                log.exception("stats counters failed")
+        return self.records, self.requests, self.throttled, self.in_flight
 
     def add_source(self, field: str, source: Callable[[], object] | None) -> None:
         """Another field for the stats event, read at each tick (e.g. "limiter": rule -> top keys)."""
@@ -203,18 +217,19 @@ class StatsMeter:
 
     def __init__(self, stats: Stats, now: float) -> None:
         self._stats = stats
-        self._last = (now, stats.records, stats.requests, stats.throttled)
+        self._last = (now, *stats.totals()[:3])
 
     def tick(self, now: float) -> dict[str, object]:
         s = self._stats
         then, records, requests, throttled = self._last
         dt = max(now - then, 1e-6)
-        self._last = (now, s.records, s.requests, s.throttled)
+        r, q, t, in_flight = s.totals()
+        self._last = (now, r, q, t)
         return {
-            "records_per_s": round((s.records - records) / dt, 1),
-            "requests_per_s": round((s.requests - requests) / dt, 2),
-            "throttled_per_s": round((s.throttled - throttled) / dt, 2),
-            "in_flight": max(s.in_flight, 0),
+            "records_per_s": round((r - records) / dt, 1),
+            "requests_per_s": round((q - requests) / dt, 2),
+            "throttled_per_s": round((t - throttled) / dt, 2),
+            "in_flight": max(in_flight, 0),
             **s.extras(),
         }
 

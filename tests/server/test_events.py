@@ -160,6 +160,21 @@ def test_stats_meter_turns_counters_into_rates() -> None:
     assert meter.tick(now=103.0)["records_per_s"] == 0.0
 
 
+def test_stats_can_read_counters_kept_elsewhere() -> None:
+    stats = Stats()
+    totals = [0, 0, 0, 0]
+    stats.read_from(lambda: (totals[0], totals[1], totals[2], totals[3]))
+    meter = StatsMeter(stats, now=0.0)
+    totals[:] = [2000, 4, 1, 3]
+    tick = meter.tick(now=2.0)
+    assert (tick["records_per_s"], tick["requests_per_s"], tick["throttled_per_s"], tick["in_flight"]) == (
+        1000.0,
+        2.0,
+        0.5,
+        3,
+    )
+
+
 def test_stats_without_sources_or_with_a_broken_one_still_has_limiter() -> None:
     stats = Stats()
     assert stats.extras() == {"limiter": {}}

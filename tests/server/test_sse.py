@@ -328,3 +328,21 @@ async def test_heartbeat_comments_keep_an_idle_stream_alive(
             if seen.count(": ping") >= 2:
                 break
     assert "id:" not in seen and "data:" not in seen
+
+
+async def test_stats_events_report_rates_limiter_and_faults(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--latency-ms", "5"])
+    token = srv.token("alice")
+    url = srv.url + contract.EVENTS_PATH + "?types=stats"
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, srv.admin_headers()) as reader:
+        for i in range(3):
+            r = await client.post(srv.url + contract.SYNC_PATH, content=batch(100, "st", i * 100), headers=auth(token))
+            assert r.status_code == 200
+        await reader.wait_for(lambda evs: any(data(e)["records_per_s"] > 0 for e in evs))
+    busy = next(data(e) for e in reader.events if data(e)["records_per_s"] > 0)
+    assert set(EVENT_FIELDS[contract.EV_STATS]) <= set(busy)
+    assert busy["requests_per_s"] > 0 and busy["in_flight"] >= 0
+    assert set(busy["limiter"]) >= {"sync/user", "sync/ip", "req/ip"}
+    assert all(isinstance(top, list) for top in busy["limiter"].values())  # rule -> [{key, count}]
+    assert busy["faults"]["latency_ms"] == 5
+    assert {r["name"] for r in busy["rules"]} >= {"sync/user"}
