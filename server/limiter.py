@@ -17,7 +17,7 @@ EPS = 1e-6
 US = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~1 µs on the hot path
 class Decision:
     """One answer: may this request pass, and what is left of the quota."""
 
@@ -163,17 +163,30 @@ class SlidingWindow:
         return 0, 0
 
     def hit(self, key: str, now: float) -> Decision:
-        p = self.period
+        # Inlined _counters/estimate/decision: this is the per-request path. Same float operations
+        # in the same order as estimate(), so the Redis store's Lua gets identical answers.
+        p, limit = self.period, self.limit
         w = int(now // p)
         elapsed = now - w * p
-        prev, cur = self._counters(key, w)
-        allowed = self.estimate(prev, cur, elapsed) + 1 <= self.limit + EPS
-        if allowed:
-            cur += 1
+        st = self._state.get(key)
+        if st is None:
+            prev = cur = 0
+        elif st[0] == w:
+            prev, cur = st[1], st[2]
+        elif st[0] == w - 1:
+            prev, cur = st[2], 0
+        else:
+            prev = cur = 0
+        weighted = prev * ((p - elapsed) / p)
+        if weighted + cur + 1 > limit + EPS:
+            return self.decision(False, prev, cur, elapsed)
+        cur += 1
         self._state[key] = (w, prev, cur)
         if now >= self._next_sweep:
             self._sweep(w, now)
-        return self.decision(allowed, prev, cur, elapsed)
+        est = weighted + cur
+        remaining = int(limit - est + EPS)  # floor: non-negative here
+        return Decision(True, limit, remaining, p - elapsed, 0.0, math.ceil(est - EPS))
 
     def _sweep(self, w: int, now: float) -> None:
         # Amortised: once a period, drop keys with no count in the last two windows.
@@ -205,7 +218,9 @@ class Gcra:
     period/limit on average and bursts of up to `limit`. Refused requests do not count.
 
     Times are integer microseconds: adding the emission interval to an epoch float again and again
-    drifts by a few ulps per step, enough to refuse the last request of an exact burst.
+    drifts by a few ulps per step, enough to refuse the last request of an exact burst. The burst
+    tolerance is `limit` whole intervals (not the period), so a burst admits exactly `limit` even
+    when the period is not a multiple of the limit in microseconds.
     """
 
     name: ClassVar[str] = "gcra"
@@ -220,8 +235,8 @@ class Gcra:
     def set_limit(self, limit: int) -> None:
         # Stored TATs stay valid instants; only the spacing of future requests changes.
         self.limit = limit
-        # Rounded down, so that `limit` intervals always fit in the period (an exact burst).
-        self.interval_us = self.period_us // limit if limit > 0 else 0
+        self.interval_us = max(1, self.period_us // limit) if limit > 0 else 0
+        self.burst_us = limit * self.interval_us  # <= period_us
 
     def decision(self, allowed: bool, tat_us: int, now_us: int) -> Decision:
         """The Decision given the key's TAT after this hit (the stored one when refused)."""
@@ -229,26 +244,29 @@ class Gcra:
         if limit <= 0:
             return Decision(False, limit, 0, self.period, self.period, 0)
         backlog = max(tat_us - now_us, 0)  # microseconds of emission intervals still owed
-        remaining = max(0, min(limit, (self.period_us - backlog) // t))
+        remaining = max(0, min(limit, (self.burst_us - backlog) // t))
         if allowed:
             return Decision(True, limit, remaining, backlog / US, 0.0, limit - remaining)
-        retry = max(tat_us + t - self.period_us - now_us, 0)
+        retry = max(tat_us + t - self.burst_us - now_us, 0)
         return Decision(False, limit, 0, max(backlog, retry) / US, retry / US, limit)
 
     def hit(self, key: str, now: float) -> Decision:
-        now_us = round(now * US)
-        if self.limit <= 0:
+        now_us = int(now * US)
+        limit = self.limit
+        if limit <= 0:
             return self.decision(False, now_us, now_us)
         tat = self._tat.get(key, now_us)
         if tat < now_us:
             tat = now_us
         new_tat = tat + self.interval_us
-        allowed = now_us >= new_tat - self.period_us
-        if allowed:
-            self._tat[key] = tat = new_tat
+        backlog = new_tat - now_us
+        if backlog > self.burst_us:
+            return self.decision(False, tat, now_us)
+        self._tat[key] = new_tat
         if now_us >= self._next_sweep:
             self._sweep(now_us)
-        return self.decision(allowed, tat, now_us)
+        remaining = (self.burst_us - backlog) // self.interval_us
+        return Decision(True, limit, remaining, backlog / US, 0.0, limit - remaining)
 
     def _sweep(self, now_us: int) -> None:
         self._next_sweep = now_us + self.period_us
@@ -257,7 +275,7 @@ class Gcra:
             del self._tat[k]
 
     def top(self, n: int, now: float) -> list[KeyUsage]:
-        now_us = round(now * US)
+        now_us = int(now * US)
         used = []
         for key, tat in self._tat.items():
             if tat > now_us:

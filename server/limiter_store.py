@@ -92,11 +92,11 @@ return {0, prev, cur}
 """
 
 _GCRA = """
-local now, interval, period = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or ARGV[1])
 if tat < now then tat = now end
 local new = tat + interval
-if now >= new - period then
+if new - now <= burst then
   redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.floor((new - now) / 1000) + 1000)
   return {1, string.format('%.0f', new)}
 end
@@ -182,10 +182,10 @@ class RedisStore:
                 args=[alg.limit, repr(alg.period), repr(elapsed), repr(EPS), ttl],
             )
             return alg.decision(bool(ok), int(prev), int(cur), elapsed)
-        now_us = round(now * US)
+        now_us = int(now * US)
         if alg.limit <= 0:
             return alg.decision(False, now_us, now_us)
-        ok, tat = await self._gcra(keys=[f"{base}{key}"], args=[now_us, alg.interval_us, alg.period_us])
+        ok, tat = await self._gcra(keys=[f"{base}{key}"], args=[now_us, alg.interval_us, alg.burst_us])
         return alg.decision(bool(ok), int(tat), now_us)
 
     def _down(self, exc: BaseException) -> None:

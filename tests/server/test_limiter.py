@@ -111,6 +111,12 @@ def test_gcra_bursts_to_the_limit_then_spaces_requests_evenly() -> None:
     assert g.hit("k", T0 + 0.3).allowed is False
 
 
+@pytest.mark.parametrize(("limit", "period"), [(3000, 1.0), (7, 1.0), (23, 60.0), (1, 0.001)])
+def test_gcra_burst_is_exact_when_the_period_does_not_divide(limit: int, period: float) -> None:
+    g = Gcra(limit, period)
+    assert sum(g.hit("k", T0 + 0.3).allowed for _ in range(limit + 50)) == limit
+
+
 def test_gcra_set_limit_changes_the_spacing() -> None:
     g = Gcra(2, 1.0)
     g.set_limit(10)
