@@ -522,3 +522,16 @@ def test_live_server_sixth_rapid_sync_of_a_user_is_refused_then_admitted(live_se
             assert c.post(SYNC_PATH, json=batch(), headers=headers).status_code == 200
             return
     pytest.fail("three bursts of six requests each straddled a window boundary: the machine is far too slow")
+
+
+def test_the_example_config_loads_and_builds_an_engine() -> None:
+    settings = load_settings(Path(__file__).resolve().parents[2] / "examples" / "limits.toml", env={})
+    lim = Limiter(settings.limits)
+    assert [(r["name"], r["kind"], r["algorithm"]) for r in lim.snapshot()] == [
+        ("req/ip", "throttle", "fixed_window"),
+        ("sync/ip", "throttle", "fixed_window"),
+        ("sync/user", "throttle", "gcra"),
+        ("runs/ip+user", "throttle", "sliding_window"),
+        ("sync/user", "track", "fixed_window"),
+    ]
+    assert "198.51.100.7" in lim.blocklist and "192.0.2.10" in lim.safelist
