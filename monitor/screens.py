@@ -37,6 +37,7 @@ HELP = """\
 """
 
 DETAIL_COLUMNS = ("batch", "attempt", "state", "status", "error", "records", "stored", "duplicates", "ms", "lane")
+SERVER_COLUMNS = ("http_status", "rule", "retry_after", "received", "finished")
 
 
 class HelpScreen(ModalScreen[None]):
@@ -75,12 +76,21 @@ def model_rows(run: Run) -> list[dict[str, Any]]:
 
 
 def server_rows(payload: Any) -> list[dict[str, Any]] | None:
-    """Attempt rows out of GET /api/v1/runs/{id}, whatever list of objects it names them."""
-    if isinstance(payload, dict):
-        for key in ("attempts", "batches", "items"):
-            value = payload.get(key)
-            if isinstance(value, list) and all(isinstance(v, dict) for v in value):
-                return value
+    """Attempt rows out of GET /api/v1/runs/{id}: its batches, each with its attempts, flattened."""
+    if not isinstance(payload, dict):
+        return None
+    for key in ("batches", "attempts"):
+        value = payload.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            continue
+        rows: list[dict[str, Any]] = []
+        for item in value:
+            nested = item.get("attempts")
+            if isinstance(nested, list):
+                rows.extend({"batch": item.get("batch"), **a} for a in nested if isinstance(a, dict))
+            else:
+                rows.append(item)
+        return rows
     return None
 
 
@@ -121,7 +131,7 @@ class RunDetailsScreen(ModalScreen[None]):
     def _fill(self, rows: list[dict[str, Any]], source: str) -> None:
         table: DataTable[Any] = self.query_one("#details-table", DataTable)
         table.clear(columns=True)
-        columns = [c for c in DETAIL_COLUMNS if any(c in r for r in rows)]
+        columns = [c for c in (*DETAIL_COLUMNS, *SERVER_COLUMNS) if any(c in r for r in rows)]
         columns += [k for r in rows for k in r if k not in columns and not isinstance(r[k], dict | list)]
         columns = list(dict.fromkeys(columns))
         for col in columns:

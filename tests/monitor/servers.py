@@ -72,9 +72,8 @@ class AdminRecorder:
     async def run(self, request: Request) -> JSONResponse:
         run = request.path_params["run"]
         self.requests.append((request.method, request.url.path, request.headers.get("authorization"), None))
-        return JSONResponse(
-            {"run": run, "attempts": [{"batch": 1, "attempt": 1, "status": 200, "records": 1000, "ms": 301}]}
-        )
+        attempt = {"batch": 1, "attempt": 1, "status": "stored", "http_status": 200, "records": 1000, "ms": 301}
+        return JSONResponse({"run": run, "batches": [{"batch": 1, "status": "stored", "attempts": [attempt]}]})
 
 
 def free_port() -> int:
