@@ -146,7 +146,11 @@ class Limiter:
         if not v.user_known:
             v.user_known = True
             if authorization and self._user_for is not None:
-                v.user = await self._user_for(authorization)
+                try:
+                    v.user = await self._user_for(authorization)
+                except Exception as exc:
+                    # The token store failing must not fail the request here: count it by address.
+                    log.warning("limiter could not look up the user (%s): keying by address", exc)
         return v.user
 
     async def _key(self, rule: Rule, v: Verdict, authorization: str | None) -> str:

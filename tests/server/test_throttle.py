@@ -45,7 +45,7 @@ from syncbed.contract import (
     SYNC_PATH,
 )
 from syncbed.paths import SERVER_DB_FILE
-from tests.conftest import LiveServer, wait_until
+from tests.conftest import LiveServer
 
 T0 = 1_700_000_400.0
 
@@ -105,6 +105,16 @@ async def test_without_a_valid_token_user_rules_key_by_ip() -> None:
         ("sync/user", "ip:10.0.0.9"),
     ]
     assert v.user is None
+
+
+async def test_a_failing_user_lookup_keys_by_address_instead_of_failing(caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(header: str | None) -> str | None:
+        raise OSError("database is locked")
+
+    lim = Limiter(LimitsSettings(), user_for=broken, clock=Clock())
+    v = await lim.check("POST", SYNC_PATH, "10.0.0.5", "Bearer a")
+    assert v.refused is None and v.user is None
+    assert any("could not look up the user" in r.getMessage() for r in caplog.records)
 
 
 async def test_first_refusal_stops_counting_later_rules_and_tracks() -> None:
@@ -504,7 +514,7 @@ def test_live_server_sixth_rapid_sync_of_a_user_is_refused_then_admitted(live_se
             token = live_server.token(f"user{attempt}")
             headers = {"Authorization": f"Bearer {token}"}
             # Start just after a 1 s window opens, so the six requests share a window (else try again).
-            wait_until(lambda: time.time() % 1.0 < 0.05, 3, "the start of a window")
+            time.sleep(1.0 - time.time() % 1.0 + 0.005)
             started = time.time()
             got = [c.post(SYNC_PATH, json=batch(), headers=headers) for _ in range(6)]
             if int(time.time()) != int(started):
