@@ -43,6 +43,13 @@ def _attempt(ev: Mapping[str, Any]) -> str:
     return f"{_short(ev.get('run'))} #{ev.get('batch')}.{ev.get('attempt')}"
 
 
+def _num(value: Any, digits: int = 2) -> str:
+    """Numbers short (318.77 ms -> 319 ms with digits=0), anything else as it is."""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
 def describe(ev: Mapping[str, Any]) -> tuple[str, str]:
     """(kind, text) of one event for the log."""
     kind = KIND_INFO
@@ -51,13 +58,13 @@ def describe(ev: Mapping[str, Any]) -> tuple[str, str]:
     if t == c.EV_BATCH_RECEIVED:
         text = f"{_attempt(ev)} received {g('records')} records"
     elif t == c.EV_BATCH_STORED:
-        text = f"{_attempt(ev)} stored {g('stored')} (+{g('duplicates')} dup) in {g('ms')} ms"
+        text = f"{_attempt(ev)} stored {g('stored')} (+{g('duplicates')} dup) in {_num(g('ms'), 0)} ms"
     elif t == c.EV_BATCH_REJECTED:
         kind = KIND_ERROR
         text = f"{_attempt(ev)} rejected {g('status')} {g('error')}"
     elif t == c.EV_REQUEST_THROTTLED:
         kind = KIND_THROTTLED
-        text = f"{_attempt(ev)} 429 {g('rule')} key={g('key')} retry in {g('retry_after')} s"
+        text = f"{_attempt(ev)} 429 {g('rule')} key={g('key')} retry in {_num(g('retry_after'))} s"
     elif t == c.EV_RUN_STARTED:
         text = (
             f"{_short(g('run'))} started by {g('user')}: {g('total_records')} records, "
@@ -66,9 +73,8 @@ def describe(ev: Mapping[str, Any]) -> tuple[str, str]:
     elif t == c.EV_RUN_FINISHED:
         if g("status") != "complete":
             kind = KIND_ERROR
-        text = (
-            f"{_short(g('run'))} {g('status')}: {g('ok_batches')} ok, {g('failed_batches')} failed in {g('seconds')} s"
-        )
+        ok, failed, seconds = g("ok_batches"), g("failed_batches"), _num(g("seconds"))
+        text = f"{_short(g('run'))} {g('status')}: {ok} ok, {failed} failed in {seconds} s"
     elif t == c.EV_CONFIG_CHANGED:
         rest = {k: v for k, v in ev.items() if k not in ("ts", "type", "what")}
         text = f"config {g('what')}: " + " ".join(f"{k}={v}" for k, v in rest.items())

