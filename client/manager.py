@@ -1,0 +1,403 @@
+"""SyncManager: streams the outbox to the server in concurrent batches and never loses a record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+import msgspec
+
+from client.outbox import Outbox, Row, sync_lock
+from client.policy import Action, Outcome, RetryPolicy
+from client.ratelimit_fields import Policy, parse_policies, parse_remaining
+from client.result import FailedBatch, Progress, SyncResult
+from client.scheduler import ADAPTIVE, Scheduler
+from syncbed.contract import (
+    DEFAULT_BATCH_RECORDS,
+    HEADER_ATTEMPT,
+    HEADER_BATCH,
+    HEADER_RATELIMIT,
+    HEADER_RATELIMIT_POLICY,
+    HEADER_RUN,
+    RUNS_PATH,
+    SYNC_PATH,
+    RunFinish,
+    RunStart,
+    SyncResponse,
+)
+
+log = logging.getLogger("client.sync")
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(slots=True)
+class _Batch:
+    index: int
+    rows: list[Row]
+    attempts: int = 0
+    failures: int = 0
+    throttled: int = 0
+    failed: list[tuple[int, str, int | None]] = field(default_factory=list)  # (records, reason, status)
+
+
+def _payload(rows: list[Row]) -> bytes:
+    """The request body, joined from the stored wire JSON without re-encoding."""
+    return b'{"pageVisits":[' + b",".join(row.body for row in rows) + b"]}"
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
+    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
+    try:
+        body = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        body = None
+    if not isinstance(body, dict):
+        text = response.text.strip()[:200]
+        return "", text, _header_retry_after(response), None
+    retry_after = body.get("retry_after")
+    if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
+        retry_after = _header_retry_after(response)
+    rule = body.get("rule")
+    return (
+        str(body.get("error", "")),
+        str(body.get("message", "")),
+        retry_after,
+        rule if isinstance(rule, str) else None,
+    )
+
+
+def _header_retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+class SyncManager:
+    """Sync everything the outbox holds; `await sync()` returns a `SyncResult`."""
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        outbox: Outbox,
+        *,
+        mode: str = ADAPTIVE,
+        concurrency: int | None = None,
+        batch_size: int = DEFAULT_BATCH_RECORDS,
+        max_retries: int = 8,
+        timeout: float = 30.0,
+        use_ratelimit_fields: bool = True,
+        remember_limits: bool = True,
+        on_progress: ProgressCallback | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.server = server.rstrip("/")
+        self.token = token
+        self.outbox = outbox
+        self.mode = mode
+        self.batch_size = batch_size
+        self.timeout = timeout
+        self.remember = remember_limits
+        self.on_progress = on_progress
+        self.transport = transport
+        self.policy = retry or RetryPolicy(max_retries=max_retries)
+        self.rng = rng or random.Random()
+        self.scheduler = Scheduler(mode, concurrency, use_fields=use_ratelimit_fields)
+        self._result = SyncResult(run="", mode=mode, concurrency=0)
+        self._records_done = 0
+        self._failed_records = 0
+        self._t0 = 0.0
+        self._abort: str | None = None  # set when the token is refused: nothing else can succeed
+        self._acks: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+
+    # --- progress -----------------------------------------------------------
+    def progress(self) -> Progress:
+        r = self._result
+        elapsed = time.perf_counter() - self._t0 if self._t0 else 0.0
+        rate = self._records_done / elapsed if elapsed > 0 else 0.0
+        left = r.total_records - self._records_done - self._failed_records
+        eta = left / rate if rate > 0 else None
+        return Progress(
+            records_done=self._records_done,
+            records_total=r.total_records,
+            batches_done=r.ok_batches,
+            batches_failed=len(r.failed),
+            batches_total=r.total_batches,
+            in_flight=self.scheduler.in_flight,
+            throttled=r.throttled,
+            retries=r.retries,
+            elapsed=elapsed,
+            rate=rate,
+            eta=eta,
+        )
+
+    def _emit(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.progress())
+
+    # --- the run ------------------------------------------------------------
+    async def sync(self) -> SyncResult:
+        with sync_lock(self.outbox.path):
+            return await self._sync()
+
+    async def _sync(self) -> SyncResult:
+        self._t0 = time.perf_counter()
+        total, upto = await self.outbox.pending()
+        r = self._result = SyncResult(
+            run=f"c-{int(time.time())}-{secrets.token_hex(4)}",
+            mode=self.mode,
+            concurrency=0,
+            total_records=total,
+            total_batches=math.ceil(total / self.batch_size),
+            started_at=time.time(),
+        )
+        if total == 0:
+            self._emit()
+            return r
+        if self.remember:
+            known = await self.outbox.known_limits(self.server)
+            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in known})
+        workers = self.scheduler.cap
+        limits = httpx.Limits(max_connections=workers + 2, max_keepalive_connections=workers + 2)
+        async with httpx.AsyncClient(
+            base_url=self.server,
+            transport=self.transport,
+            timeout=self.timeout,
+            limits=limits,
+            headers={"Authorization": f"Bearer {self.token}"},
+        ) as http:
+            r.run = await self._announce(http)
+            self._emit()
+            queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=2)
+            acker = asyncio.create_task(self._acker())
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._produce(queue, upto, workers))
+                    for _ in range(workers):
+                        group.create_task(self._work(http, queue))
+            finally:
+                await self._acks.put(None)
+                await acker
+            r.duration = time.perf_counter() - self._t0
+            r.concurrency = self.scheduler.peak
+            self._emit()
+            await self._finish(http)
+        await self._record()
+        return r
+
+    async def _announce(self, http: httpx.AsyncClient) -> str:
+        """POST the run; a server without the endpoint (404) or any failure keeps our own id."""
+        r = self._result
+        start = RunStart(
+            total_records=r.total_records,
+            total_batches=r.total_batches,
+            batch_size=self.batch_size,
+            mode=self.mode,
+            concurrency=self.scheduler.cap,
+            run=r.run,
+        )
+        try:
+            response = await http.post(
+                RUNS_PATH,
+                content=msgspec.json.encode(start),
+                headers={"Content-Type": "application/json"},
+                timeout=min(self.timeout, 10.0),
+            )
+        except httpx.HTTPError as exc:
+            log.warning("could not announce the run (%s); continuing as %s", exc, r.run)
+            return r.run
+        if response.is_success:
+            try:
+                run = msgspec.json.decode(response.content).get("run")
+            except (msgspec.DecodeError, AttributeError):
+                run = None
+            if isinstance(run, str | int) and str(run):
+                return str(run)
+        elif response.status_code != 404:
+            log.warning("the server refused the run announcement (HTTP %s)", response.status_code)
+        return r.run
+
+    async def _finish(self, http: httpx.AsyncClient) -> None:
+        r = self._result
+        finish = RunFinish(
+            status=r.status, ok_batches=r.ok_batches, failed_batches=len(r.failed), seconds=round(r.duration, 6)
+        )
+        try:
+            await http.post(
+                f"{RUNS_PATH}/{r.run}/finish",
+                content=msgspec.json.encode(finish),
+                headers={"Content-Type": "application/json"},
+                timeout=min(self.timeout, 5.0),
+            )
+        except httpx.HTTPError as exc:
+            log.warning("could not report the end of the run: %s", exc)
+
+    async def _record(self) -> None:
+        r = self._result
+        if self.remember and self.scheduler.windows.known:
+            policies = [w.policy for w in self.scheduler.windows.windows.values()]
+            await self.outbox.remember_limits(self.server, [(p.name, p.quota, p.window) for p in policies])
+        await self.outbox.add_run(
+            {
+                "run": r.run,
+                "server": self.server,
+                "started_at": r.started_at,
+                "seconds": r.duration,
+                "mode": r.mode,
+                "concurrency": r.concurrency,
+                "status": r.status,
+                "records": r.total_records,
+                "synced": r.synced_records,
+                "batches": r.total_batches,
+                "ok_batches": r.ok_batches,
+                "failed_batches": len(r.failed),
+                "requests": r.requests,
+                "throttled": r.throttled,
+                "retries": r.retries,
+            }
+        )
+
+    # --- tasks --------------------------------------------------------------
+    async def _produce(self, queue: asyncio.Queue[_Batch | None], upto: int, workers: int) -> None:
+        index = 0
+        async for rows in self.outbox.batches(self.batch_size, upto):
+            await queue.put(_Batch(index, rows))
+            index += 1
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def _acker(self) -> None:
+        """Delete acknowledged ranges, coalescing whatever queued up into one transaction."""
+        while True:
+            spans: list[tuple[int, int]] = []
+            item = await self._acks.get()
+            stop = item is None
+            if item is not None:
+                spans.append(item)
+            while not self._acks.empty():
+                more = self._acks.get_nowait()
+                if more is None:
+                    stop = True
+                else:
+                    spans.append(more)
+            await self.outbox.ack(spans)
+            if stop:
+                return
+
+    async def _work(self, http: httpx.AsyncClient, queue: asyncio.Queue[_Batch | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            await self._deliver(http, batch)
+            r = self._result
+            if batch.failed:
+                records = sum(n for n, _, _ in batch.failed)
+                _, reason, status = batch.failed[0]
+                r.failed.append(FailedBatch(batch.index, records, reason, status, batch.attempts))
+                self._failed_records += records
+            else:
+                r.ok_batches += 1
+            self._emit()
+
+    async def _deliver(self, http: httpx.AsyncClient, batch: _Batch) -> None:
+        """Send one batch (and its halves after a 413) until each part is stored or given up."""
+        parts = [batch.rows]
+        while parts:
+            rows = parts.pop(0)
+            if self._abort is not None:
+                batch.failed.append((len(rows), self._abort, 401))
+                continue
+            outcome, ack = await self._send(http, batch, rows)
+            if outcome.status is None or outcome.status >= 500 or outcome.status == 408:
+                batch.failures += 1
+            if outcome.status == 429:
+                batch.throttled += 1
+            decision = self.policy.decide(
+                outcome, failures=batch.failures, throttled=batch.throttled, records=len(rows), rng=self.rng
+            )
+            if decision.action is Action.DONE:
+                self._acked(rows, ack, len(rows))
+            elif decision.action is Action.THROTTLED:
+                self.scheduler.throttled(rule=outcome.rule, retry_after=outcome.retry_after or 0.0, hold=decision.delay)
+                parts.insert(0, rows)
+            elif decision.action is Action.BACKOFF:
+                self._result.retries += 1
+                log.info("batch %d: %s; retrying in %.2fs", batch.index, decision.reason, decision.delay)
+                self._emit()
+                await asyncio.sleep(decision.delay)
+                parts.insert(0, rows)
+            elif decision.action is Action.SPLIT:
+                self._result.splits += 1
+                mid = len(rows) // 2
+                parts[0:0] = [rows[:mid], rows[mid:]]
+            else:
+                if outcome.status == 401:
+                    self._abort = f"not sent: the token was refused ({decision.reason})"
+                batch.failed.append((len(rows), decision.reason, outcome.status))
+
+    def _acked(self, rows: list[Row], ack: SyncResponse | None, count: int) -> None:
+        r = self._result
+        self._acks.put_nowait((rows[0].seq, rows[-1].seq))
+        self._records_done += count
+        r.synced_records += count
+        if ack is not None:
+            r.stored += ack.stored
+            r.duplicates += ack.duplicates
+
+    async def _send(
+        self, http: httpx.AsyncClient, batch: _Batch, rows: list[Row]
+    ) -> tuple[Outcome, SyncResponse | None]:
+        """One POST through the scheduler; never raises for HTTP or network trouble."""
+        body = _payload(rows)  # built before the slot, so a paced send leaves right at the edge
+        sent_at = await self.scheduler.acquire()
+        batch.attempts += 1
+        self._result.requests += 1
+        started = time.perf_counter()
+        headers = {
+            "Content-Type": "application/json",
+            HEADER_RUN: self._result.run,
+            HEADER_BATCH: str(batch.index),
+            HEADER_ATTEMPT: str(batch.attempts),
+        }
+        response: httpx.Response | None = None
+        try:
+            response = await http.post(SYNC_PATH, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            outcome = Outcome(None, type(exc).__name__, str(exc) or repr(exc))
+        finally:
+            self.scheduler.release()
+        seconds = time.perf_counter() - started
+        ack: SyncResponse | None = None
+        if response is None:
+            self.scheduler.observe(sent_at=sent_at, status=None, policies={}, remaining={}, seconds=seconds)
+            return outcome, None
+        status = response.status_code
+        self.scheduler.observe(
+            sent_at=sent_at,
+            status=status,
+            policies=parse_policies(response.headers.get_list(HEADER_RATELIMIT_POLICY)),
+            remaining=parse_remaining(response.headers.get_list(HEADER_RATELIMIT)),
+            seconds=seconds,
+        )
+        if response.is_success:
+            try:
+                ack = msgspec.json.decode(response.content, type=SyncResponse)
+            except msgspec.DecodeError:
+                ack = None  # acknowledged all the same: a 2xx is the contract
+            return Outcome(status), ack
+        error, message, retry_after, rule = _error_fields(response)
+        if status == 429:
+            self._result.throttled += 1
+            self._emit()
+        return Outcome(status, error, message, retry_after, rule), None

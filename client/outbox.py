@@ -1,0 +1,213 @@
+"""The local outbox: records waiting for the server's acknowledgement, in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so acked ranges stay exact
+    id TEXT NOT NULL UNIQUE,
+    body BLOB NOT NULL                      -- the record as compact wire JSON
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run TEXT NOT NULL,
+    server TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    seconds REAL NOT NULL,
+    mode TEXT NOT NULL,
+    concurrency INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    records INTEGER NOT NULL,
+    synced INTEGER NOT NULL,
+    batches INTEGER NOT NULL,
+    ok_batches INTEGER NOT NULL,
+    failed_batches INTEGER NOT NULL,
+    requests INTEGER NOT NULL,
+    throttled INTEGER NOT NULL,
+    retries INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS server_limits (
+    server TEXT NOT NULL,
+    name TEXT NOT NULL,
+    quota INTEGER NOT NULL,
+    window REAL NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (server, name)
+);
+"""
+
+RUN_COLUMNS = (
+    "run",
+    "server",
+    "started_at",
+    "seconds",
+    "mode",
+    "concurrency",
+    "status",
+    "records",
+    "synced",
+    "batches",
+    "ok_batches",
+    "failed_batches",
+    "requests",
+    "throttled",
+    "retries",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One pending record: its outbox sequence number and wire JSON."""
+
+    seq: int
+    body: bytes
+
+
+class Outbox:
+    """One aiosqlite connection; writes serialized by a lock, each its own transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+        self._write = asyncio.Lock()
+
+    async def open(self) -> Outbox:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL loses no committed transaction on a process kill, only on power loss,
+        # and a lost delete merely resends an already stored (idempotent) batch.
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=10000")
+        await self._db.executescript(_SCHEMA)
+        await self._db.commit()
+        return self
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def __aenter__(self) -> Outbox:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the outbox is not open")
+        return self._db
+
+    # --- records ----------------------------------------------------------
+    async def put(self, records: Iterable[tuple[str, bytes]]) -> int:
+        """Add (id, wire JSON) pairs in one transaction; an existing id gets the new body."""
+        rows = list(records)
+        async with self._write:
+            await self.db.executemany(
+                "INSERT INTO outbox (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
+                rows,
+            )
+            await self.db.commit()
+        return len(rows)
+
+    async def pending(self) -> tuple[int, int]:
+        """(records waiting, highest sequence number), read in one statement."""
+        async with self.db.execute("SELECT count(*), coalesce(max(seq), 0) FROM outbox") as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    async def read(self, after: int, upto: int, limit: int) -> list[Row]:
+        """The next `limit` records with after < seq <= upto, in seq order."""
+        async with self.db.execute(
+            "SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (after, upto, limit),
+        ) as cur:
+            return [Row(int(seq), bytes(body)) for seq, body in await cur.fetchall()]
+
+    async def batches(self, size: int, upto: int) -> AsyncIterator[list[Row]]:
+        """Stream everything up to `upto` in batches; only one batch is held at a time."""
+        after = 0
+        while rows := await self.read(after, upto, size):
+            after = rows[-1].seq
+            yield rows
+
+    async def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
+        """Drop acknowledged records, given as inclusive seq ranges, in one transaction."""
+        spans = list(ranges)
+        if not spans:
+            return
+        async with self._write:
+            await self.db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", spans)
+            await self.db.commit()
+
+    async def get(self, record_id: str) -> bytes | None:
+        async with self.db.execute("SELECT body FROM outbox WHERE id = ?", (record_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    # --- run history and remembered limits --------------------------------
+    async def add_run(self, run: dict[str, Any]) -> None:
+        async with self._write:
+            await self.db.execute(
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                tuple(run[c] for c in RUN_COLUMNS),
+            )
+            await self.db.commit()
+
+    async def recent_runs(self, limit: int) -> list[dict[str, Any]]:
+        """The latest runs, newest first."""
+        async with self.db.execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+        ) as cur:
+            return [dict(zip(RUN_COLUMNS, row, strict=True)) for row in await cur.fetchall()]
+
+    async def remember_limits(self, server: str, limits: Iterable[tuple[str, int, float]]) -> None:
+        rows = [(server, name, quota, window, time.time()) for name, quota, window in limits]
+        if not rows:
+            return
+        async with self._write:
+            await self.db.execute("DELETE FROM server_limits WHERE server = ?", (server,))
+            await self.db.executemany(
+                "INSERT INTO server_limits (server, name, quota, window, seen_at) VALUES (?, ?, ?, ?, ?)", rows
+            )
+            await self.db.commit()
+
+    async def known_limits(self, server: str) -> list[tuple[str, int, float]]:
+        async with self.db.execute(
+            "SELECT name, quota, window FROM server_limits WHERE server = ? ORDER BY name", (server,)
+        ) as cur:
+            return [(str(n), int(q), float(w)) for n, q, w in await cur.fetchall()]
+
+
+class OutboxBusy(RuntimeError):
+    """Another sync already works on this outbox."""
+
+
+@contextmanager
+def sync_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside the database for a whole sync (freed by the OS on kill -9)."""
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise OutboxBusy(f"another sync is already running on {path}") from None
+        yield
+    finally:
+        os.close(fd)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from client.ratelimit_fields import Policy, Remaining, parse_list, parse_policies, parse_remaining
+
+
+def test_server_shapes() -> None:
+    assert parse_policies(['"sync/user";q=5;w=1']) == {"sync/user": Policy("sync/user", 5, 1.0)}
+    assert parse_remaining(['"sync/user";r=0;t=1']) == {"sync/user": Remaining("sync/user", 0, 1.0)}
+
+
+def test_several_items_and_header_lines() -> None:
+    policies = parse_policies(['"req/ip";q=300;w=300, "sync/ip";q=10;w=1', '"sync/user";q=5;w=1'])
+    assert set(policies) == {"req/ip", "sync/ip", "sync/user"}
+    assert policies["req/ip"] == Policy("req/ip", 300, 300.0)
+    remaining = parse_remaining(['"req/ip";r=299;t=120, "sync/ip";r=9;t=1, "sync/user";r=4;t=1'])
+    assert remaining["req/ip"].remaining == 299 and remaining["req/ip"].reset == 120
+
+
+def test_quoted_commas_semicolons_and_tokens() -> None:
+    members = parse_list('"a,b;c";q=1;w=2, tok;q=3;flag, "esc\\"q";q=4')
+    assert members[0] == ("a,b;c", {"q": 1.0, "w": 2.0})
+    assert members[1] == ("tok", {"q": 3.0, "flag": True})
+    assert members[2][0] == 'esc"q'
+
+
+def test_malformed_items_are_skipped_not_fatal() -> None:
+    assert parse_policies(['"x";w=1', '"y";q=-1;w=1', "", ";;;", '"z";q=abc']) == {}
+    assert parse_remaining(['"x";t=1', '"y";r=?1']) == {}
+    # A policy without w is read with a one-second window; a missing t reads as 0.
+    assert parse_policies(['"x";q=3']) == {"x": Policy("x", 3, 1.0)}
+    assert parse_remaining(['"x";r=2']) == {"x": Remaining("x", 2, 0.0)}
