@@ -25,7 +25,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scripted.add_argument("--headless", action="store_true", help="no terminal output (with --exit-after)")
     scripted.add_argument("--exit-after", type=float, metavar="S", help="quit after S seconds")
     scripted.add_argument("--screenshot", type=Path, metavar="FILE.svg", help="save the screen when quitting")
+    scripted.add_argument("--size", type=_size, default=(120, 36), metavar="WxH", help="headless screen size")
     return parser.parse_args(argv)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected WIDTHxHEIGHT, e.g. 120x36") from None
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,23 +42,24 @@ def main(argv: list[str] | None = None) -> int:
     from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
 
     common = {"export_dir": args.export_dir, "exit_after": args.exit_after, "screenshot": args.screenshot}
+    size = args.size if args.headless else None
     if args.replay is not None:
         if not args.replay.is_file():
             print(f"no such file: {args.replay}", file=sys.stderr)
             return 2
         app = MonitorApp(replay=args.replay, speed=args.speed, **common)
-        app.run(headless=args.headless)
+        app.run(headless=args.headless, size=size)
     elif args.demo:
         from monitor.demo import Demo
 
         with Demo() as demo:
             app = MonitorApp(server=demo.url, admin_token=demo.admin_token, **common)
             demo.start_clients()
-            app.run(headless=args.headless)
+            app.run(headless=args.headless, size=size)
     else:
         token = args.admin_token or read_admin_token(args.data_dir)
         app = MonitorApp(server=args.server, admin_token=token, **common)
-        app.run(headless=args.headless)
+        app.run(headless=args.headless, size=size)
     lines = app.model.summary()
     print("\n".join(lines) if lines else "no runs seen")
     return app.return_code or 0

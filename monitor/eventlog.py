@@ -36,7 +36,7 @@ class LogEntry:
 
 def _short(run: Any) -> str:
     text = str(run)
-    return text if len(text) <= 10 else text[:9] + "…"
+    return text if len(text) <= 12 else text[:3] + "…" + text[-8:]
 
 
 def _attempt(ev: Mapping[str, Any]) -> str:

@@ -48,3 +48,12 @@ def status(value: str) -> Text:
 def short(value: object, width: int = 10) -> str:
     text = str(value)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def middle(value: object, width: int = 12) -> str:
+    """Long ids keep both ends (run ids often differ only at the end)."""
+    text = str(value)
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]

@@ -72,6 +72,7 @@ class _Grid:
         self.scale = width / span
         self.state: list[list[str | None]] = [[None] * width for _ in range(lanes)]
         self.owner: list[list[int]] = [[-1] * width for _ in range(lanes)]
+        self.hits: list[list[int]] = [[0] * width for _ in range(lanes)]  # 429s that landed in each cell
 
     def cols(self, t0: float, t1: float) -> range:
         first = min(self.width - 1, max(0, math.floor((t0 - self.start) * self.scale)))
@@ -80,6 +81,9 @@ class _Grid:
 
     def paint(self, lane: int, cols: range, state: str, owner: int) -> None:
         row, own = self.state[lane], self.owner[lane]
+        if state == THROTTLED:
+            for col in cols:
+                self.hits[lane][col] += 1
         for col in cols:
             current = row[col]
             if current is None or PRIORITY[state] >= PRIORITY[current]:
@@ -103,7 +107,11 @@ def _row_text(grid: _Grid, lane: int, attempts: list[Attempt]) -> Text:
         elif state == WAITING:
             text.append("╌" * length, style=COLORS[WAITING])
         elif length == 1:
-            text.append("█", style=COLORS[state])
+            hits = grid.hits[lane][col] if state == THROTTLED else 0
+            if hits > 1:  # several 429s in one cell: say how many
+                text.append(str(hits) if hits < 10 else "+", style=f"bold #000000 on {COLORS[state]}")
+            else:
+                text.append("█", style=COLORS[state])
         else:
             # The body carries the batch number; a half block at the end keeps neighbours apart.
             label = str(attempts[owner].batch)[: length - 1].ljust(length - 1)

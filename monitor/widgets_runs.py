@@ -32,7 +32,7 @@ def run_cells(run: Run, now: float) -> dict[str, Cell]:
         mode = f"{run.mode} x{run.concurrency}"
     eta = run.eta(now)
     return {
-        "run": fmt.short(run.run, 12),
+        "run": fmt.middle(run.run, 14),
         "user": fmt.short(run.user or "?", 10),
         "mode": fmt.short(mode, 16),
         "progress": fmt.bar(run.progress()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -93,7 +94,7 @@ async def test_monitor_reconnects_across_a_server_restart_and_loses_nothing(serv
     # shut down is not kept across a restart, and the resumed stream opens with stream.reset).
     ids = [i for i in received if i is not None]
     assert ids == sorted(set(ids))
-    gaps = sum(1 for a, b in zip(ids, ids[1:], strict=False) if b != a + 1)
+    gaps = sum(1 for a, b in itertools.pairwise(ids) if b != a + 1)
     assert gaps <= app.model.resets <= 1 and app.model.missed == 0
     assert run.progress() == 1.0 and run.batches_done() == 6 and run.status == "complete" and "connected" in status
 
