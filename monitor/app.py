@@ -81,6 +81,8 @@ class MonitorApp(App[None]):
         self._placed_row: int | None = None  # where the cursor was put; elsewhere means the user moved it
         self.conn_state = "replay" if replay else (STOPPED if server is None else "connecting")
         self.conn_detail = ""
+        if replay and not self.replay_events:
+            self.conn_state, self.conn_detail = "replay done", "the file holds no events"
         self.follower: StreamFollower | None = None
         self.frames = 0
         self.rendered_ts: float | None = None  # newest event time on screen (for the benchmark's lag)

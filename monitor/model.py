@@ -39,7 +39,6 @@ class Model:
         self.events_seen = 0
         self.missed = 0
         self.resets = 0
-        self.version = 0
 
     # --- input -----------------------------------------------------------
     def ingest(self, data: Mapping[str, Any], event_id: int | None = None) -> None:
@@ -54,7 +53,6 @@ class Model:
             ts = now
         etype = str(data.get("type") or "")
         self.events_seen += 1
-        self.version += 1
         if event_id is not None:
             self.last_id = event_id
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
@@ -198,7 +196,6 @@ class Model:
         self.missed = 0
         self.resets = 0
         self.first_ts = None
-        self.version += 1
 
     def summary(self) -> list[str]:
         """One line per run seen, for the terminal after exit."""

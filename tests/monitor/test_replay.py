@@ -75,3 +75,13 @@ def test_command_line_replay_prints_a_summary_and_saves_a_screenshot(tmp_path: P
     missing = subprocess.run([*cmd[:4], str(tmp_path / "nope.jsonl")], cwd=ROOT, capture_output=True, text=True,
                              timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+async def test_an_empty_replay_file_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    app = MonitorApp(replay=empty, speed=1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause(0.2)
+        text = str(app.status_bar.render())
+    assert "replay done" in text and "no events" in text and not app.model.runs
