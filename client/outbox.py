@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +65,9 @@ RUN_COLUMNS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One pending record: its outbox sequence number and wire JSON."""
-
-    seq: int
-    body: bytes
+# One pending record: (outbox sequence number, wire JSON). A plain tuple: a batch holds
+# a thousand of them and building objects for each costs more than the query itself.
+Row = tuple[int, bytes]
 
 
 class Outbox:
@@ -100,7 +96,7 @@ class Outbox:
             self._db = None
 
     async def __aenter__(self) -> Outbox:
-        return await self.open()
+        return self if self._db is not None else await self.open()
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -136,13 +132,13 @@ class Outbox:
             "SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
             (after, upto, limit),
         ) as cur:
-            return [Row(int(seq), bytes(body)) for seq, body in await cur.fetchall()]
+            return list(await cur.fetchall())  # type: ignore[arg-type]
 
     async def batches(self, size: int, upto: int) -> AsyncIterator[list[Row]]:
         """Stream everything up to `upto` in batches; only one batch is held at a time."""
         after = 0
         while rows := await self.read(after, upto, size):
-            after = rows[-1].seq
+            after = rows[-1][0]
             yield rows
 
     async def ack(self, ranges: Iterable[tuple[int, int]]) -> None:

@@ -7,6 +7,7 @@ epoch (floor(now/W)), so the pacer reasons in the same clock as the server.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 from client.ratelimit_fields import Policy, Remaining
@@ -46,21 +47,24 @@ class WindowPacer:
         self.margin = margin
         self.guard = guard
         self.windows: dict[str, _Window] = {}
+        # Recent send times: a policy first seen mid-window must count what was already sent in it.
+        self._sent: deque[float] = deque(maxlen=4096)
 
     @property
     def known(self) -> bool:
         return bool(self.windows)
 
-    def learn(self, policies: dict[str, Policy]) -> None:
+    def learn(self, policies: dict[str, Policy], now: float) -> None:
         """Add or update policies from a `RateLimit-Policy` field."""
         for name, policy in policies.items():
             current = self.windows.get(name)
-            if current is None:
-                self.windows[name] = _Window(policy)
-            elif current.policy != policy:
-                if current.policy.window != policy.window:
-                    current.index, current.used, current.phase = None, 0, 0.0
-                current.policy = policy
+            if current is not None and current.policy == policy:
+                continue
+            if current is None or current.policy.window != policy.window:
+                current = self.windows[name] = _Window(policy)
+                index, start, _ = self._edges(current, now)
+                current.index, current.used = index, sum(1 for t in self._sent if start <= t <= now)
+            current.policy = policy
 
     def _index(self, window: _Window, t: float) -> int:
         return math.floor((t - window.phase) / window.policy.window)
@@ -87,6 +91,7 @@ class WindowPacer:
         return wait
 
     def on_send(self, now: float) -> None:
+        self._sent.append(now)
         for window in self.windows.values():
             index = self._index(window, now)
             if window.index != index:

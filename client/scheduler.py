@@ -105,8 +105,7 @@ class Scheduler:
                     continue
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
-                if self.use_fields:
-                    self.windows.on_send(now)
+                self.windows.on_send(now)
                 if self.loss is not None:
                     self.loss.on_send(now)
                 return now
@@ -119,7 +118,7 @@ class Scheduler:
     def preload(self, policies: dict[str, Policy]) -> None:
         """Limits remembered from an earlier run: a hint the first answer corrects."""
         if self.use_fields:
-            self.windows.learn(policies)
+            self.windows.learn(policies, self.clock())
 
     def observe(
         self,
@@ -134,7 +133,7 @@ class Scheduler:
         now = self.clock()
         self.answered = True
         if self.use_fields:
-            self.windows.learn(policies)
+            self.windows.learn(policies, now)
             self.windows.on_response(sent_at, remaining)
             for name, rem in remaining.items():
                 # A quota we cannot pace (no policy) is still honoured when it runs out.

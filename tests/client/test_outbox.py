@@ -21,7 +21,7 @@ async def test_batches_stream_in_order_up_to_the_snapshot(tmp_path: Path) -> Non
         seqs: list[int] = []
         async for rows in ob.batches(1000, upto):
             sizes.append(len(rows))
-            seqs.extend(r.seq for r in rows)
+            seqs.extend(r[0] for r in rows)
         assert sizes == [1000, 1000, 500]
         assert seqs == sorted(seqs) and len(set(seqs)) == 2500
 
@@ -31,9 +31,9 @@ async def test_ack_removes_exactly_the_acknowledged_ranges(tmp_path: Path) -> No
         await ob.put(recs(30))
         _, upto = await ob.pending()
         batches = [rows async for rows in ob.batches(10, upto)]
-        await ob.ack([(batches[0][0].seq, batches[0][-1].seq), (batches[2][0].seq, batches[2][-1].seq)])
+        await ob.ack([(batches[0][0][0], batches[0][-1][0]), (batches[2][0][0], batches[2][-1][0])])
         left = [rows async for rows in ob.batches(100, upto)]
-        assert [r.body for r in left[0]] == [r.body for r in batches[1]]
+        assert [r[1] for r in left[0]] == [r[1] for r in batches[1]]
 
 
 async def test_sequence_numbers_are_never_reused(tmp_path: Path) -> None:
@@ -44,7 +44,7 @@ async def test_sequence_numbers_are_never_reused(tmp_path: Path) -> None:
         await ob.ack([(1, upto)])
         await ob.put(recs(5, start=100))
         rows = await ob.read(0, 10**9, 100)
-        assert min(r.seq for r in rows) > upto
+        assert min(r[0] for r in rows) > upto
 
 
 async def test_put_replaces_a_record_in_place(tmp_path: Path) -> None:
@@ -53,7 +53,7 @@ async def test_put_replaces_a_record_in_place(tmp_path: Path) -> None:
         before = await ob.read(0, 10**9, 10)
         await ob.put([("a", b"fixed")])
         after = await ob.read(0, 10**9, 10)
-        assert [r.seq for r in after] == [r.seq for r in before]
+        assert [r[0] for r in after] == [r[0] for r in before]
         assert await ob.get("a") == b"fixed"
         assert await ob.get("zzz") is None
 

@@ -8,7 +8,7 @@ from client.ratelimit_fields import Policy, Remaining
 
 def pacer(*policies: Policy) -> WindowPacer:
     p = WindowPacer(margin=0.005, guard=0.02)
-    p.learn({x.name: x for x in policies})
+    p.learn({x.name: x for x in policies}, 0.0)
     return p
 
 
@@ -91,7 +91,16 @@ def test_a_429_for_an_unknown_rule_or_a_long_retry_is_not_taken_as_an_edge() -> 
 
 def test_changed_limits_are_adopted() -> None:
     p = pacer(Policy("sync/user", 5, 1.0))
-    p.learn({"sync/user": Policy("sync/user", 2, 1.0)})
+    p.learn({"sync/user": Policy("sync/user", 2, 1.0)}, 7.0)
     assert len(drain(p, 7.1, 7.9)) == 2
-    p.learn({"sync/user": Policy("sync/user", 4, 2.0)})
+    p.learn({"sync/user": Policy("sync/user", 4, 2.0)}, 8.0)
     assert len(drain(p, 8.1, 9.9)) == 4
+
+
+def test_sends_made_before_a_policy_was_known_count_against_it() -> None:
+    p = WindowPacer()
+    for t in (20.1, 20.11, 20.12, 20.13):  # blind sends, before any answer
+        p.on_send(t)
+    p.learn({"sync/user": Policy("sync/user", 5, 1.0)}, 20.4)
+    assert len(drain(p, 20.4, 20.99)) == 1
+    assert len(drain(p, 21.0, 21.99)) == 5
