@@ -42,6 +42,7 @@ ProgressCallback = Callable[[Progress], None]
 class _Batch:
     index: int
     rows: list[Row]
+    body: bytes | None = None  # the whole batch's request body, built ahead by the producer
     attempts: int = 0
     failures: int = 0
     throttled: int = 0
@@ -122,6 +123,7 @@ class SyncManager:
         self._t0 = 0.0
         self._abort: str | None = None  # set when the token is refused: nothing else can succeed
         self._acks: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        self._first_answer = asyncio.Event()
 
     # --- progress -----------------------------------------------------------
     def progress(self) -> Progress:
@@ -181,20 +183,27 @@ class SyncManager:
             # Building a verifying TLS context costs ~40 ms; plain http never uses it.
             verify=self.server.startswith("https:"),
         ) as http:
-            queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=2)
+            # Enough read ahead for a whole burst: each batch is ~0.25 MB, held for a moment.
+            queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=workers)
             acker = asyncio.create_task(self._acker())
+            # The run carries our own id, so batches need not wait for the announcement; it goes
+            # out once the first batch is answered, so its work on the server never sits in front
+            # of the first burst (the monitor merges a late announcement into the run).
+            announce = asyncio.create_task(self._announce(http))
             try:
                 async with asyncio.TaskGroup() as group:
-                    # The run carries our own id, so batches need not wait for the announcement
-                    # (a server can take tens of ms to answer it; a batch of 1,000 is ~0.3 s).
-                    group.create_task(self._announce(http))
                     group.create_task(self._produce(queue, upto, workers))
                     for _ in range(workers):
                         group.create_task(self._work(http, queue))
+                # Done when the last batch is answered, like any client; committing the last
+                # acknowledgements is bookkeeping (a crash now only resends those batches).
+                r.duration = time.perf_counter() - self._t0
             finally:
                 await self._acks.put(None)
                 await acker
-            r.duration = time.perf_counter() - self._t0
+                if not announce.done() and not self._first_answer.is_set():
+                    announce.cancel()
+                await asyncio.gather(announce, return_exceptions=True)
             r.concurrency = self.scheduler.peak
             self._emit()
             await self._finish(http)
@@ -203,6 +212,7 @@ class SyncManager:
 
     async def _announce(self, http: httpx.AsyncClient) -> None:
         """POST the run; a server without the endpoint (404) or any failure keeps our own id."""
+        await self._first_answer.wait()
         r = self._result
         start = RunStart(
             total_records=r.total_records,
@@ -277,7 +287,7 @@ class SyncManager:
     async def _produce(self, queue: asyncio.Queue[_Batch | None], upto: int, workers: int) -> None:
         index = 0
         async for rows in self.outbox.batches(self.batch_size, upto):
-            await queue.put(_Batch(index, rows))
+            await queue.put(_Batch(index, rows, _payload(rows)))
             index += 1
         for _ in range(workers):
             await queue.put(None)
@@ -343,6 +353,7 @@ class SyncManager:
             elif decision.action is Action.SPLIT:
                 self._result.splits += 1
                 mid = len(rows) // 2
+                batch.body = None
                 parts[0:0] = [rows[:mid], rows[mid:]]
             else:
                 if outcome.status == 401:
@@ -362,7 +373,8 @@ class SyncManager:
         self, http: httpx.AsyncClient, batch: _Batch, rows: list[Row]
     ) -> tuple[Outcome, SyncResponse | None]:
         """One POST through the scheduler; never raises for HTTP or network trouble."""
-        body = _payload(rows)  # built before the slot, so a paced send leaves right at the edge
+        # Built before the slot (by the producer, unless split), so a paced send leaves right at the edge.
+        body = batch.body if batch.body is not None and len(rows) == len(batch.rows) else _payload(rows)
         sent_at = await self.scheduler.acquire()
         batch.attempts += 1
         self._result.requests += 1
@@ -381,6 +393,7 @@ class SyncManager:
         finally:
             self.scheduler.release()
         seconds = time.perf_counter() - started
+        self._first_answer.set()
         ack: SyncResponse | None = None
         if response is None:
             self.scheduler.observe(sent_at=sent_at, status=None, policies={}, remaining={}, seconds=seconds)

@@ -75,7 +75,7 @@ class FakeServer:
             self.announced.append(body)
             if self.runs_status >= 400:
                 return httpx.Response(self.runs_status, json={"error": "not_found", "message": "no such path"})
-            return httpx.Response(self.runs_status, json={"run": "srv-run-1"})
+            return httpx.Response(self.runs_status, json={"run": body.get("run") or "srv-run-1"})
         if path.startswith(RUNS_PATH + "/") and path.endswith("/finish"):
             self.finished.append((path.split("/")[-2], msgspec.json.decode(request.content)))
             return httpx.Response(200, json={"ok": True})

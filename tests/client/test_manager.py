@@ -41,11 +41,14 @@ async def test_complete_sync_sends_each_record_once_with_trace_headers(outbox: O
     assert len(server.stored) == 1000
     assert sorted(s.batch for s in server.seen) == list(range(10))
     assert {s.attempt for s in server.seen} == {1}
-    assert {s.run for s in server.seen} == {"srv-run-1"}  # the id the server gave
-    assert server.announced[0]["total_records"] == 1000 and server.announced[0]["total_batches"] == 10
+    assert {s.run for s in server.seen} == {result.run}
+    assert server.announced == [
+        {"total_records": 1000, "total_batches": 10, "batch_size": 100, "mode": "conservative", "concurrency": 5,
+         "run": result.run}
+    ]  # fmt: skip
     assert server.finished == [
         (
-            "srv-run-1",
+            result.run,
             {
                 "status": "complete",
                 "ok_batches": 10,
@@ -56,7 +59,28 @@ async def test_complete_sync_sends_each_record_once_with_trace_headers(outbox: O
     ]
     assert await outbox.pending() == (0, 0)
     runs = await outbox.recent_runs(5)
-    assert runs[0]["run"] == "srv-run-1" and runs[0]["status"] == "complete"
+    assert runs[0]["run"] == result.run and runs[0]["status"] == "complete"
+
+
+async def test_the_run_is_announced_after_the_first_answer_and_a_server_id_wins(outbox: Outbox) -> None:
+    server = FakeServer(latency=0.02)
+    order: list[str] = []
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        order.append(request.url.path)
+        if request.url.path == "/api/v1/runs":
+            return httpx.Response(201, json={"run": "server-chose-this"})
+        return await server.handle(request)
+
+    transport = httpx.MockTransport(handle)
+    result = await SyncManager(
+        "http://fake", "tok", outbox, mode="sequential", batch_size=250, transport=transport
+    ).sync()
+    assert order[0] == "/api/v1/data/sync" and order.count("/api/v1/runs") == 1
+    assert result.run == "server-chose-this"
+    # The first batch carries the client's id; later ones and the finish carry the server's.
+    assert server.seen[0].run.startswith("c-") and server.seen[-1].run == "server-chose-this"
+    assert server.finished[0][0] == "server-chose-this"
 
 
 async def test_a_server_without_the_runs_endpoint_gets_a_client_made_run_id(outbox: Outbox) -> None:
@@ -216,7 +240,7 @@ async def test_streams_the_outbox_instead_of_loading_it(outbox: Outbox, monkeypa
     server.hook = hook
     await manager(outbox, server, mode="conservative", batch_size=10).sync()
     assert max(reads) == 10
-    assert max(ahead) <= 5 + 2 + 2  # workers' batches, the queue, the one being read
+    assert max(ahead) <= 5 + 5 + 2  # the workers' batches, the queue (one per worker), the one being read
 
 
 async def test_nothing_to_sync(tmp_path: Path) -> None:
