@@ -269,7 +269,7 @@ async def test_a_subscriber_that_never_reads_gets_stream_dropped_and_ingest_goes
     loop = asyncio.get_running_loop()
     await loop.sock_connect(sock, ("127.0.0.1", inproc.port))
     request = (
-        f"GET {contract.EVENTS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"GET {contract.EVENTS_PATH}?types=batch.received,batch.stored HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {inproc.state.admin_token}\r\nAccept: text/event-stream\r\n\r\n"
     )
     await loop.sock_sendall(sock, request.encode())
@@ -280,12 +280,12 @@ async def test_a_subscriber_that_never_reads_gets_stream_dropped_and_ingest_goes
             await asyncio.sleep(0.01)
         sub = bus._subscribers[0]
         padding = "x" * 8000
-        for _ in range(5000):  # fill socket buffers and then the queue, without reading
-            bus.publish("filler", padding=padding)
-            if sub._missed:
+        for _ in range(20_000):  # fill the socket buffers, then the queue, while the client reads nothing
+            bus.publish(contract.EV_BATCH_RECEIVED, run="filler", padding=padding)
+            if sub._missed >= 200:  # misses only pile up while the stream cannot send at all
                 break
-            await asyncio.sleep(0)
-        assert sub._missed > 0, "the subscriber's queue never filled"
+            await asyncio.sleep(0.001)
+        assert sub._missed >= 200, "the subscriber's stream never stalled"
         async with httpx.AsyncClient(timeout=TIMEOUT) as client:
             for i in range(20):  # ingest is not held up by the stuck reader
                 r = await client.post(
@@ -293,21 +293,26 @@ async def test_a_subscriber_that_never_reads_gets_stream_dropped_and_ingest_goes
                 )
                 assert r.status_code == 200
         missed_before_reading = sub._missed
-        assert missed_before_reading >= 40  # every batch's received+stored went past the full queue
+        assert missed_before_reading >= 240  # every batch's received+stored went past the full queue too
         received = b""
-        for _ in range(2000):
+        dropped: list[dict[str, Any]] = []
+        blocks: list[str] = []
+        while not dropped or dropped[-1]["missed"] < missed_before_reading:
             chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 30)
             assert chunk, "server closed the stream"
             received += chunk
-            if b"event: stream.dropped" in received and received.rstrip().endswith(b"}"):
-                break
+            *complete, rest = received.split(b"\n\n")
+            received = rest
+            for raw in complete:
+                block = raw.decode("latin-1")
+                if "event: stream.dropped" in block:
+                    blocks.append(block)
+                    dropped.append(json.loads(block.split("data: ", 1)[1].split("\n", 1)[0]))
     finally:
         sock.close()
-    text = received.decode("latin-1")
-    block = text[text.index("event: stream.dropped") :].split("\n\n", 1)[0]
-    dropped = json.loads(block.split("data: ", 1)[1].split("\n", 1)[0])
-    assert dropped["type"] == contract.EV_STREAM_DROPPED and dropped["missed"] == missed_before_reading
-    assert "id: " not in block  # control events carry no id: the resume point stays on real events
+    assert dropped[-1]["type"] == contract.EV_STREAM_DROPPED and dropped[-1]["missed"] == missed_before_reading
+    assert dropped[-1]["last_id"] <= bus.last_id
+    assert all("id: " not in b for b in blocks)  # control events carry no id: the resume point stays put
 
 
 async def test_heartbeat_comments_keep_an_idle_stream_alive(
