@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from server.events import EventBus
+from server.history import History
 from server.runview import RunView
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory
@@ -225,3 +228,80 @@ async def test_batches_of_an_unannounced_run_still_make_a_run(server: LiveServer
     assert detail["user"] == "dave" and detail["announced"] is None and detail["status"] == "running"
     assert detail["totals"]["batches_stored"] == 1
     assert listed[0]["run"] == "ghost" and not listed[0]["announced"]
+
+
+# --- pure fold and the history store, without HTTP --------------------------------------------
+
+
+def ev(i: int, type: str, **fields: Any) -> dict[str, Any]:
+    return {"id": i, "ts": 1000.0 + i, "type": type, "run": "r", **fields}
+
+
+def test_runview_folds_attempts_and_totals() -> None:
+    events = [
+        ev(1, "run.started", user="u", total_records=20, total_batches=2, batch_size=10, mode="m", concurrency=2),
+        ev(2, "batch.received", batch=0, attempt=1, user="u", records=10),
+        ev(3, "request.throttled", batch=1, attempt=1, user="u", ip="1.2.3.4", rule="sync/ip", key="k",
+           retry_after=0.5),
+        ev(4, "batch.stored", batch=0, attempt=1, user="u", records=10, stored=10, duplicates=0, ms=3.0),
+        ev(5, "batch.received", batch=1, attempt=2, user="u", records=10),
+        ev(6, "batch.rejected", batch=1, attempt=2, user="u", status=503, error="injected_fault"),
+        ev(7, "batch.received", batch=1, attempt=3, user="u", records=10),
+        {**ev(8, "batch.stored", batch=0, attempt=1), "run": "other"},  # another run's: ignored
+        ev(9, "run.finished", user="u", status="partial", ok_batches=1, failed_batches=1, seconds=2.0),
+    ]  # fmt: skip
+    view = RunView.of("r", events)
+    assert view.totals() == {
+        "batches_seen": 2,
+        "batches_stored": 1,
+        "attempts": 4,
+        "records_stored": 10,
+        "records_acked": 10,
+        "duplicates": 0,
+        "throttled": 1,
+        "rejected": 1,
+        "events": 8,
+    }
+    assert view.status == "partial" and view.user == "u" and view.finished == 1009.0
+    b0, b1 = view.batches()
+    assert b0["status"] == "stored"
+    assert [(a["attempt"], a["status"]) for a in b1["attempts"]] == [
+        (1, "throttled"),
+        (2, "rejected"),
+        (3, "in_flight"),
+    ]
+    assert b1["status"] == "in_flight"
+    assert b1["attempts"][0]["rule"] == "sync/ip" and b1["attempts"][1]["http_status"] == 503
+
+
+async def test_history_writes_everything_queued_when_it_closes(tmp_path: Path) -> None:
+    bus = EventBus(stats_interval=0)
+    history = History(tmp_path / "h.sqlite3", interval=60)  # the writer would wait a minute: close must flush
+    await history.open(bus)
+    for i in range(12_000):
+        bus.publish("batch.stored", run=f"r{i % 3}", batch=i, attempt=1, user="u", records=1, stored=1)
+    bus.publish("stats", records_per_s=1.0)  # no run: not kept
+    assert history.pending == 12_000
+    await history.close()
+
+    again = History(tmp_path / "h.sqlite3")
+    bus2 = EventBus(stats_interval=0)
+    await again.open(bus2)
+    try:
+        runs = await again.list_runs()
+        assert sorted(r["run"] for r in runs) == ["r0", "r1", "r2"]
+        assert all(r["totals"]["records_stored"] == 4000 for r in runs)
+        bus2.publish("t")
+        assert bus2.last_id == 12_002  # ids continue after the 12,001 the first life used
+    finally:
+        await again.close()
+
+
+async def test_history_queue_is_bounded(tmp_path: Path) -> None:
+    bus = EventBus(stats_interval=0)
+    history = History(tmp_path / "h.sqlite3", queue_size=10, interval=60)
+    await history.open(bus)
+    for i in range(15):
+        bus.publish("batch.received", run="r", batch=i, attempt=1)
+    assert (history.pending, history.lost) == (10, 5)
+    await history.close()
