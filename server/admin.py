@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -80,10 +80,13 @@ async def require_admin(request: Request) -> Response | None:
 async def read_json_object(request: Request, limit: int = MAX_ADMIN_BODY) -> dict[str, object] | Response:
     """The body as a JSON object, or a 400 saying why not (size capped while reading)."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return error_response(400, E_INVALID_REQUEST, f"The body is larger than {limit} bytes.")
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return error_response(400, E_INVALID_REQUEST, f"The body is larger than {limit} bytes.")
+    except ClientDisconnect:
+        return error_response(400, E_INVALID_REQUEST, "The client went away before sending the whole body.")
     try:
         value = msgspec.json.decode(bytes(body))
     except msgspec.DecodeError as exc:
