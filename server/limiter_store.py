@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from server.limiter import EPS, US, Decision, FixedWindow, Gcra, KeyUsage, SlidingWindow
 
@@ -104,6 +106,73 @@ return {0, string.format('%.0f', tat)}
 """
 
 
+@dataclass(slots=True)
+class _Call:
+    script: AsyncScript
+    keys: Sequence[str]
+    args: Sequence[str | int | float]
+    future: asyncio.Future[Any]
+
+
+class ScriptBatcher:
+    """Sends the script calls made in one event-loop turn as one pipeline (not a transaction).
+
+    Every call is still its own atomic script; only the round trip is shared. Concurrent requests
+    then cost Redis one round trip per turn instead of one each: several times the decisions/s.
+    """
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+        self._queue: list[_Call] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append(_Call(script, keys, args, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush_soon)
+        return await future
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        calls, self._queue = self._queue, []
+        task = asyncio.get_running_loop().create_task(self._flush(calls))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, calls: list[_Call]) -> list[Any]:
+        pipe = self._redis.pipeline(transaction=False)
+        for c in calls:
+            pipe.evalsha(c.script.sha, len(c.keys), *c.keys, *c.args)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _flush(self, calls: list[_Call]) -> None:
+        try:
+            results = await self._send(calls)
+            again = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if again:  # a restarted Redis has forgotten the scripts: load them, send those calls again
+                for script in {id(calls[i].script): calls[i].script for i in again}.values():
+                    script.sha = await self._redis.script_load(script.script)
+                for i, r in zip(again, await self._send([calls[i] for i in again]), strict=True):
+                    results[i] = r
+        except BaseException as exc:
+            for c in calls:
+                if not c.future.done():
+                    c.future.set_exception(exc if isinstance(exc, Exception) else RedisError(repr(exc)))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for c, r in zip(calls, results, strict=True):
+            if not c.future.done():
+                if isinstance(r, Exception):
+                    c.future.set_exception(r)
+                else:
+                    c.future.set_result(r)
+
+
 def redact(url: str) -> str:
     """The store URL without its password, fit for logs and the limiter view."""
     parts = urlsplit(url)
@@ -144,6 +213,7 @@ class RedisStore:
         self._fixed = self._redis.register_script(_FIXED)
         self._sliding = self._redis.register_script(_SLIDING)
         self._gcra = self._redis.register_script(_GCRA)
+        self._batch = ScriptBatcher(self._redis)
         self._seen: dict[str, dict[str, tuple[int, float]]] = {}
 
     async def hit(self, counter: Counter, key: str, now: float) -> Decision | None:
@@ -171,21 +241,22 @@ class RedisStore:
         if isinstance(alg, FixedWindow):
             reset = alg.period - now % alg.period
             w = alg.window(now)
-            count = await self._fixed(keys=[f"{base}{w}:{key}"], args=[math.ceil((reset + 1) * 1000)])
+            count = await self._batch.call(self._fixed, [f"{base}{w}:{key}"], [math.ceil((reset + 1) * 1000)])
             return alg.decision(int(count), now)
         if isinstance(alg, SlidingWindow):
             w = alg.window(now)
             elapsed = now - w * alg.period
             ttl = math.ceil((2 * alg.period - elapsed + 1) * 1000)
-            ok, prev, cur = await self._sliding(
-                keys=[f"{base}{w}:{key}", f"{base}{w - 1}:{key}"],
-                args=[alg.limit, repr(alg.period), repr(elapsed), repr(EPS), ttl],
+            ok, prev, cur = await self._batch.call(
+                self._sliding,
+                [f"{base}{w}:{key}", f"{base}{w - 1}:{key}"],
+                [alg.limit, repr(alg.period), repr(elapsed), repr(EPS), ttl],
             )
             return alg.decision(bool(ok), int(prev), int(cur), elapsed)
         now_us = int(now * US)
         if alg.limit <= 0:
             return alg.decision(False, now_us, now_us)
-        ok, tat = await self._gcra(keys=[f"{base}{key}"], args=[now_us, alg.interval_us, alg.burst_us])
+        ok, tat = await self._batch.call(self._gcra, [f"{base}{key}"], [now_us, alg.interval_us, alg.burst_us])
         return alg.decision(bool(ok), int(tat), now_us)
 
     def _down(self, exc: BaseException) -> None:

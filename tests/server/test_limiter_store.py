@@ -8,14 +8,25 @@ import logging
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from server.config import ThrottleRule
 from server.limiter import make_algorithm
-from server.limiter_store import KEY_PREFIX, PROBE_INTERVAL, Counter, MemoryStore, RedisStore, counter_id, redact
+from server.limiter_store import (
+    KEY_PREFIX,
+    PROBE_INTERVAL,
+    Counter,
+    MemoryStore,
+    RedisStore,
+    ScriptBatcher,
+    counter_id,
+    redact,
+)
 from syncbed.contract import EV_LIMITER_STORE, LIMITER_PATH
 from tests.conftest import RedisServer, ServerFactory, wait_until
 from tests.server.test_throttle import serve
@@ -72,6 +83,30 @@ async def test_redis_admits_exactly_the_limit_of_200_concurrent(redis_server: Re
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_one_pipeline_per_loop_turn_each_call_gets_its_own_answer_or_error(redis_server: RedisServer) -> None:
+    raw = aioredis.Redis.from_url(redis_server.url)
+    try:
+        script = raw.register_script("if ARGV[1] == 'boom' then return redis.error_reply('boom') end return ARGV[1]")
+        batcher = ScriptBatcher(raw)
+        sent: list[int] = []
+        real_send = batcher._send
+
+        async def counting_send(calls: list[Any]) -> list[Any]:
+            sent.append(len(calls))
+            return await real_send(calls)
+
+        batcher._send = counting_send  # type: ignore[method-assign]
+        args = ["a", "boom", "c", "d"]
+        got = await asyncio.gather(*(batcher.call(script, [], [a]) for a in args), return_exceptions=True)
+        assert got[0] == b"a" and got[2:] == [b"c", b"d"]
+        assert isinstance(got[1], ResponseError) and "boom" in str(got[1])
+        # The first pipeline met NOSCRIPT (never loaded): the script was loaded and the calls sent again.
+        assert sent == [4, 4]
+        assert await batcher.call(script, [], ["e"]) == b"e" and sent == [4, 4, 1]
+    finally:
+        await raw.aclose()
 
 
 async def test_track_and_throttle_of_one_name_do_not_share_a_counter(redis_server: RedisServer) -> None:
