@@ -258,10 +258,13 @@ class Gcra:
         tat = self._tat.get(key, now_us)
         if tat < now_us:
             tat = now_us
-        new_tat = tat + self.interval_us
-        backlog = new_tat - now_us
+        t = self.interval_us
+        backlog = tat + t - now_us
         if backlog > self.burst_us:
-            return self.decision(False, tat, now_us)
+            # Refused: decision(False, tat, now_us) inlined; reset (tat - now) >= retry as t <= burst.
+            retry = backlog - self.burst_us
+            return Decision(False, limit, 0, (tat - now_us) / US, retry / US, limit)
+        new_tat = tat + t
         self._tat[key] = new_tat
         if now_us >= self._next_sweep:
             self._sweep(now_us)
