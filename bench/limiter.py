@@ -302,7 +302,7 @@ def main(quick: bool = False) -> str:
         "### limiter\n\n"
         "Decisions: each algorithm's `hit()` in process (a fresh `time.time()` per call, 1,000 keys), "
         "and one Lua call per decision through `RedisStore` to a local redis-server, 1 or 32 in flight.\n\n"
-        + table(["store", "algorithm", "in flight", "decisions/s", "µs/decision"], decisions)
+        + table(["store", "algorithm", "in flight", "decisions/s", "µs per decision (1 / rate)"], decisions)
         + f"\n\nSlowest in-process decision: **{memory_us:.2f} µs** (target < 5 µs: {verdict_us}).\n\n"
         f"Throttled endpoint: `GET /limited` limited to {LIMIT_PER_S}/s per IP (fixed window), one uvicorn "
         f"process each, {CONNECTIONS} keep-alive connections from one load generator on loopback, so nearly "
