@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -252,7 +253,13 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
             values[section][key] = _typed(f"{section}.{key}", m[section][key], kind)
     for section, key in _LISTS:
         if key in m[section]:
-            values[section][key] = _str_list(f"{section}.{key}", m[section][key])
+            cidrs = _str_list(f"{section}.{key}", m[section][key])
+            values[section][key] = cidrs
+            for i, cidr in enumerate(cidrs):
+                try:
+                    ipaddress.ip_network(cidr.strip(), strict=False)
+                except ValueError:
+                    raise ConfigError(f"{section}.{key}[{i}]: {cidr!r} is not an IP address or CIDR range") from None
     srv = values["server"]
     if "data_dir" in srv:
         srv["data_dir"] = Path(str(srv["data_dir"])).expanduser()

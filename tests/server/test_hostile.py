@@ -189,6 +189,8 @@ def test_hostile_settings_values_are_refused_at_start(server_factory: ServerFact
         ("[[limits.throttle]]\nname='x'\nlimit=5\nperiod='soon'\n", "limits.throttle[0].period"),
         ("[faults]\nerror_rate = 2\n", "faults.error_rate"),
         ("not toml [", "not valid TOML"),
+        ("[limits]\nblocklist = ['10.0.0.0/99']\n", "limits.blocklist[0]"),
+        ("[limits]\nstore = 'mysql://x'\n", "limits.store"),
     ):
         srv = server_factory(config=config, start=False)
         cfg = srv.data_dir / "config.toml"
