@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 
-from client.outbox import Outbox, Row, sync_lock
+from client.outbox import Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy, parse_policies, parse_remaining
 from client.result import FailedBatch, Progress, SyncResult
@@ -41,7 +41,7 @@ ProgressCallback = Callable[[Progress], None]
 @dataclass(slots=True)
 class _Batch:
     index: int
-    rows: list[Row]
+    chunk: Chunk
     body: bytes | None = None  # the whole batch's request body, built ahead by the producer
     attempts: int = 0
     failures: int = 0
@@ -49,9 +49,9 @@ class _Batch:
     failed: list[tuple[int, str, int | None]] = field(default_factory=list)  # (records, reason, status)
 
 
-def _payload(rows: list[Row]) -> bytes:
-    """The request body, joined from the stored wire JSON without re-encoding."""
-    return b'{"pageVisits":[' + b",".join([body for _, body in rows]) + b"]}"
+def _payload(chunk: Chunk) -> bytes:
+    """The request body, from the stored wire JSON without re-encoding."""
+    return b'{"pageVisits":[' + chunk.joined + b"]}"
 
 
 def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
@@ -157,6 +157,7 @@ class SyncManager:
 
     async def _sync(self) -> SyncResult:
         self._t0 = time.perf_counter()
+        await self.outbox.compact()  # acknowledgements a killed run left behind
         total, upto = await self.outbox.pending()
         r = self._result = SyncResult(
             run=f"c-{int(time.time())}-{secrets.token_hex(4)}",
@@ -207,6 +208,7 @@ class SyncManager:
             r.concurrency = self.scheduler.peak
             self._emit()
             await self._finish(http)
+        await self.outbox.compact()
         await self._record()
         return r
 
@@ -286,8 +288,8 @@ class SyncManager:
     # --- tasks --------------------------------------------------------------
     async def _produce(self, queue: asyncio.Queue[_Batch | None], upto: int, workers: int) -> None:
         index = 0
-        async for rows in self.outbox.batches(self.batch_size, upto):
-            await queue.put(_Batch(index, rows, _payload(rows)))
+        async for chunk in self.outbox.chunks(self.batch_size, upto):
+            await queue.put(_Batch(index, chunk, _payload(chunk)))
             index += 1
         for _ in range(workers):
             await queue.put(None)
@@ -325,56 +327,61 @@ class SyncManager:
 
     async def _deliver(self, http: httpx.AsyncClient, batch: _Batch) -> None:
         """Send one batch (and its halves after a 413) until each part is stored or given up."""
-        parts = [batch.rows]
+        parts = [batch.chunk]
         while parts:
-            rows = parts.pop(0)
+            part = parts.pop(0)
             if self._abort is not None:
-                batch.failed.append((len(rows), self._abort, 401))
+                batch.failed.append((part.records, self._abort, 401))
                 continue
-            outcome, ack = await self._send(http, batch, rows)
+            outcome, ack = await self._send(http, batch, part)
             if outcome.status is None or outcome.status >= 500 or outcome.status == 408:
                 batch.failures += 1
             if outcome.status == 429:
                 batch.throttled += 1
             decision = self.policy.decide(
-                outcome, failures=batch.failures, throttled=batch.throttled, records=len(rows), rng=self.rng
+                outcome, failures=batch.failures, throttled=batch.throttled, records=part.records, rng=self.rng
             )
             if decision.action is Action.DONE:
-                self._acked(rows, ack, len(rows))
+                self._acked(part, ack)
             elif decision.action is Action.THROTTLED:
                 self.scheduler.throttled(rule=outcome.rule, retry_after=outcome.retry_after or 0.0, hold=decision.delay)
-                parts.insert(0, rows)
+                parts.insert(0, part)
             elif decision.action is Action.BACKOFF:
                 self._result.retries += 1
                 log.info("batch %d: %s; retrying in %.2fs", batch.index, decision.reason, decision.delay)
                 self._emit()
                 await asyncio.sleep(decision.delay)
-                parts.insert(0, rows)
+                parts.insert(0, part)
             elif decision.action is Action.SPLIT:
                 self._result.splits += 1
-                mid = len(rows) // 2
                 batch.body = None
-                parts[0:0] = [rows[:mid], rows[mid:]]
+                parts[0:0] = await self._halves(part)
             else:
                 if outcome.status == 401:
                     self._abort = f"not sent: the token was refused ({decision.reason})"
-                batch.failed.append((len(rows), decision.reason, outcome.status))
+                batch.failed.append((part.records, decision.reason, outcome.status))
 
-    def _acked(self, rows: list[Row], ack: SyncResponse | None, count: int) -> None:
+    async def _halves(self, part: Chunk) -> list[Chunk]:
+        """The two halves of a chunk, re-read from the outbox (a record replaced since is left out)."""
+        rows = await self.outbox.read(part.lo - 1, part.hi, part.records)
+        if len(rows) < 2:
+            return [Chunk.of(rows)] if rows else []
+        mid = len(rows) // 2
+        return [Chunk.of(rows[:mid]), Chunk.of(rows[mid:])]
+
+    def _acked(self, part: Chunk, ack: SyncResponse | None) -> None:
         r = self._result
-        self._acks.put_nowait((rows[0][0], rows[-1][0]))
-        self._records_done += count
-        r.synced_records += count
+        self._acks.put_nowait((part.lo, part.hi))
+        self._records_done += part.records
+        r.synced_records += part.records
         if ack is not None:
             r.stored += ack.stored
             r.duplicates += ack.duplicates
 
-    async def _send(
-        self, http: httpx.AsyncClient, batch: _Batch, rows: list[Row]
-    ) -> tuple[Outcome, SyncResponse | None]:
+    async def _send(self, http: httpx.AsyncClient, batch: _Batch, part: Chunk) -> tuple[Outcome, SyncResponse | None]:
         """One POST through the scheduler; never raises for HTTP or network trouble."""
         # Built before the slot (by the producer, unless split), so a paced send leaves right at the edge.
-        body = batch.body if batch.body is not None and len(rows) == len(batch.rows) else _payload(rows)
+        body = batch.body if batch.body is not None and part is batch.chunk else _payload(part)
         sent_at = await self.scheduler.acquire()
         batch.attempts += 1
         self._result.requests += 1

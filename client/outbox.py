@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so acked ranges stay exact
     id TEXT NOT NULL UNIQUE,
     body BLOB NOT NULL                      -- the record as compact wire JSON
+);
+-- Acknowledged seq ranges not yet deleted: an ack is one tiny insert; the deletes (which touch
+-- the id index at random places when ids are random) run in bulk once the network work is done.
+CREATE TABLE IF NOT EXISTS acked (
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
     run TEXT NOT NULL,
@@ -65,9 +72,22 @@ RUN_COLUMNS = (
 )
 
 
-# One pending record: (outbox sequence number, wire JSON). A plain tuple: a batch holds
-# a thousand of them and building objects for each costs more than the query itself.
+# One pending record: (outbox sequence number, wire JSON).
 Row = tuple[int, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Consecutive pending records, already joined: seqs lo..hi, `records` of them."""
+
+    lo: int
+    hi: int
+    records: int
+    joined: bytes  # the records' wire JSON, comma-separated
+
+    @classmethod
+    def of(cls, rows: list[Row]) -> Chunk:
+        return cls(rows[0][0], rows[-1][0], len(rows), b",".join([body for _, body in rows]))
 
 
 class Outbox:
@@ -88,6 +108,7 @@ class Outbox:
         await self._db.execute("PRAGMA busy_timeout=10000")
         await self._db.executescript(_SCHEMA)
         await self._db.commit()
+        await self.compact()  # finish what a killed sync acknowledged but did not delete
         return self
 
     async def close(self) -> None:
@@ -109,13 +130,14 @@ class Outbox:
 
     # --- records ----------------------------------------------------------
     async def put(self, records: Iterable[tuple[str, bytes]]) -> int:
-        """Add (id, wire JSON) pairs in one transaction; an existing id gets the new body."""
+        """Add (id, wire JSON) pairs in one transaction.
+
+        A record whose id is already waiting replaces it and moves to the back (a new seq), so
+        a fixed record is always sent again, even if its old copy was just acknowledged.
+        """
         rows = list(records)
         async with self._write:
-            await self.db.executemany(
-                "INSERT INTO outbox (id, body) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
-                rows,
-            )
+            await self.db.executemany("INSERT OR REPLACE INTO outbox (id, body) VALUES (?, ?)", rows)
             await self.db.commit()
         return len(rows)
 
@@ -134,6 +156,25 @@ class Outbox:
         ) as cur:
             return list(await cur.fetchall())  # type: ignore[arg-type]
 
+    async def chunk(self, after: int, upto: int, limit: int) -> Chunk | None:
+        """Like `read`, but joined inside SQLite: no Python object per record (half the cost)."""
+        async with self.db.execute(
+            "SELECT min(seq), max(seq), count(*), CAST(group_concat(body, ',') AS BLOB) "
+            "FROM (SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)",
+            (after, upto, limit),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or not row[2]:
+            return None
+        return Chunk(int(row[0]), int(row[1]), int(row[2]), bytes(row[3]))
+
+    async def chunks(self, size: int, upto: int) -> AsyncIterator[Chunk]:
+        """Stream everything up to `upto` as chunks of `size`; only one is held at a time."""
+        after = 0
+        while (chunk := await self.chunk(after, upto, size)) is not None:
+            after = chunk.hi
+            yield chunk
+
     async def batches(self, size: int, upto: int) -> AsyncIterator[list[Row]]:
         """Stream everything up to `upto` in batches; only one batch is held at a time."""
         after = 0
@@ -142,13 +183,26 @@ class Outbox:
             yield rows
 
     async def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Drop acknowledged records, given as inclusive seq ranges, in one transaction."""
+        """Mark acknowledged records (inclusive seq ranges) as gone, in one transaction."""
         spans = list(ranges)
         if not spans:
             return
         async with self._write:
-            await self.db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", spans)
+            await self.db.executemany("INSERT INTO acked (lo, hi) VALUES (?, ?)", spans)
             await self.db.commit()
+
+    async def compact(self) -> int:
+        """Delete every acknowledged record; how many went."""
+        async with self._write:
+            async with self.db.execute("SELECT lo, hi FROM acked") as cur:
+                spans = [(int(lo), int(hi)) for lo, hi in await cur.fetchall()]
+            if not spans:
+                return 0
+            cur = await self.db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", spans)
+            removed = max(0, cur.rowcount)
+            await self.db.execute("DELETE FROM acked")
+            await self.db.commit()
+        return removed
 
     async def get(self, record_id: str) -> bytes | None:
         async with self.db.execute("SELECT body FROM outbox WHERE id = ?", (record_id,)) as cur:

@@ -18,7 +18,7 @@ from client.result import Progress
 from tests.client.fakes import filled
 from tests.conftest import ROOT, LiveServer, ServerFactory
 
-BAD_ID = "pv-000000000001-0003500"  # in batch 3 of 10
+BAD_ID = "pv-000000000001-0003500"  # replaced records move to the back: it will be in batch 9 of 10
 
 
 def cli(*args: str, token: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -79,7 +79,7 @@ async def test_partial_run_names_the_batch_and_a_rerun_after_the_fix_completes(
     assert first.returncode == 1, first.stderr
     out = first.stdout
     assert "Sync partially complete (9/10 batches)" in out
-    assert "batch 3 (1,000 records, 1 attempts): HTTP 422 invalid_records" in out
+    assert "batch 9 (1,000 records, 1 attempts): HTTP 422 invalid_records" in out
     assert "python -m client sync" in out  # how to retry
     assert live_server.count(token) == 9_000
 
@@ -107,7 +107,7 @@ async def test_a_rejected_batch_does_not_stop_the_others_and_the_run_is_announce
         assert body is not None
         await outbox.put([("pv-000000000001-0000000", body.replace(b'"url":"https', b'"url":"gopher'))])
         result = await SyncManager(live_server.url, token, outbox, mode="aggressive").sync()
-    assert (result.ok_batches, len(result.failed), result.failed[0].batch) == (2, 1, 0)
+    assert (result.ok_batches, len(result.failed), result.failed[0].batch) == (2, 1, 2)
     assert result.status == "partial"
     async with httpx.AsyncClient(headers=live_server.admin_headers(), timeout=10) as http:
         r = await http.get(f"{live_server.url}/api/v1/runs/{result.run}")

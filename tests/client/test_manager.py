@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from client.manager import SyncManager
-from client.outbox import Outbox
+from client.outbox import Chunk, Outbox
 from client.policy import RetryPolicy
 from client.result import Progress
 from tests.client.fakes import FakeServer, Seen, filled
@@ -188,7 +188,7 @@ async def test_422_fails_the_batch_keeps_its_records_and_a_fixed_rerun_completes
     result = await manager(outbox, server, mode="conservative").sync()
     assert result.status == "partial" and result.ok_batches == 9 and result.total_batches == 10
     [failed] = result.failed
-    assert failed.batch == 3 and failed.status == 422 and failed.attempts == 1
+    assert failed.batch == 9 and failed.status == 422 and failed.attempts == 1  # a replaced record moves back
     assert failed.reason == "HTTP 422 invalid_records: Record 42: url must be an http or https URL."
     assert (await outbox.pending())[0] == 100
 
@@ -223,14 +223,14 @@ async def test_progress_reports_every_step(outbox: Outbox) -> None:
 
 async def test_streams_the_outbox_instead_of_loading_it(outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[int] = []
-    real_read = Outbox.read
+    real_chunk = Outbox.chunk
 
-    async def counting_read(self: Outbox, after: int, upto: int, limit: int) -> list[object]:
-        rows = await real_read(self, after, upto, limit)
-        reads.append(len(rows))
-        return rows  # type: ignore[return-value]
+    async def counting_chunk(self: Outbox, after: int, upto: int, limit: int) -> Chunk | None:
+        chunk = await real_chunk(self, after, upto, limit)
+        reads.append(chunk.records if chunk else 0)
+        return chunk
 
-    monkeypatch.setattr(Outbox, "read", counting_read)
+    monkeypatch.setattr(Outbox, "chunk", counting_chunk)
     ahead: list[int] = []
     server = FakeServer(latency=0.005)
 
@@ -239,7 +239,7 @@ async def test_streams_the_outbox_instead_of_loading_it(outbox: Outbox, monkeypa
 
     server.hook = hook
     await manager(outbox, server, mode="conservative", batch_size=10).sync()
-    assert max(reads) == 10
+    assert max(reads) == 10 and sum(reads) == 1000
     assert max(ahead) <= 5 + 5 + 2  # the workers' batches, the queue (one per worker), the one being read
 
 
