@@ -14,17 +14,16 @@ from dataclasses import dataclass, field
 import httpx
 import msgspec
 
+from client import answers
 from client.outbox import Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
-from client.ratelimit_fields import Policy, parse_policies, parse_remaining
+from client.ratelimit_fields import Policy
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
     HEADER_BATCH,
-    HEADER_RATELIMIT,
-    HEADER_RATELIMIT_POLICY,
     HEADER_RUN,
     RUNS_PATH,
     SYNC_PATH,
@@ -52,34 +51,6 @@ class _Batch:
 def _payload(chunk: Chunk) -> bytes:
     """The request body, from the stored wire JSON without re-encoding."""
     return b'{"pageVisits":[' + chunk.joined + b"]}"
-
-
-def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
-    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
-    try:
-        body = msgspec.json.decode(response.content)
-    except msgspec.DecodeError:
-        body = None
-    if not isinstance(body, dict):
-        text = response.text.strip()[:200]
-        return "", text, _header_retry_after(response), None
-    retry_after = body.get("retry_after")
-    if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
-        retry_after = _header_retry_after(response)
-    rule = body.get("rule")
-    return (
-        str(body.get("error", "")),
-        str(body.get("message", "")),
-        retry_after,
-        rule if isinstance(rule, str) else None,
-    )
-
-
-def _header_retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None
 
 
 class SyncManager:
@@ -392,35 +363,22 @@ class SyncManager:
             HEADER_BATCH: str(batch.index),
             HEADER_ATTEMPT: str(batch.attempts),
         }
-        response: httpx.Response | None = None
         try:
-            response = await http.post(SYNC_PATH, content=body, headers=headers)
+            answer = answers.read(await http.post(SYNC_PATH, content=body, headers=headers))
         except httpx.HTTPError as exc:
-            outcome = Outcome(None, type(exc).__name__, str(exc) or repr(exc))
+            answer = answers.failure(exc)
         finally:
             self.scheduler.release()
-        seconds = time.perf_counter() - started
         self._first_answer.set()
-        ack: SyncResponse | None = None
-        if response is None:
-            self.scheduler.observe(sent_at=sent_at, status=None, policies={}, remaining={}, seconds=seconds)
-            return outcome, None
-        status = response.status_code
+        status = answer.outcome.status
         self.scheduler.observe(
             sent_at=sent_at,
             status=status,
-            policies=parse_policies(response.headers.get_list(HEADER_RATELIMIT_POLICY)),
-            remaining=parse_remaining(response.headers.get_list(HEADER_RATELIMIT)),
-            seconds=seconds,
+            policies=answer.policies,
+            remaining=answer.remaining,
+            seconds=time.perf_counter() - started,
         )
-        if response.is_success:
-            try:
-                ack = msgspec.json.decode(response.content, type=SyncResponse)
-            except msgspec.DecodeError:
-                ack = None  # acknowledged all the same: a 2xx is the contract
-            return Outcome(status), ack
-        error, message, retry_after, rule = _error_fields(response)
         if status == 429:
             self._result.throttled += 1
             self._emit()
-        return Outcome(status, error, message, retry_after, rule), None
+        return answer.outcome, answer.ack

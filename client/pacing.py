@@ -63,7 +63,9 @@ class WindowPacer:
             if current is None or current.policy.window != policy.window:
                 current = self.windows[name] = _Window(policy)
                 index, start, _ = self._edges(current, now)
-                current.index, current.used = index, sum(1 for t in self._sent if start <= t <= now)
+                # A blind send just before the edge may well have reached the server after it.
+                early = start - min(self.guard, policy.window / 10)
+                current.index, current.used = index, sum(1 for t in self._sent if early <= t <= now)
             current.policy = policy
 
     def _index(self, window: _Window, t: float) -> int:

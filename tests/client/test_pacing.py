@@ -104,3 +104,11 @@ def test_sends_made_before_a_policy_was_known_count_against_it() -> None:
     p.learn({"sync/user": Policy("sync/user", 5, 1.0)}, 20.4)
     assert len(drain(p, 20.4, 20.99)) == 1
     assert len(drain(p, 21.0, 21.99)) == 5
+
+
+def test_blind_sends_just_before_an_edge_count_in_the_next_window() -> None:
+    p = WindowPacer(guard=0.02)
+    for t in (30.985, 30.99, 30.5):  # two within the guard of the edge at 31, one well before
+        p.on_send(t)
+    p.learn({"sync/user": Policy("sync/user", 5, 1.0)}, 31.3)
+    assert len(drain(p, 31.3, 31.99)) == 3
