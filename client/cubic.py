@@ -14,17 +14,19 @@ from collections import deque
 class RateMeter:
     """Smoothed responses per second over half-second buckets."""
 
-    def __init__(self, now: float, smoothing: float = 0.8, bucket: float = 0.5) -> None:
+    def __init__(self, smoothing: float = 0.8, bucket: float = 0.5) -> None:
         self.smoothing = smoothing
         self.bucket = bucket
         self.rate = 0.0
-        self._last = math.floor(now / bucket) * bucket
+        self._last: float | None = None  # starts with the first answer: idle time is not a rate
         self._count = 0
 
     def record(self, now: float) -> float:
         self._count += 1
         current = math.floor(now / self.bucket) * self.bucket
-        if current > self._last:
+        if self._last is None:
+            self._last = current
+        elif current > self._last:
             sample = self._count / (current - self._last)
             self.rate = sample * self.smoothing + self.rate * (1 - self.smoothing)
             self._count = 0
@@ -64,15 +66,25 @@ class LossPacer:
         self.rate = math.inf
         self.tokens = 0.0
         self._stamp = now
-        self.meter = RateMeter(now)
+        self.meter = RateMeter()
         self.cubic = Cubic(now, 0.0)
         self.last_cut = -math.inf
-        self._recent: deque[float] = deque()  # send times within the last second
+        self.cut_basis = math.inf
+        self.best = 0.0  # the most sends admitted within one second so far
+        self._sent: deque[float] = deque()  # send times, last second
+        self._refused: deque[float] = deque()  # send times of the refused ones, last second
 
     def _refill(self, now: float) -> None:
         if self.enabled and now > self._stamp:
             self.tokens = min(max(1.0, self.rate), self.tokens + (now - self._stamp) * self.rate)
         self._stamp = max(self._stamp, now)
+
+    def _admitted(self, now: float) -> float:
+        """Sends of the last second not refused (so far): the pace the server let through."""
+        for times in (self._sent, self._refused):
+            while times and times[0] < now - 1.0:
+                times.popleft()
+        return float(len(self._sent) - len(self._refused))
 
     def delay(self, now: float) -> float:
         if not self.enabled:
@@ -81,23 +93,31 @@ class LossPacer:
         return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
 
     def on_send(self, now: float) -> None:
-        self._recent.append(now)
-        while self._recent and self._recent[0] < now - 1.0:
-            self._recent.popleft()
+        self._sent.append(now)
         if self.enabled:
             self._refill(now)
             self.tokens -= 1
 
     def on_response(self, now: float, throttled: bool, sent_at: float) -> None:
-        """Feed one answer; 429s to sends made before the last cut are the same loss event."""
-        if throttled and sent_at < self.last_cut:
-            return
+        """Feed one answer; 429s to sends made before the last cut belong to that cut's loss event."""
         measured = self.meter.record(now)
         if throttled:
-            # Before the meter has a sample, what was just sent is the best guess of the pace.
-            seen = measured if measured > 0 else float(len(self._recent))
-            basis = max(self.min_rate, seen if not self.enabled else min(seen, self.rate))
-            self.last_cut = now
+            self._refused.append(sent_at)
+        admitted = self._admitted(now)
+        if not throttled:
+            self.best = max(self.best, admitted)
+        if throttled and sent_at < self.last_cut:
+            # The same loss event: refusals of one burst arrive one by one (and before its 200s,
+            # which wait out the latency); each only sharpens the estimate of what got through.
+            if admitted < self.cut_basis:
+                self.cut_basis = max(self.min_rate, admitted)
+                self.cubic.w_max = self.cut_basis
+                self.cubic.k = self.cubic._zero_point()
+                self._set(now, self.cut_basis * self.cubic.beta, measured)
+            return
+        if throttled:
+            basis = max(self.min_rate, admitted if not self.enabled else min(admitted, self.rate))
+            self.last_cut, self.cut_basis = now, basis
             new_rate = self.cubic.failure(now, basis)
             if not self.enabled:
                 self._refill(now)
@@ -106,8 +126,13 @@ class LossPacer:
             new_rate = self.cubic.success(now)
         else:
             return
-        # Never run far ahead of what the server was actually seen to sustain.
-        ceiling = 2 * measured if measured > 0 else new_rate
+        self._set(now, new_rate, measured)
+
+    def _set(self, now: float, new_rate: float, measured: float) -> None:
+        # Never run far ahead of what the server was seen to admit (the best second, since pauses
+        # behind the 429 gate drag the smoothed meter down).
+        seen = self.cut_basis if math.isfinite(self.cut_basis) else 0.0
+        ceiling = 2 * max(measured, self.best, seen, self.min_rate)
         self._refill(now)
         self.rate = max(self.min_rate, min(new_rate, ceiling))
         self.tokens = min(self.tokens, max(1.0, self.rate))

@@ -43,7 +43,7 @@ class WindowPacer:
     (`margin`), so clock jitter cannot count a request in the wrong window.
     """
 
-    def __init__(self, margin: float = 0.005, guard: float = 0.02) -> None:
+    def __init__(self, margin: float = 0.002, guard: float = 0.02) -> None:
         self.margin = margin
         self.guard = guard
         self.windows: dict[str, _Window] = {}
