@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(section, flush=True)
         if not args.no_write:
-            command = f"scripts/bench {name}{' --quick' if args.quick else ''}"
+            ran = "all" if "all" in args.names else name
+            command = f"scripts/bench {ran}{' --quick' if args.quick else ''}"
             record(name, section, command, time.perf_counter() - started)
     return 1 if failed else 0
 

@@ -32,6 +32,7 @@ from client.outbox import Outbox
 from client.physics import lower_bound
 from client.scheduler import MODES
 from syncbed.contract import DEFAULT_BATCH_RECORDS
+from syncbed.demo import WIDE_LIMITS
 
 LATENCY_MS = 300
 LATENCY = LATENCY_MS / 1000
@@ -40,27 +41,7 @@ CLIENTS = ("sequential", "conservative", "aggressive", "adaptive", "reference")
 BLIND = "adaptive, 429s only"
 # req/ip (300 per 5 min) is raised in both settings: within one run it would not bind, but the
 # benchmark's consecutive runs share one address and would exhaust each other's budget.
-WIDE = """
-[[limits.throttle]]
-name = "req/ip"
-limit = 1000000
-period = "5m"
-key = "ip"
-[[limits.throttle]]
-name = "sync/ip"
-limit = 100
-period = "1s"
-key = "ip"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-[[limits.throttle]]
-name = "sync/user"
-limit = 50
-period = "1s"
-key = "user"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-"""
+WIDE = WIDE_LIMITS
 SEED = """
 [[limits.throttle]]
 name = "req/ip"
