@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from server import schema, tokens
+from server import tokens
 from syncbed.paths import ADMIN_TOKEN_FILE, SERVER_DB_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +35,7 @@ class Proc:
     proc: subprocess.Popen[bytes]
 
     def token(self, user: str) -> str:
-        conn = schema.connect(self.data_dir / SERVER_DB_FILE)
-        try:
-            return tokens.create_token(conn, user)
-        finally:
-            conn.close()
+        return tokens.create_token_at(self.data_dir / SERVER_DB_FILE, user)
 
     @property
     def admin_token(self) -> str:

@@ -47,9 +47,7 @@ async def healthz(request: Request) -> Response:
 
 async def count(request: Request) -> Response:
     state = _state(request)
-    user = request.scope["state"].get("syncbed.user") or await state.auth.user_for_authorization(
-        request.headers.get("authorization")
-    )
+    user = await state.auth.user_for_scope(request.scope)
     if user is None:
         return error_response(
             401,
@@ -57,7 +55,6 @@ async def count(request: Request) -> Response:
             "A valid bearer token is required; send Authorization: Bearer <token>.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    request.scope["state"]["syncbed.user"] = user
     try:
         return JSONResponse({"count": await state.storage.count(user)})
     except StorageUnavailable:

@@ -6,6 +6,7 @@ import hmac
 import time
 
 import aiosqlite
+from starlette.types import Scope
 
 from server import tokens
 
@@ -48,6 +49,16 @@ class Auth:
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         self._cache[token] = (user, now + CACHE_SECONDS)
+        return user
+
+    async def user_for_scope(self, scope: Scope) -> str | None:
+        """The request's user: what an earlier layer (the throttle) found, else a lookup, remembered in scope."""
+        state = scope.setdefault("state", {})
+        user: str | None = state.get("syncbed.user")
+        if user is None:
+            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+            user = await self.user_for_authorization(header)
+            state["syncbed.user"] = user
         return user
 
     async def _lookup(self, token: str) -> str | None:

@@ -92,11 +92,10 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     started = time.perf_counter()
     settings = state.settings.server
     trace = parse_trace(scope)
-    user = await state.auth.user_for_authorization(header(scope, b"authorization"))
+    user = await state.auth.user_for_scope(scope)
     fields: dict[str, object] = {"run": None, "batch": None, "attempt": None, "user": user}
     if isinstance(trace, Trace):
         fields.update(run=trace.run, batch=trace.batch, attempt=trace.attempt)
-    scope.setdefault("state", {})["syncbed.user"] = user
 
     async def reject(status: int, code: str, message: str, **details: object) -> None:
         state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=status, error=code)

@@ -8,6 +8,7 @@ import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PREFIX = "sb"
 
@@ -49,6 +50,17 @@ def create_token(conn: sqlite3.Connection, user: str) -> str:
         (user_id, lookup, hash_secret(secret), time.time()),
     )
     return f"{PREFIX}_{lookup}_{secret}"
+
+
+def create_token_at(db_path: Path, user: str) -> str:
+    """create_token on the database file at `db_path` (tests, benchmarks and scripts share it)."""
+    from server import schema
+
+    conn = schema.connect(db_path)
+    try:
+        return create_token(conn, user)
+    finally:
+        conn.close()
 
 
 def list_tokens(conn: sqlite3.Connection) -> list[TokenInfo]:

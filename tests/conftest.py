@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server import schema, tokens
+from server import tokens
 from syncbed.paths import ADMIN_TOKEN_FILE, SERVER_DB_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,11 +65,7 @@ class LiveServer:
 
     def token(self, user: str) -> str:
         """A fresh bearer token for `user`, written straight into the server's SQLite file."""
-        conn = schema.connect(self.data_dir / SERVER_DB_FILE)
-        try:
-            return tokens.create_token(conn, user)
-        finally:
-            conn.close()
+        return tokens.create_token_at(self.data_dir / SERVER_DB_FILE, user)
 
     def log(self) -> str:
         try:

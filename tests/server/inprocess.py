@@ -13,7 +13,7 @@ import uvicorn
 from sse_starlette import sse as sse_starlette
 from starlette.applications import Starlette
 
-from server import schema, tokens
+from server import tokens
 from server.app import create_app
 from server.config import FaultSettings, LimitsSettings, ServerSettings, Settings
 from server.events import EventBus
@@ -57,11 +57,7 @@ class InProcessServer:
         return {"Authorization": f"Bearer {self.state.admin_token}"}
 
     def token(self, user: str) -> str:
-        conn = schema.connect(self.data_dir / SERVER_DB_FILE)
-        try:
-            return tokens.create_token(conn, user)
-        finally:
-            conn.close()
+        return tokens.create_token_at(self.data_dir / SERVER_DB_FILE, user)
 
 
 def settings_for(data_dir: Path, **faults: Any) -> Settings:

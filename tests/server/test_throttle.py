@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from server import schema, tokens
+from server import tokens
 from server.app import create_app
 from server.client_ip import ClientIp, IpSet, forwarded_for, parse_ip
 from server.config import (
@@ -297,11 +297,7 @@ class InProc:
         return state
 
     def token(self, user: str) -> str:
-        conn = schema.connect(self.data_dir / SERVER_DB_FILE)
-        try:
-            return tokens.create_token(conn, user)
-        finally:
-            conn.close()
+        return tokens.create_token_at(self.data_dir / SERVER_DB_FILE, user)
 
     def client(self, source: str = "127.0.0.1", **headers: str) -> httpx.AsyncClient:
         transport = httpx.AsyncHTTPTransport(local_address=source)
