@@ -57,8 +57,10 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], path: str = "/healthz"
 
 
 @contextmanager
-def syncbed_server(*args: str, config: str | None = None, log_level: str = "warning") -> Iterator[Proc]:
-    """`python -m server` with a temporary data dir; stopped (SIGINT, then SIGKILL) on exit."""
+def syncbed_server(
+    *args: str, config: str | None = None, log_level: str = "warning", cpus: set[int] | None = None
+) -> Iterator[Proc]:
+    """`python -m server` with a temporary data dir (pinned to `cpus` if given); stopped (SIGINT, then SIGKILL)."""
     with tempfile.TemporaryDirectory(prefix="syncbed-bench-") as tmp:
         data = Path(tmp)
         port = free_port()
@@ -67,7 +69,14 @@ def syncbed_server(*args: str, config: str | None = None, log_level: str = "warn
             (data / "config.toml").write_text(config)
             extra += ["--config", str(data / "config.toml")]
         cmd = [sys.executable, "-m", "server", "--data-dir", tmp, "--port", str(port), "--log-level", log_level]
-        proc = subprocess.Popen([*cmd, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [*cmd, *extra],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Set in the child before exec, so every thread the server later starts inherits it.
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, proc)
