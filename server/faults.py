@@ -1,4 +1,4 @@
-"""Fault injection for sync requests: added latency, injected 503s and dropped connections."""
+"""Fault injection for sync requests: a latency floor, injected 503s and dropped connections."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
@@ -108,12 +109,11 @@ class Faults:
             return "reset"
         return "ok"
 
-    async def before_store(self) -> Outcome:
-        """Sleep the injected latency, then decide this request's fate (before any transaction)."""
-        delay = self.delay_s()
-        if delay > 0:
-            await self._sleep(delay)
-        return self.draw()
+    async def hold(self, since: float, delay: float) -> None:
+        """Sleep until `delay` s after `since` (a perf_counter time): the request's own work ran inside it."""
+        left = since + delay - time.perf_counter()
+        if left > 0:
+            await self._sleep(left)
 
     def update(self, **changes: object) -> dict[str, int | float]:
         """Apply a validated partial change atomically (all or nothing); return the new settings."""

@@ -147,25 +147,34 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     n = len(parsed)
     fields["records"] = n
     state.bus.publish(contract.EV_BATCH_RECEIVED, **fields)
+    delay = state.faults.delay_s()
     state.in_flight += 1
     try:
-        outcome = await state.faults.before_store()
-        if outcome == "error":
-            await reject(503, contract.E_INJECTED_FAULT, "Injected fault: the server refused this batch; retry it.")
-            return
-        if outcome == "reset":
-            state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="connection_reset")
-            scope["state"]["syncbed.error"] = "connection_reset"
-            await drop_connection(send)
-            return
-        try:
-            result = await state.storage.store_batch(user, parsed, trace, (time.perf_counter() - started) * 1000)
-        except StorageUnavailable as exc:
-            log.warning("storage unavailable: %s", exc)
-            await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")
-            return
+        # Drawn before the transaction, so an injected fault never stores any part of a batch.
+        outcome: str = state.faults.draw()
+        result = None
+        if outcome == "ok":
+            try:
+                result = await state.storage.store_batch(user, parsed, trace, (time.perf_counter() - started) * 1000)
+            except StorageUnavailable as exc:
+                log.warning("storage unavailable: %s", exc)
+                outcome = "unavailable"
+        # latency_ms is the batch's whole service time, as on a backend that takes that long per batch: the
+        # work above ran inside it instead of being added on top, so L in the physical bound is exact.
+        await state.faults.hold(started, delay)
     finally:
         state.in_flight -= 1
+    if outcome == "error":
+        await reject(503, contract.E_INJECTED_FAULT, "Injected fault: the server refused this batch; retry it.")
+        return
+    if outcome == "reset":
+        state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="connection_reset")
+        scope["state"]["syncbed.error"] = "connection_reset"
+        await drop_connection(send)
+        return
+    if result is None:
+        await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")
+        return
     ms = round((time.perf_counter() - started) * 1000, 2)
     state.bus.publish(contract.EV_BATCH_STORED, **fields, stored=result.stored, duplicates=result.duplicates, ms=ms)
     state.stats_request(records=n, status=200)

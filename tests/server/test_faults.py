@@ -61,7 +61,7 @@ def test_draw_rates() -> None:
     assert Faults().draw() == "ok"
 
 
-async def test_before_store_sleeps_latency_plus_jitter() -> None:
+async def test_hold_sleeps_what_is_left_of_latency_plus_jitter() -> None:
     slept: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -69,13 +69,17 @@ async def test_before_store_sleeps_latency_plus_jitter() -> None:
 
     faults = Faults(latency_ms=300, jitter_ms=100, rng=random.Random(1), sleep=fake_sleep)
     for _ in range(50):
-        assert await faults.before_store() == "ok"
-    assert all(0.3 <= s <= 0.4 for s in slept) and len(slept) == 50
+        await faults.hold(time.perf_counter(), faults.delay_s())
+    assert all(0.29 <= s <= 0.4 for s in slept) and len(slept) == 50
     assert max(slept) - min(slept) > 0.05
 
+    # Work that already took 0.25 s of a 0.3 s latency leaves 0.05 s to wait; work past it leaves none.
+    await faults.hold(time.perf_counter() - 0.25, 0.3)
+    assert 0.04 <= slept[-1] <= 0.05
+    await faults.hold(time.perf_counter() - 0.5, 0.3)
     no_delay = Faults(sleep=fake_sleep)
-    await no_delay.before_store()
-    assert len(slept) == 50
+    await no_delay.hold(time.perf_counter(), no_delay.delay_s())
+    assert len(slept) == 51
 
 
 def test_from_settings() -> None:
