@@ -143,27 +143,30 @@ class Outbox:
 
     async def pending(self) -> tuple[int, int]:
         """(records waiting, highest sequence number), read in one statement."""
-        async with self.db.execute("SELECT count(*), coalesce(max(seq), 0) FROM outbox") as cur:
-            row = await cur.fetchone()
-        assert row is not None
-        return int(row[0]), int(row[1])
+        rows = list(await self.db.execute_fetchall("SELECT count(*), coalesce(max(seq), 0) FROM outbox"))
+        return int(rows[0][0]), int(rows[0][1])
 
     async def read(self, after: int, upto: int, limit: int) -> list[Row]:
         """The next `limit` records with after < seq <= upto, in seq order."""
-        async with self.db.execute(
-            "SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-            (after, upto, limit),
-        ) as cur:
-            return list(await cur.fetchall())  # type: ignore[arg-type]
+        return list(
+            await self.db.execute_fetchall(  # type: ignore[arg-type]
+                "SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after, upto, limit),
+            )
+        )
 
     async def chunk(self, after: int, upto: int, limit: int) -> Chunk | None:
         """Like `read`, but joined inside SQLite: no Python object per record (half the cost)."""
-        async with self.db.execute(
-            "SELECT min(seq), max(seq), count(*), CAST(group_concat(body, ',') AS BLOB) "
-            "FROM (SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)",
-            (after, upto, limit),
-        ) as cur:
-            row = await cur.fetchone()
+        # One call, not execute + fetch + close: each is a hop to the connection's thread, and a hop can
+        # wait a whole GIL switch interval (5 ms) while the event loop is busy sending.
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT min(seq), max(seq), count(*), CAST(group_concat(body, ',') AS BLOB) "
+                "FROM (SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)",
+                (after, upto, limit),
+            )
+        )
+        row = rows[0] if rows else None
         if row is None or not row[2]:
             return None
         return Chunk(int(row[0]), int(row[1]), int(row[2]), bytes(row[3]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import msgspec
@@ -12,8 +11,6 @@ from syncbed.contract import PageVisit, SyncRequest
 
 _decoder = msgspec.json.Decoder(SyncRequest)
 _any_decoder = msgspec.json.Decoder()
-_URL = re.compile(contract.URL_PATTERN)
-_ID = re.compile(contract.ID_PATTERN)
 
 
 @dataclass(slots=True)
@@ -36,6 +33,8 @@ def parse_body(body: bytes, max_records: int) -> list[PageVisit] | Problem:
         return _invalid_json(body, exc)
     if len(visits) > max_records:
         return _too_many(len(visits), max_records)
+    if not contract.patterns_hold(visits):
+        return _explain(body, max_records, "a url or id does not match its pattern")
     dupes = _duplicate_ids([v.id for v in visits])
     if dupes:
         return _record_problem(dupes)
@@ -147,16 +146,16 @@ def record_errors(index: int, rec: object) -> list[dict[str, object]]:
             err("id", f"must be a string, not {_kind(rid)}")
         elif not 1 <= len(rid) <= contract.MAX_ID_CHARS:
             err("id", f"must be 1 to {contract.MAX_ID_CHARS} characters, has {len(rid)}")
-        elif not _ID.match(rid):
-            err("id", "must not contain control characters")
+        elif not contract.id_ok(rid):
+            err("id", contract.ID_MESSAGE)
     url = rec.get("url")
     if url is not None:
         if not isinstance(url, str):
             err("url", f"must be a string, not {_kind(url)}")
         elif len(url) > contract.MAX_URL_CHARS:
             err("url", f"must be at most {contract.MAX_URL_CHARS} characters, has {len(url)}")
-        elif not _URL.match(url):
-            err("url", "must be an http:// or https:// URL without spaces or control characters")
+        elif not contract.url_ok(url):
+            err("url", contract.URL_MESSAGE)
     checks: tuple[tuple[str, int, int], ...] = (
         ("visitedAt", 0, contract.MAX_VISITED_AT),
         ("durationMs", 0, contract.INT64_MAX),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
@@ -36,13 +38,16 @@ INT64_MIN: Final = -(2**63)
 # 9999-12-31T23:59:59.999Z: anything later is a unit mistake (seconds vs ms).
 MAX_VISITED_AT: Final = 253_402_300_799_999
 
-# http(s) scheme, a non-empty rest, and no whitespace or control characters anywhere.
-URL_PATTERN: Final = r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f]+$"
-ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+$"
+# http(s) scheme, a non-empty rest, and no whitespace or control characters anywhere. \Z, not $: a $
+# would let one trailing newline through.
+URL_PATTERN: Final = r"^[hH][tT][tT][pP][sS]?://[^\x00-\x20\x7f]+\Z"
+ID_PATTERN: Final = r"^[^\x00-\x1f\x7f]+\Z"
 
 # --- records ---------------------------------------------------------------
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS, pattern=ID_PATTERN)]
-Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_CHARS, pattern=URL_PATTERN)]
+# The two patterns are not msgspec `pattern=` constraints: those cost one regex call per field, 2,000
+# per batch and three quarters of decoding it. `patterns_hold` checks a whole batch in a few C scans.
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+Url = Annotated[str, msgspec.Meta(max_length=MAX_URL_CHARS)]
 VisitedAt = Annotated[int, msgspec.Meta(ge=0, le=MAX_VISITED_AT)]
 Title = Annotated[str, msgspec.Meta(max_length=MAX_TITLE_CHARS)]
 DurationMs = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
@@ -58,6 +63,56 @@ class PageVisit(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omi
     title: Title | None = None
     duration_ms: DurationMs | None = None
     tab_id: TabId | None = None
+
+
+URL_MESSAGE: Final = "must be an http:// or https:// URL without spaces or control characters"
+ID_MESSAGE: Final = "must not contain control characters"
+_URL: Final = re.compile(URL_PATTERN)
+_ID: Final = re.compile(ID_PATTERN)
+# In UTF-8 a control character is always its own single byte (every byte of a longer sequence is >= 0x80),
+# so deleting every other byte value leaves exactly the control characters.
+_NOT_CONTROL: Final = bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # JSON may carry a lone surrogate escape
+
+
+def patterns_hold(visits: Sequence[PageVisit]) -> bool:
+    """Whether every url matches URL_PATTERN and every id ID_PATTERN, checked for the whole batch at once.
+
+    Concatenated values hold a control character iff one value does, found in one C pass. Urls are
+    joined by spaces, which they may not contain: counting spaces proves none does, and then " http://"
+    and " https://" occur once per url exactly when each starts with a scheme.
+    """
+    n = len(visits)
+    if n == 0:
+        return True
+    if _utf8("".join([v.id for v in visits])).translate(None, _NOT_CONTROL):
+        return False
+    urls = _utf8(" " + " ".join([v.url for v in visits]) + " ")
+    if urls.count(b" ") != n + 1 or urls.translate(None, _NOT_CONTROL):
+        return False
+    low = urls.lower()  # bytes.lower() touches ASCII letters only
+    if low.count(b" http://") + low.count(b" https://") != n:
+        return False
+    return b" http:// " not in low and b" https:// " not in low  # a scheme with nothing after it
+
+
+def url_ok(url: str) -> bool:
+    return _URL.match(url) is not None
+
+
+def id_ok(record_id: str) -> bool:
+    return _ID.match(record_id) is not None
+
+
+def explain_patterns(visit: PageVisit) -> str:
+    """Which pattern one record breaks, in wire field names ("" if none)."""
+    problems = [f"id {ID_MESSAGE}"] if not id_ok(visit.id) else []
+    if not url_ok(visit.url):
+        problems.append(f"url {URL_MESSAGE}")
+    return "; ".join(problems)
 
 
 class SyncRequest(msgspec.Struct, rename="camel"):
