@@ -29,7 +29,7 @@ from bench.common import ROOT, syncbed_server, table
 from bench.reference_client import GROUP, ReferenceSyncManager
 from client.manager import SyncManager
 from client.outbox import Outbox
-from client.physics import lower_bound
+from client.physics import lower_bound, schedule_bound
 from client.scheduler import MODES
 from syncbed.contract import DEFAULT_BATCH_RECORDS
 from syncbed.demo import WIDE_LIMITS
@@ -73,8 +73,16 @@ class Row:
         return lower_bound(self.batches, LATENCY, max(1, self.concurrency), self.limit, 1.0)
 
     @property
+    def exact(self) -> float:
+        return schedule_bound(self.batches, LATENCY, max(1, self.concurrency), self.limit, 1.0)
+
+    @property
     def ratio(self) -> float:
         return self.seconds / self.bound if self.bound else math.nan
+
+    @property
+    def exact_ratio(self) -> float:
+        return self.seconds / self.exact if self.exact else math.nan
 
     @property
     def share(self) -> float:
@@ -239,11 +247,12 @@ def million(records: int, work: Path) -> str:
 def render(rows: list[Row], key: str) -> str:
     body = [
         [f"{r.records:,}", r.client, r.concurrency, f"{r.seconds:.2f}", f"{r.bound:.2f}", f"{r.ratio:.3f}",
+         f"{r.exact:.2f}" if r.exact != r.bound else "=", f"{r.exact_ratio:.3f}" if r.exact != r.bound else "=",
          r.requests, r.throttled, f"{100 * r.share:.1f}%", f"{r.ok}/{r.batches}"]
         for r in rows if r.setting == key
     ]  # fmt: skip
-    return table(["records", "client", "C", "time s", "bound s", "time/bound", "requests", "429s", "429 share",
-                  "batches ok"], body)  # fmt: skip
+    return table(["records", "client", "C", "time s", "bound s", "time/bound", "schedule s", "time/schedule",
+                  "requests", "429s", "429 share", "batches ok"], body)  # fmt: skip
 
 
 def verdicts(rows: list[Row]) -> list[str]:
@@ -253,8 +262,11 @@ def verdicts(rows: list[Row]) -> list[str]:
     lines = []
     if wide:
         worst = max(wide, key=lambda r: r.ratio)
+        worst_exact = max(wide, key=lambda r: r.exact_ratio)
         lines.append(f"- (a) every mode within 1.05x of the bound: {'yes' if worst.ratio <= 1.05 else 'no'} "
-                     f"(worst {worst.ratio:.3f}, {worst.client} at {worst.records:,})")  # fmt: skip
+                     f"(worst {worst.ratio:.3f}, {worst.client} at {worst.records:,}); of the exact schedule: "
+                     f"{'yes' if worst_exact.exact_ratio <= 1.05 else 'no'} (worst {worst_exact.exact_ratio:.3f}, "
+                     f"{worst_exact.client} at {worst_exact.records:,})")  # fmt: skip
     if seed_adaptive:
         worst = max(seed_adaptive, key=lambda r: r.ratio)
         share = max(r.share for r in seed_adaptive)
@@ -276,8 +288,9 @@ def verdicts(rows: list[Row]) -> list[str]:
     if seq:
         per = max(seq, key=lambda r: r.batches)
         lines.append(f"- One batch takes {1000 * per.seconds / per.batches:.0f} ms end to end here (sequential, "
-                     f"{per.records:,} records): {LATENCY_MS} ms of injected latency plus the server's and client's "
-                     "own work, which the bound leaves out.")  # fmt: skip
+                     f"{per.records:,} records): the server holds each answer until {LATENCY_MS} ms after it took "
+                     "the request, its own work included; the rest is HTTP on loopback and the client's own work "
+                     "(reading the outbox, acknowledging), which the bound leaves out.")  # fmt: skip
     return lines
 
 
@@ -306,7 +319,10 @@ def main(quick: bool) -> str:
         "acknowledgement (reference: first request to last answer). The bound is DESIGN.md section 8 "
         f"(`client/physics.py`): max(ceil(N/C)·L, (ceil(N/R) - 1)·W + L) with L = {LATENCY} s, W = 1 s, R = the "
         f"per-user limit and C = the client's concurrency ({modes}, the reference {GROUP}; adaptive: the most it "
-        "had in flight). The reference is the original plan's browser client ported literally "
+        "had in flight). The schedule bound is exact where the formula is not: the greedy schedule under both "
+        "constraints at once (`client/physics.schedule_bound`); it differs only where neither term alone "
+        "binds (adaptive's 16 in flight for 0.3 s is 53/s against 50/s), and shows `=` elsewhere. "
+        "The reference is the original plan's browser client ported literally "
         "(`bench/reference_client.py`): groups of 5 awaited together, each 429 sleeping its own `retry_after`.",
         "",
     ]
