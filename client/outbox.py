@@ -197,8 +197,7 @@ class Outbox:
     async def compact(self) -> int:
         """Delete every acknowledged record; how many went."""
         async with self._write:
-            async with self.db.execute("SELECT lo, hi FROM acked") as cur:
-                spans = [(int(lo), int(hi)) for lo, hi in await cur.fetchall()]
+            spans = [(int(lo), int(hi)) for lo, hi in await self.db.execute_fetchall("SELECT lo, hi FROM acked")]
             if not spans:
                 return 0
             cur = await self.db.executemany("DELETE FROM outbox WHERE seq BETWEEN ? AND ?", spans)
@@ -240,10 +239,10 @@ class Outbox:
             await self.db.commit()
 
     async def known_limits(self, server: str) -> list[tuple[str, int, float]]:
-        async with self.db.execute(
+        rows = await self.db.execute_fetchall(
             "SELECT name, quota, window FROM server_limits WHERE server = ? ORDER BY name", (server,)
-        ) as cur:
-            return [(str(n), int(q), float(w)) for n, q, w in await cur.fetchall()]
+        )
+        return [(str(n), int(q), float(w)) for n, q, w in rows]
 
 
 class OutboxBusy(RuntimeError):
