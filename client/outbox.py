@@ -171,9 +171,8 @@ class Outbox:
             return None
         return Chunk(int(row[0]), int(row[1]), int(row[2]), bytes(row[3]))
 
-    async def chunks(self, size: int, upto: int) -> AsyncIterator[Chunk]:
-        """Stream everything up to `upto` as chunks of `size`; only one is held at a time."""
-        after = 0
+    async def chunks(self, size: int, upto: int, after: int = 0) -> AsyncIterator[Chunk]:
+        """Stream everything in (after, upto] as chunks of `size`; only one is held at a time."""
         while (chunk := await self.chunk(after, upto, size)) is not None:
             after = chunk.hi
             yield chunk
