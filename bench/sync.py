@@ -247,7 +247,8 @@ def million(records: int, work: Path) -> str:
 def render(rows: list[Row], key: str) -> str:
     body = [
         [f"{r.records:,}", r.client, r.concurrency, f"{r.seconds:.2f}", f"{r.bound:.2f}", f"{r.ratio:.3f}",
-         f"{r.exact:.2f}" if r.exact != r.bound else "=", f"{r.exact_ratio:.3f}" if r.exact != r.bound else "=",
+         f"{r.exact:.2f}" if r.exact > r.bound + 1e-6 else "=",
+         f"{r.exact_ratio:.3f}" if r.exact > r.bound + 1e-6 else "=",
          r.requests, r.throttled, f"{100 * r.share:.1f}%", f"{r.ok}/{r.batches}"]
         for r in rows if r.setting == key
     ]  # fmt: skip
