@@ -48,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--dry-run-limits", action="store_true", help="decide and report, never refuse")
     g.add_argument("--store", help="limiter store: memory (default) or redis://host:port/db")
     f = p.add_argument_group("faults")
-    f.add_argument("--latency-ms", type=int, help="added to every sync request (default 0)")
+    f.add_argument(
+        "--latency-ms",
+        type=int,
+        help="each sync request's service time: answered no sooner than this, own work included (default 0)",
+    )
     f.add_argument("--jitter-ms", type=int, help="uniform extra latency up to this (default 0)")
     f.add_argument("--error-rate", type=float, help="fraction of sync requests answered 503 (default 0)")
     f.add_argument("--reset-rate", type=float, help="fraction of sync requests dropped unanswered (default 0)")

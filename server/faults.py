@@ -94,7 +94,7 @@ class Faults:
         return cls(**{name: getattr(settings, name) for name in FAULT_FIELDS})
 
     def delay_s(self) -> float:
-        """This request's added delay: latency plus uniform jitter."""
+        """This request's service time: latency plus uniform jitter."""
         ms = self.latency_ms + (self._rng.uniform(0, self.jitter_ms) if self.jitter_ms else 0.0)
         return ms / 1000.0
 
