@@ -21,7 +21,7 @@ from client.progress import LiveProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
-from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns, patterns_hold
+from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
 from syncbed.paths import CLIENT_DB_FILE, default_data_dir
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
@@ -139,8 +139,8 @@ def _read_jsonl(path: Path, skip_invalid: bool, errors: list[str]) -> Iterator[l
                 continue
             try:
                 record = decoder.decode(line)
-                if not patterns_hold([record]):
-                    raise msgspec.ValidationError(explain_patterns(record))
+                if problem := explain_patterns(record):
+                    raise msgspec.ValidationError(problem)
             except msgspec.DecodeError as exc:
                 errors.append(f"line {number}: {exc}")
                 if not skip_invalid:

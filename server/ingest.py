@@ -151,14 +151,13 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     state.in_flight += 1
     try:
         # Drawn before the transaction, so an injected fault never stores any part of a batch.
-        outcome: str = state.faults.draw()
-        result = None
+        outcome = state.faults.draw()
+        result = None  # stays None when storage fails: answered 503 below
         if outcome == "ok":
             try:
                 result = await state.storage.store_batch(user, parsed, trace, (time.perf_counter() - started) * 1000)
             except StorageUnavailable as exc:
                 log.warning("storage unavailable: %s", exc)
-                outcome = "unavailable"
         # latency_ms is the batch's whole service time, as on a backend that takes that long per batch: the
         # work above ran inside it instead of being added on top, so L in the physical bound is exact.
         await state.faults.hold(started, delay)
