@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from client.transport import AiohttpTransport
 from syncbed.contract import SYNC_PATH
 
 GROUP = 5
@@ -38,8 +39,9 @@ class ReferenceSyncManager:
         self.api_url = api_url.rstrip("/")
         self.token = token
         self.max_retries = max_retries
-        # The browser's fetch needs no set-up, so the client is made before any clock starts.
-        self.http = httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=concurrency))
+        # The browser's fetch needs no set-up, so the client is made before any clock starts. It sends
+        # through the same transport as ours, so the comparison is of the logic, not of HTTP stacks.
+        self.http = httpx.AsyncClient(timeout=60, transport=AiohttpTransport(max_connections=concurrency, verify=False))
 
     async def __aenter__(self) -> ReferenceSyncManager:
         return self

@@ -324,7 +324,8 @@ def main(quick: bool) -> str:
         "constraints at once (`client/physics.schedule_bound`); it differs only where neither term alone "
         "binds (adaptive's 16 in flight for 0.3 s is 53/s against 50/s), and shows `=` elsewhere. "
         "The reference is the original plan's browser client ported literally "
-        "(`bench/reference_client.py`): groups of 5 awaited together, each 429 sleeping its own `retry_after`.",
+        "(`bench/reference_client.py`): groups of 5 awaited together, each 429 sleeping its own `retry_after`; "
+        "it sends through the same HTTP transport as ours (`client/transport.py`), so the two differ in logic only.",
         "",
     ]
     for key, (title, _, _) in SETTINGS.items():

@@ -23,6 +23,7 @@ class AccessLogMiddleware:
         started = time.perf_counter()
         status = 0
         state = scope.setdefault("state", {})
+        state["syncbed.arrived"] = started  # where a request's service time (and latency_ms) starts
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 
@@ -22,6 +23,14 @@ class Auth:
         self._conn = conn
         self._admin = admin_token
         self._cache: dict[str, tuple[str | None, float]] = {}
+        # One query per token at a time: a burst of ten requests that all miss the cache waits for
+        # the first one's answer instead of queueing ten queries on the connection's thread.
+        self._pending: dict[str, asyncio.Future[str | None]] = {}
+
+    def _done(self, token: str, lookup: asyncio.Future[str | None]) -> None:
+        self._pending.pop(token, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved, so a lookup whose callers all left logs no warning
 
     @staticmethod
     def bearer(header: str | None) -> str | None:
@@ -45,7 +54,12 @@ class Auth:
         hit = self._cache.get(token)
         if hit is not None and hit[1] > now:
             return hit[0]
-        user = await self._lookup(token)
+        lookup = self._pending.get(token)
+        if lookup is None:
+            lookup = self._pending[token] = asyncio.ensure_future(self._lookup(token))
+            lookup.add_done_callback(lambda done: self._done(token, done))
+        # Shielded: one caller giving up (a client hung up) does not cancel the others' answer.
+        user = await asyncio.shield(lookup)
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
         self._cache[token] = (user, now + CACHE_SECONDS)
@@ -66,12 +80,14 @@ class Auth:
         if parts is None:
             return None
         lookup, secret = parts
-        async with self._conn.execute(
-            "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.lookup = ? AND t.revoked IS NULL",
-            (lookup,),
-        ) as cur:
-            row = await cur.fetchone()
+        rows = list(
+            await self._conn.execute_fetchall(  # one hop to the connection's thread, not three
+                "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
+                "WHERE t.lookup = ? AND t.revoked IS NULL",
+                (lookup,),
+            )
+        )
+        row = rows[0] if rows else None
         if row is None or not tokens.verify(row[0], secret):
             return None
         return str(row[1])

@@ -89,7 +89,8 @@ class SyncEndpoint:
 
 async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     state: AppState = scope["app"].state.syncbed
-    started = time.perf_counter()
+    # The service time runs from the app's first sight of the request, so auth and the throttle are inside it.
+    started: float = scope.get("state", {}).get("syncbed.arrived") or time.perf_counter()
     settings = state.settings.server
     trace = parse_trace(scope)
     user = await state.auth.user_for_scope(scope)
