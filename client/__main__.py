@@ -15,7 +15,7 @@ import msgspec
 from rich.console import Console
 
 from client import generate as gen
-from client.manager import SyncManager
+from client.manager import SyncManager, server_url_problem
 from client.outbox import Outbox, OutboxBusy
 from client.progress import LiveProgress, summary
 from client.result import SyncResult
@@ -48,6 +48,13 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
     return value
+
+
+def _server_url(text: str) -> str:
+    problem = server_url_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("sync", parents=[db], help="send everything in the outbox to the server")
-    p.add_argument("--server", default=DEFAULT_SERVER, help="server URL (default: %(default)s)")
+    p.add_argument("--server", default=DEFAULT_SERVER, type=_server_url, help="server URL (default: %(default)s)")
     p.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
     p.add_argument("--mode", choices=SYNC_MODES, default=ADAPTIVE, help=_MODES_HELP)
     p.add_argument(

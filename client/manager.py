@@ -38,6 +38,17 @@ log = logging.getLogger("client.sync")
 ProgressCallback = Callable[[Progress], None]
 
 
+def server_url_problem(server: str) -> str | None:
+    """Why `server` cannot be synced to (a sentence), or None when it is an http(s) URL with a host."""
+    try:
+        url = httpx.URL(server)
+    except httpx.InvalidURL as exc:
+        return f"the server URL {server!r} is not valid ({exc})"
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"the server URL must look like http://HOST:PORT or https://HOST, got {server!r}"
+    return None
+
+
 @dataclass(slots=True)
 class _Batch:
     index: int
@@ -77,6 +88,8 @@ class SyncManager:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if (problem := server_url_problem(server)) is not None:
+            raise ValueError(problem)
         self.server = server.rstrip("/")
         self.token = token
         self.outbox = outbox

@@ -77,6 +77,14 @@ def test_sync_needs_a_token_and_says_where_to_get_one(tmp_path: Path) -> None:
     assert "SYNCBED_TOKEN" in out.stderr and "token create" in out.stderr
 
 
+def test_sync_refuses_a_server_that_is_not_an_http_url(tmp_path: Path) -> None:
+    for server in ("localhost:3001", "ftp://127.0.0.1:21", "http://"):
+        out = cli("sync", "--db", str(tmp_path / "o.db"), "--token", "t", "--server", server)
+        assert out.returncode == 2, server
+        assert "argument --server" in out.stderr and "http://HOST:PORT" in out.stderr, out.stderr
+        assert "Traceback" not in out.stderr
+
+
 def test_sync_of_an_empty_outbox_is_complete(tmp_path: Path) -> None:
     out = cli("sync", "--db", str(tmp_path / "o.db"), "--token", "t", "--server", "http://127.0.0.1:9")
     assert out.returncode == 0
