@@ -33,6 +33,7 @@ from client.physics import lower_bound, schedule_bound
 from client.scheduler import MODES
 from syncbed.contract import DEFAULT_BATCH_RECORDS
 from syncbed.demo import WIDE_LIMITS
+from syncbed.gc_settle import settle
 
 LATENCY_MS = 300
 LATENCY = LATENCY_MS / 1000
@@ -306,6 +307,7 @@ async def measure(quick: bool, work: Path) -> list[Row]:
 
 
 def main(quick: bool) -> str:
+    settle()  # as `python -m client` does: no full collections of the import-time heap mid-run
     with tempfile.TemporaryDirectory(prefix="syncbed-bench-sync-") as tmp:
         work = Path(tmp)
         rows = asyncio.run(measure(quick, work))

@@ -22,6 +22,7 @@ from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
+from syncbed.gc_settle import settle
 from syncbed.paths import CLIENT_DB_FILE, default_data_dir
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+    settle()
     try:
         return asyncio.run(run(args))
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from server import schema, tokens
 from server.config import ConfigError, Settings, env_name, load_settings
+from syncbed.gc_settle import settle
 from syncbed.paths import SERVER_DB_FILE, default_data_dir
 
 DESCRIPTION = """\
@@ -146,6 +147,7 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
         return 0
     config = uvicorn.Config(create_app(settings), **common)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
+    settle()
     server.run()
     return 0 if server.started else 1
 

@@ -29,6 +29,7 @@ from server.state import AppState
 from server.storage import Storage, StorageUnavailable
 from server.throttle import ThrottleMiddleware, limiter_view, open_limiter
 from syncbed import contract
+from syncbed.gc_settle import settle
 from syncbed.paths import SERVER_DB_FILE
 
 log = logging.getLogger("syncbed.server")
@@ -147,4 +148,6 @@ def from_environment() -> Starlette:
     config = os.environ.get("SYNCBED_CONFIG")
     settings = load_settings(Path(config) if config else None)
     configure_logging(settings.server.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    settle()  # each worker is a process of its own
+    return app

@@ -54,7 +54,9 @@ DurationMs = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 TabId = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
 
 
-class PageVisit(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omit_defaults=True):
+# gc=False: its fields are strings and integers, so it can never be part of a reference cycle, and a
+# batch's 1,000 of them need not be tracked (and walked) by the garbage collector.
+class PageVisit(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omit_defaults=True, gc=False):
     """One browsing record; `id` is client-generated and unique per user."""
 
     id: Id
