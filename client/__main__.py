@@ -15,12 +15,13 @@ import msgspec
 from rich.console import Console
 
 from client import generate as gen
-from client.manager import SyncManager, server_url_problem
+from client.manager import SyncManager
 from client.outbox import Outbox, OutboxBusy
 from client.progress import LiveProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
+from client.transport import server_url_problem
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
 from syncbed.gc_settle import settle
 from syncbed.paths import CLIENT_DB_FILE, default_data_dir

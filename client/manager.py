@@ -10,6 +10,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -20,7 +21,7 @@ from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
-from client.transport import AiohttpTransport
+from client.transport import AiohttpTransport, post_json, server_url_problem
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
@@ -38,15 +39,14 @@ log = logging.getLogger("client.sync")
 ProgressCallback = Callable[[Progress], None]
 
 
-def server_url_problem(server: str) -> str | None:
-    """Why `server` cannot be synced to (a sentence), or None when it is an http(s) URL with a host."""
-    try:
-        url = httpx.URL(server)
-    except httpx.InvalidURL as exc:
-        return f"the server URL {server!r} is not valid ({exc})"
-    if url.scheme not in ("http", "https") or not url.host:
-        return f"the server URL must look like http://HOST:PORT or https://HOST, got {server!r}"
-    return None
+_LAST_SEQ = 2**63 - 1  # SQLite's largest integer: "no upper bound" for a seq range
+
+
+async def _drop(*futures: asyncio.Future[Any]) -> None:
+    """Cancel what is still running and wait for it, so no error is left unretrieved."""
+    for future in futures:
+        future.cancel()
+    await asyncio.gather(*futures, return_exceptions=True)
 
 
 @dataclass(slots=True)
@@ -144,7 +144,22 @@ class SyncManager:
     async def _sync(self) -> SyncResult:
         self._t0 = time.perf_counter()
         await self.outbox.compact()  # acknowledgements a killed run left behind
-        total, upto = await self.outbox.pending()
+        # Queued at once, these run back to back on the outbox's thread: one wait for the event loop,
+        # not three. The first chunk is read before the snapshot is known (`_produce` checks it).
+        pending = asyncio.ensure_future(self.outbox.pending())
+        known: asyncio.Future[list[tuple[str, int, float]]]
+        if self.remember:
+            known = asyncio.ensure_future(self.outbox.known_limits(self.server))
+        else:
+            known = asyncio.get_running_loop().create_future()
+            known.set_result([])
+        first = asyncio.ensure_future(self.outbox.chunk(0, _LAST_SEQ, self.batch_size))
+        try:
+            total, upto = await pending
+            limits = await known
+        except BaseException:
+            await _drop(pending, known, first)
+            raise
         r = self._result = SyncResult(
             run=f"c-{int(time.time())}-{secrets.token_hex(4)}",
             mode=self.mode,
@@ -154,15 +169,11 @@ class SyncManager:
             started_at=time.time(),
         )
         if total == 0:
+            await _drop(first)
             self._emit()
             return r
-        if self.remember:
-            known = await self.outbox.known_limits(self.server)
-            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in known})
+        self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits})
         workers = self.scheduler.cap
-        # The first batch is read while everything else is set up.
-        first = asyncio.ensure_future(self.outbox.chunk(0, upto, self.batch_size))
-        await asyncio.sleep(0)  # now the read runs on the outbox's thread
         own = self.transport is None
         http = self.transport or AiohttpTransport(max_connections=workers + 2, verify=self.server.startswith("https:"))
         try:
@@ -200,28 +211,6 @@ class SyncManager:
         await self._record()
         return r
 
-    async def _post(
-        self, http: httpx.AsyncBaseTransport, path: str, body: bytes, headers: dict[str, str], timeout: float
-    ) -> httpx.Response:
-        """One JSON POST straight through the transport, its answer read whole.
-
-        No httpx.AsyncClient: its cookies, redirects and hooks cost ~0.5 ms of CPU a request and
-        are never used here; the transport is still any httpx transport.
-        """
-        request = httpx.Request(
-            "POST",
-            self.server + path,
-            content=body,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json", **headers},
-            extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-        )
-        response = await http.handle_async_request(request)
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
-        return response
-
     async def _announce(self, http: httpx.AsyncBaseTransport) -> None:
         """POST the run; a server without the endpoint (404) or any failure keeps our own id."""
         await self._first_answer.wait()
@@ -235,7 +224,9 @@ class SyncManager:
             run=r.run,
         )
         try:
-            response = await self._post(http, RUNS_PATH, msgspec.json.encode(start), {}, min(self.timeout, 10.0))
+            response = await post_json(
+                http, self.server, self.token, RUNS_PATH, msgspec.json.encode(start), {}, min(self.timeout, 10.0)
+            )
         except httpx.HTTPError as exc:
             log.warning("could not announce the run (%s); continuing as %s", exc, r.run)
             return
@@ -256,8 +247,14 @@ class SyncManager:
             status=r.status, ok_batches=r.ok_batches, failed_batches=len(r.failed), seconds=round(r.duration, 6)
         )
         try:
-            await self._post(
-                http, f"{RUNS_PATH}/{r.run}/finish", msgspec.json.encode(finish), {}, min(self.timeout, 5.0)
+            await post_json(
+                http,
+                self.server,
+                self.token,
+                f"{RUNS_PATH}/{r.run}/finish",
+                msgspec.json.encode(finish),
+                {},
+                min(self.timeout, 5.0),
             )
         except httpx.HTTPError as exc:
             log.warning("could not report the end of the run: %s", exc)
@@ -292,6 +289,8 @@ class SyncManager:
         self, queue: asyncio.Queue[_Batch | None], upto: int, workers: int, first: Awaitable[Chunk | None]
     ) -> None:
         head = await first
+        if head is not None and head.hi > upto:  # records were added between the two reads
+            head = await self.outbox.chunk(0, upto, self.batch_size)
         if head is not None:
             await queue.put(_Batch(0, head, _payload(head)))
             index = 1
@@ -401,7 +400,9 @@ class SyncManager:
             HEADER_ATTEMPT: str(batch.attempts),
         }
         try:
-            answer = answers.read(await self._post(http, SYNC_PATH, body, headers, self.timeout))
+            answer = answers.read(
+                await post_json(http, self.server, self.token, SYNC_PATH, body, headers, self.timeout)
+            )
         except httpx.HTTPError as exc:
             answer = answers.failure(exc)
         finally:

@@ -248,3 +248,32 @@ async def test_nothing_to_sync(tmp_path: Path) -> None:
         server = FakeServer()
         result = await manager(ob, server).sync()
     assert result.complete and result.total_batches == 0 and server.seen == [] and server.announced == []
+
+
+class LateArrivals(Outbox):
+    """Another process adds records right after the sync took its snapshot (between its two first reads)."""
+
+    extra: list[tuple[str, bytes]] = []
+
+    async def chunk(self, after: int, upto: int, limit: int) -> Chunk | None:
+        if self.extra:
+            rows, self.extra = self.extra, []
+            await self.put(rows)
+        return await super().chunk(after, upto, limit)
+
+
+async def test_records_added_during_the_first_read_wait_for_the_next_sync(tmp_path: Path) -> None:
+    from client.generate import encoded, visits
+
+    path = tmp_path / "late.db"
+    await (await filled(path, 10, seed=4)).close()
+    outbox = await LateArrivals(path).open()
+    try:
+        outbox.extra = next(iter(encoded(visits(5, seed=5))))
+        server = FakeServer()
+        result = await manager(outbox, server).sync()
+        assert result.complete and result.total_records == 10 and result.synced_records == 10
+        assert len(server.stored) == 10
+        assert (await outbox.pending())[0] == 5  # the late five are kept for the next sync
+    finally:
+        await outbox.close()
