@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -73,6 +74,18 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return bytes(chunks)
 
 
+async def let_arrivals_in() -> None:
+    """Give requests that reached the socket meanwhile a chance to start their clocks before ours decodes.
+
+    Decoding and validating 1,000 records holds the event loop for a few milliseconds. A request
+    whose bytes arrived meanwhile is read in the next loop pass and starts running in the pass after;
+    three passes let it in first (tens of microseconds when nothing waits), so a burst's requests start
+    their service time as they arrive instead of one decode after another.
+    """
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 def is_json(content_type: str | None) -> bool:
     if content_type is None:
         return False
@@ -137,6 +150,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         return
     except ClientGone:
         return
+    await let_arrivals_in()
     parsed = parse_body(body, settings.max_batch_records)
     if isinstance(parsed, Problem):
         status = _STATUS[parsed.code]

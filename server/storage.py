@@ -91,7 +91,9 @@ class Storage:
                     (uid, trace.run, trace.batch, trace.attempt, len(visits), time.time(), ms_so_far),
                 )
                 batch_id = cur.lastrowid
-                rows = [(uid, v.id, v.url, v.visited_at, v.title, v.duration_ms, v.tab_id, batch_id) for v in visits]
+                # A generator, consumed on the connection's thread between row inserts (which run without
+                # the GIL), not 1,000 tuples built up front on the event loop.
+                rows = ((uid, v.id, v.url, v.visited_at, v.title, v.duration_ms, v.tab_id, batch_id) for v in visits)
                 cur = await self._writer.executemany(_INSERT, rows)
                 stored = max(cur.rowcount, 0)
                 await self._writer.execute(
