@@ -50,9 +50,13 @@ class Cubic:
     def success(self, now: float) -> float:
         return self.scale * (now - self.last_fail - self.k) ** 3 + self.w_max
 
-    def failure(self, now: float, rate: float) -> float:
+    def rebase(self, rate: float) -> None:
+        """Take `rate` as the last loss point, keeping the time of the loss."""
         self.w_max = rate
         self.k = self._zero_point()
+
+    def failure(self, now: float, rate: float) -> float:
+        self.rebase(rate)
         self.last_fail = now
         return rate * self.beta
 
@@ -111,8 +115,7 @@ class LossPacer:
             # which wait out the latency); each only sharpens the estimate of what got through.
             if admitted < self.cut_basis:
                 self.cut_basis = max(self.min_rate, admitted)
-                self.cubic.w_max = self.cut_basis
-                self.cubic.k = self.cubic._zero_point()
+                self.cubic.rebase(self.cut_basis)
                 self._set(now, self.cut_basis * self.cubic.beta, measured)
             return
         if throttled:

@@ -147,12 +147,7 @@ class SyncManager:
         # Queued at once, these run back to back on the outbox's thread: one wait for the event loop,
         # not three. The first chunk is read before the snapshot is known (`_produce` checks it).
         pending = asyncio.ensure_future(self.outbox.pending())
-        known: asyncio.Future[list[tuple[str, int, float]]]
-        if self.remember:
-            known = asyncio.ensure_future(self.outbox.known_limits(self.server))
-        else:
-            known = asyncio.get_running_loop().create_future()
-            known.set_result([])
+        known = asyncio.ensure_future(self.outbox.known_limits(self.server))
         first = asyncio.ensure_future(self.outbox.chunk(0, _LAST_SEQ, self.batch_size))
         try:
             total, upto = await pending
@@ -172,7 +167,8 @@ class SyncManager:
             await _drop(first)
             self._emit()
             return r
-        self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits})
+        if self.remember:
+            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits})
         workers = self.scheduler.cap
         own = self.transport is None
         http = self.transport or AiohttpTransport(max_connections=workers + 2, verify=self.server.startswith("https:"))
@@ -193,9 +189,7 @@ class SyncManager:
                 # acknowledgements is bookkeeping (a crash now only resends those batches).
                 r.duration = (self._last_answer or time.perf_counter()) - self._t0
             finally:
-                if not first.done():
-                    first.cancel()
-                await asyncio.gather(first, return_exceptions=True)
+                await _drop(first)  # done by now unless the task group failed first
                 await self._acks.put(None)
                 await acker
                 if not announce.done() and not self._first_answer.is_set():
@@ -225,7 +219,7 @@ class SyncManager:
         )
         try:
             response = await post_json(
-                http, self.server, self.token, RUNS_PATH, msgspec.json.encode(start), {}, min(self.timeout, 10.0)
+                http, self.server + RUNS_PATH, self.token, msgspec.json.encode(start), min(self.timeout, 10.0)
             )
         except httpx.HTTPError as exc:
             log.warning("could not announce the run (%s); continuing as %s", exc, r.run)
@@ -247,15 +241,8 @@ class SyncManager:
             status=r.status, ok_batches=r.ok_batches, failed_batches=len(r.failed), seconds=round(r.duration, 6)
         )
         try:
-            await post_json(
-                http,
-                self.server,
-                self.token,
-                f"{RUNS_PATH}/{r.run}/finish",
-                msgspec.json.encode(finish),
-                {},
-                min(self.timeout, 5.0),
-            )
+            url = f"{self.server}{RUNS_PATH}/{r.run}/finish"
+            await post_json(http, url, self.token, msgspec.json.encode(finish), min(self.timeout, 5.0))
         except httpx.HTTPError as exc:
             log.warning("could not report the end of the run: %s", exc)
 
@@ -401,7 +388,7 @@ class SyncManager:
         }
         try:
             answer = answers.read(
-                await post_json(http, self.server, self.token, SYNC_PATH, body, headers, self.timeout)
+                await post_json(http, self.server + SYNC_PATH, self.token, body, self.timeout, headers)
             )
         except httpx.HTTPError as exc:
             answer = answers.failure(exc)

@@ -49,12 +49,11 @@ def server_url_problem(server: str) -> str | None:
 
 async def post_json(
     http: httpx.AsyncBaseTransport,
-    server: str,
+    url: str,
     token: str,
-    path: str,
     body: bytes,
-    headers: dict[str, str],
     timeout: float,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """One JSON POST straight through a transport, its answer read whole.
 
@@ -63,9 +62,9 @@ async def post_json(
     """
     request = httpx.Request(
         "POST",
-        server + path,
+        url,
         content=body,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **headers},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})},
         extensions={"timeout": httpx.Timeout(timeout).as_dict()},
     )
     response = await http.handle_async_request(request)

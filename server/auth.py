@@ -7,6 +7,7 @@ import hmac
 import time
 
 import aiosqlite
+from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from server import tokens
@@ -70,8 +71,7 @@ class Auth:
         state = scope.setdefault("state", {})
         user: str | None = state.get("syncbed.user")
         if user is None:
-            header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
-            user = await self.user_for_authorization(header)
+            user = await self.user_for_authorization(Headers(scope=scope).get("authorization"))
             state["syncbed.user"] = user
         return user
 
