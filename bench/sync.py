@@ -26,6 +26,7 @@ import httpx
 import psutil
 
 from bench.common import ROOT, syncbed_server, table
+from bench.minimal_client import MinimalClient, outbox_bodies
 from bench.reference_client import GROUP, ReferenceSyncManager
 from client.manager import SyncManager
 from client.outbox import Outbox
@@ -38,6 +39,8 @@ from syncbed.gc_settle import settle
 LATENCY_MS = 300
 LATENCY = LATENCY_MS / 1000
 CLIENTS = ("sequential", "conservative", "aggressive", "adaptive", "reference")
+# The floor: the least any client with aggressive's concurrency can do here; only where limits do not bind.
+MINIMAL = ("minimal, outbox", "minimal, memory")
 # Adaptive with the RateLimit fields ignored: what it finds from 429s alone (CUBIC); only where limits bind.
 BLIND = "adaptive, 429s only"
 # req/ip (300 per 5 min) is raised in both settings: within one run it would not bind, but the
@@ -146,6 +149,20 @@ async def run_reference(url: str, token: str, batches: list[bytes], n: int, sett
                result.ok_batches, result.batches, limit)  # fmt: skip
 
 
+async def run_minimal(
+    url: str, token: str, client: str, source: Path | list[bytes], n: int, setting: str, limit: int
+) -> Row:
+    concurrency = MODES["aggressive"]
+    batches = math.ceil(n / DEFAULT_BATCH_RECORDS)
+    async with MinimalClient(url, token, concurrency) as minimal:
+        await window_edge()
+        bodies = outbox_bodies(source, DEFAULT_BATCH_RECORDS, batches) if isinstance(source, Path) else iter(source)
+        seconds, ok = await minimal.run(bodies)
+    if minimal.errors:
+        print(f"  {client} {n}: {minimal.errors[:3]}", file=sys.stderr)
+    return Row(setting, n, client, concurrency, seconds, batches, 0, ok, batches, limit)
+
+
 async def count(url: str, token: str) -> int:
     async with httpx.AsyncClient(timeout=30) as http:
         r = await http.get(url + "/api/v1/data/count", headers={"Authorization": f"Bearer {token}"})
@@ -157,9 +174,11 @@ async def run_setting(key: str, sizes: list[int], template: Path, work: Path) ->
     rows: list[Row] = []
     with syncbed_server("--latency-ms", str(LATENCY_MS), config=config) as server:
         # One client installation per mode, kept across sizes (it remembers the server's limits).
-        clients = [*CLIENTS, BLIND] if key == "b" else list(CLIENTS)
+        clients = [*CLIENTS, BLIND] if key == "b" else [*CLIENTS, *MINIMAL]
         outboxes = {
-            c: await Outbox(work / f"{key}-{c.replace(' ', '')}.db").open() for c in clients if c != "reference"
+            c: await Outbox(work / f"{key}-{c.replace(' ', '').replace(',', '-')}.db").open()
+            for c in clients
+            if c not in ("reference", MINIMAL[1])
         }
         try:
             warm = server.token(f"{key}-warm-up")
@@ -171,6 +190,13 @@ async def run_setting(key: str, sizes: list[int], template: Path, work: Path) ->
                     token = server.token(f"{key}-{client}-{n}")
                     if client == "reference":
                         row = await run_reference(server.url, token, batches, n, key, limit)
+                    elif client == MINIMAL[1]:
+                        row = await run_minimal(server.url, token, client, batches, n, key, limit)
+                    elif client == MINIMAL[0]:
+                        minimal = outboxes[client]
+                        await minimal.db.execute("DELETE FROM outbox")  # it never acknowledges: start afresh
+                        await fill(minimal, template, n)
+                        row = await run_minimal(server.url, token, client, minimal.path, n, key, limit)
                     else:
                         await fill(outboxes[client], template, n)
                         row = await run_ours(server.url, token, outboxes[client], client, n, key, limit)
@@ -258,7 +284,7 @@ def render(rows: list[Row], key: str) -> str:
 
 
 def verdicts(rows: list[Row]) -> list[str]:
-    ours = [r for r in rows if r.client != "reference"]
+    ours = [r for r in rows if r.client != "reference" and r.client not in MINIMAL]
     wide = [r for r in ours if r.setting == "a"]
     seed_adaptive = [r for r in ours if r.setting == "b" and r.client == "adaptive"]
     lines = []
@@ -269,6 +295,15 @@ def verdicts(rows: list[Row]) -> list[str]:
                      f"(worst {worst.ratio:.3f}, {worst.client} at {worst.records:,}); of the exact schedule: "
                      f"{'yes' if worst_exact.exact_ratio <= 1.05 else 'no'} (worst {worst_exact.exact_ratio:.3f}, "
                      f"{worst_exact.client} at {worst_exact.records:,})")  # fmt: skip
+    floor = {(r.client, r.records): r for r in rows if r.client in MINIMAL}
+    if floor:
+        lowest = {c: max((r for r in floor.values() if r.client == c), key=lambda r: r.ratio) for c in MINIMAL}
+        gaps = [f"{r.records:,} {100 * (r.seconds / floor[MINIMAL[0], r.records].seconds - 1):+.1f}%"
+                for r in wide if r.client == "aggressive" and (MINIMAL[0], r.records) in floor]  # fmt: skip
+        lines.append(f"- the floor, the minimal client with {MODES['aggressive']} in flight: from the outbox worst "
+                     f"{lowest[MINIMAL[0]].ratio:.3f} (at {lowest[MINIMAL[0]].records:,}), from memory worst "
+                     f"{lowest[MINIMAL[1]].ratio:.3f} (at {lowest[MINIMAL[1]].records:,}); aggressive, at the same "
+                     f"concurrency, against the floor from the outbox: {', '.join(gaps)}")  # fmt: skip
     if seed_adaptive:
         worst = max(seed_adaptive, key=lambda r: r.ratio)
         share = max(r.share for r in seed_adaptive)
@@ -327,7 +362,11 @@ def main(quick: bool) -> str:
         "binds (adaptive's 16 in flight for 0.3 s is 53/s against 50/s), and shows `=` elsewhere. "
         "The reference is the original plan's browser client ported literally "
         "(`bench/reference_client.py`): groups of 5 awaited together, each 429 sleeping its own `retry_after`; "
-        "it sends through the same HTTP transport as ours (`client/transport.py`), so the two differ in logic only.",
+        "it sends through the same HTTP transport as ours (`client/transport.py`), so the two differ in logic only. "
+        f"The minimal client (`bench/minimal_client.py`, under (a) only) is the floor for {MODES['aggressive']} in "
+        "flight: raw sockets opened before the clock, one write and one read per batch, no retries, no "
+        "bookkeeping, the bodies read from the same outbox as ours (`outbox`) or held in memory (`memory`). "
+        "Between the bound and it lie the machine and the server; between it and ours, our own work.",
         "",
     ]
     for key, (title, _, _) in SETTINGS.items():
