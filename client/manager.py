@@ -143,17 +143,21 @@ class SyncManager:
 
     async def _sync(self) -> SyncResult:
         self._t0 = time.perf_counter()
-        await self.outbox.compact()  # acknowledgements a killed run left behind
         # Queued at once, these run back to back on the outbox's thread: one wait for the event loop,
-        # not three. The first chunk is read before the snapshot is known (`_produce` checks it).
+        # not four. The first chunk is read before the snapshot is known (`_produce` checks it).
+        compacting = asyncio.ensure_future(self.outbox.compact())  # acknowledgements a killed run left behind
         pending = asyncio.ensure_future(self.outbox.pending())
         known = asyncio.ensure_future(self.outbox.known_limits(self.server))
         first = asyncio.ensure_future(self.outbox.chunk(0, _LAST_SEQ, self.batch_size))
         try:
+            if await compacting:  # records went after the reads were queued: read again (an interrupted sync)
+                await _drop(pending, first)
+                pending = asyncio.ensure_future(self.outbox.pending())
+                first = asyncio.ensure_future(self.outbox.chunk(0, _LAST_SEQ, self.batch_size))
             total, upto = await pending
             limits = await known
         except BaseException:
-            await _drop(pending, known, first)
+            await _drop(compacting, pending, known, first)
             raise
         r = self._result = SyncResult(
             run=f"c-{int(time.time())}-{secrets.token_hex(4)}",

@@ -277,3 +277,18 @@ async def test_records_added_during_the_first_read_wait_for_the_next_sync(tmp_pa
         assert (await outbox.pending())[0] == 5  # the late five are kept for the next sync
     finally:
         await outbox.close()
+
+
+async def test_acknowledgements_left_by_an_interrupted_sync_are_applied_before_anything_is_read(
+    outbox: Outbox,
+) -> None:
+    """A sync cancelled on an open outbox leaves acknowledged ranges undeleted; the next sync drops them first."""
+    _, upto = await outbox.pending()
+    await outbox.ack([(1, 300), (501, 600)])  # as if batches 0-2 and 5 were answered before the cancel
+    server = FakeServer()
+    result = await manager(outbox, server).sync()
+    assert result.complete and (result.total_records, result.total_batches) == (600, 6)
+    assert len(server.stored) == 600 and result.requests == 6
+    sent = {s.batch for s in server.seen}
+    assert sent == set(range(6))
+    assert await outbox.pending() == (0, 0) and upto == 1000
