@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from client.transport import AiohttpTransport
+from client.transport import Http1Transport
 from syncbed.contract import SYNC_PATH
 
 GROUP = 5
@@ -41,7 +41,7 @@ class ReferenceSyncManager:
         self.max_retries = max_retries
         # The browser's fetch needs no set-up, so the client is made before any clock starts. It sends
         # through the same transport as ours, so the comparison is of the logic, not of HTTP stacks.
-        self.http = httpx.AsyncClient(timeout=60, transport=AiohttpTransport(max_connections=concurrency, verify=False))
+        self.http = httpx.AsyncClient(timeout=60, transport=Http1Transport(max_connections=concurrency))
 
     async def __aenter__(self) -> ReferenceSyncManager:
         return self

@@ -21,7 +21,7 @@ from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
-from client.transport import AiohttpTransport, post_json, server_url_problem
+from client.transport import Http1Transport, post_json, server_url_problem
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
@@ -175,7 +175,9 @@ class SyncManager:
             self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits})
         workers = self.scheduler.cap
         own = self.transport is None
-        http = self.transport or AiohttpTransport(max_connections=workers + 2, verify=self.server.startswith("https:"))
+        http = self.transport or Http1Transport(max_connections=workers + 2)
+        if isinstance(http, Http1Transport):  # the first burst's connections open while its chunks are read
+            http.connect_ahead(self.server, min(workers, r.total_batches))
         try:
             # Enough read ahead for a whole burst: each batch is ~0.25 MB, held for a moment.
             queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=workers)
