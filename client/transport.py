@@ -137,7 +137,8 @@ class _Connection(asyncio.Protocol):
     # use -------------------------------------------------------------------------------------------
     async def exchange(self, head: bytes, body: bytes, timeout: float | None) -> _Answer:
         """Send one request and wait for its whole answer."""
-        assert self.transport is not None
+        if not self.reusable or self.transport is None:
+            raise httpx.RemoteProtocolError("the connection closed before the request was sent")
         self._answer, self._received, self._headers_done, self._framed = _Answer(), False, False, False
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(head)
@@ -233,14 +234,17 @@ class Http1Transport(httpx.AsyncBaseTransport):
         return httpx.Response(answer.status, headers=answer.headers, content=b"".join(answer.body), request=request)
 
     async def aclose(self) -> None:
-        for futures in self._opening.values():
-            for future in futures:
-                future.cancel()
+        opening = [future for futures in self._opening.values() for future in futures]
+        self._opening.clear()  # so `_opened` leaves them to us
+        for future in opening:
+            future.cancel()
+        for done in await asyncio.gather(*opening, return_exceptions=True):
+            if isinstance(done, _Connection):  # it opened before the cancel arrived
+                done.close()
         for conns in self._idle.values():
             for conn in conns:
                 conn.close()
         self._idle.clear()
-        self._opening.clear()
 
     # connections -----------------------------------------------------------------------------------
     async def _checkout(self, origin: Origin, timeout: float | None) -> _Connection:

@@ -169,6 +169,26 @@ async def test_connections_opened_ahead_carry_the_burst(transport: Http1Transpor
         assert served.connections == 5
 
 
+async def test_closing_closes_connections_opened_ahead_or_still_opening() -> None:
+    ends: list[bytes] = []
+
+    async def wait_for_end(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ends.append(await reader.read())  # b"" once the client closes its end
+
+    async with Served(wait_for_end) as served:
+        transport = Http1Transport()
+        transport.connect_ahead(served.url, 2)
+        await asyncio.sleep(0.05)  # both open and idle
+        transport.connect_ahead(served.url, 4)  # two more, still opening when the transport closes
+        await transport.aclose()
+        for _ in range(100):
+            if len(ends) == served.connections:
+                break
+            await asyncio.sleep(0.01)
+    assert served.connections >= 2
+    assert ends == [b""] * served.connections
+
+
 async def test_at_most_max_connections_requests_at_once() -> None:
     busy = peak = 0
 
