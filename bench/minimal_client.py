@@ -16,12 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from client.outbox import CHUNK_QUERY, LAST_SEQ
 from syncbed.contract import SYNC_PATH
-
-_CHUNK = (
-    "SELECT max(seq), CAST(group_concat(body, ',') AS BLOB) FROM "
-    "(SELECT seq, body FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?)"
-)
 
 
 def outbox_bodies(path: Path, size: int, batches: int) -> Iterator[bytes]:
@@ -30,8 +26,8 @@ def outbox_bodies(path: Path, size: int, batches: int) -> Iterator[bytes]:
     try:
         after = 0
         for _ in range(batches):
-            hi, joined = db.execute(_CHUNK, (after, size)).fetchone()
-            if hi is None:
+            _, hi, count, joined = db.execute(CHUNK_QUERY, (after, LAST_SEQ, size)).fetchone()
+            if not count:
                 return
             after = hi
             yield b'{"pageVisits":[' + joined + b"]}"

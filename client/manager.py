@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from client import answers
-from client.outbox import Chunk, Outbox, sync_lock
+from client.outbox import LAST_SEQ, Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy
 from client.result import FailedBatch, Progress, SyncResult
@@ -37,9 +37,6 @@ from syncbed.contract import (
 log = logging.getLogger("client.sync")
 
 ProgressCallback = Callable[[Progress], None]
-
-
-_LAST_SEQ = 2**63 - 1  # SQLite's largest integer: "no upper bound" for a seq range
 
 
 async def _drop(*futures: asyncio.Future[Any]) -> None:
@@ -148,12 +145,12 @@ class SyncManager:
         compacting = asyncio.ensure_future(self.outbox.compact())  # acknowledgements a killed run left behind
         pending = asyncio.ensure_future(self.outbox.pending())
         known = asyncio.ensure_future(self.outbox.known_limits(self.server))
-        first = asyncio.ensure_future(self.outbox.chunk(0, _LAST_SEQ, self.batch_size))
+        first = asyncio.ensure_future(self.outbox.chunk(0, LAST_SEQ, self.batch_size))
         try:
             if await compacting:  # records went after the reads were queued: read again (an interrupted sync)
                 await _drop(pending, first)
                 pending = asyncio.ensure_future(self.outbox.pending())
-                first = asyncio.ensure_future(self.outbox.chunk(0, _LAST_SEQ, self.batch_size))
+                first = asyncio.ensure_future(self.outbox.chunk(0, LAST_SEQ, self.batch_size))
             total, upto = await pending
             limits = await known
         except BaseException:

@@ -72,6 +72,13 @@ RUN_COLUMNS = (
 )
 
 
+LAST_SEQ = 2**63 - 1  # SQLite's largest integer: "no upper bound" for a seq range
+# A chunk: (min seq, max seq, count, the bodies comma-joined) of the `limit` records after `after`, up to `upto`.
+CHUNK_QUERY = (
+    "SELECT min(seq), max(seq), count(*), CAST(group_concat(body, ',') AS BLOB) "
+    "FROM (SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)"
+)
+
 # One pending record: (outbox sequence number, wire JSON).
 Row = tuple[int, bytes]
 
@@ -166,13 +173,7 @@ class Outbox:
         """Like `read`, but joined inside SQLite: no Python object per record (half the cost)."""
         # One call, not execute + fetch + close: each is a hop to the connection's thread, and a hop can
         # wait a whole GIL switch interval (5 ms) while the event loop is busy sending.
-        rows = list(
-            await self.db.execute_fetchall(
-                "SELECT min(seq), max(seq), count(*), CAST(group_concat(body, ',') AS BLOB) "
-                "FROM (SELECT seq, body FROM outbox WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?)",
-                (after, upto, limit),
-            )
-        )
+        rows = list(await self.db.execute_fetchall(CHUNK_QUERY, (after, upto, limit)))
         row = rows[0] if rows else None
         if row is None or not row[2]:
             return None

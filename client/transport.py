@@ -74,7 +74,6 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.closed = False
         self._parser = httptools.HttpResponseParser(self)
         self._answer = _Answer()
         self._waiter: asyncio.Future[_Answer] | None = None
@@ -99,7 +98,6 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
         if self._waiter is None or self._waiter.done():
             return
         if self._headers_done and not self._framed:  # a body delimited by the close: complete now
@@ -137,7 +135,7 @@ class _Connection(asyncio.Protocol):
     # use -------------------------------------------------------------------------------------------
     async def exchange(self, head: bytes, body: bytes, timeout: float | None) -> _Answer:
         """Send one request and wait for its whole answer."""
-        if not self.reusable or self.transport is None:
+        if self.transport is None or not self.reusable:
             raise httpx.RemoteProtocolError("the connection closed before the request was sent")
         self._answer, self._received, self._headers_done, self._framed = _Answer(), False, False, False
         self._waiter = asyncio.get_running_loop().create_future()
@@ -158,10 +156,10 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
+        """Open at both ends: asyncio marks a transport closing on our close, the peer's, or a failure."""
+        return self.transport is not None and not self.transport.is_closing()
 
     def close(self) -> None:
-        self.closed = True
         if self.transport is not None:
             self.transport.close()
 
