@@ -1,0 +1,58 @@
+"""Reading the wire: integers, run ids and headers, parsed one way by every part."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+# A run id: what a client may name its run, in X-Sync-Run, POST /api/v1/runs, ?run= and URLs.
+RUN_ID_PATTERN: Final = r"^[A-Za-z0-9._:-]{1,64}\Z"
+RUN_ID_RULE: Final = "1 to 64 characters of A-Z a-z 0-9 . _ : -"
+_RUN_ID: Final = re.compile(RUN_ID_PATTERN)
+
+# 18 digits always fit a signed 64-bit integer; anything longer is refused before int() sees it.
+MAX_DIGITS: Final = 18
+
+RawHeaders = Iterable[tuple[bytes, bytes]]
+
+
+class RepeatedHeader(ValueError):
+    """A header that must appear once came more than once; `name` says which."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"send one {name} header, not several")
+        self.name = name
+
+
+def ascii_int(raw: str | None, max_digits: int = MAX_DIGITS) -> int | None:
+    """A non-negative integer written in ASCII digits only, or None.
+
+    `str.isdigit()` alone is true for superscripts and other scripts' digits, which `int()` refuses or misreads.
+    """
+    if raw is None or not raw or len(raw) > max_digits or not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
+def is_run_id(value: object) -> bool:
+    return isinstance(value, str) and _RUN_ID.match(value) is not None
+
+
+def header_values(headers: RawHeaders, name: bytes) -> list[str]:
+    """Every value of header `name` (lower-case bytes, as ASGI gives them), in order."""
+    return [v.decode("latin-1") for k, v in headers if k == name]
+
+
+def single_header(headers: RawHeaders, name: bytes) -> str | None:
+    """The one value of a header that must not repeat; RepeatedHeader if it does."""
+    found = header_values(headers, name)
+    if len(found) > 1:
+        raise RepeatedHeader(name.decode("latin-1").title())
+    return found[0] if found else None
+
+
+def list_header(headers: RawHeaders, name: bytes) -> str | None:
+    """A list-valued header (X-Forwarded-For): repeated fields joined by commas (RFC 9110 5.3)."""
+    found = header_values(headers, name)
+    return ",".join(found) if found else None
