@@ -11,6 +11,7 @@ from pathlib import Path
 
 from server import schema, tokens
 from server.config import ConfigError, Settings, env_name, load_settings
+from server.serving import uvicorn_options
 from syncbed.gc_settle import settle
 from syncbed.paths import SERVER_DB_FILE, default_data_dir
 
@@ -129,23 +130,18 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
     from server.app import create_app
 
     s = settings.server
-    common = {
-        "host": s.host,
-        "port": s.port,
-        "log_config": None,
-        "access_log": False,
-        "timeout_graceful_shutdown": 5,
-        "lifespan": "on",
-    }
+    common = uvicorn_options(
+        host=s.host, port=s.port, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="on"
+    )
     if s.workers > 1:
         # Workers re-read settings from the environment, so hand them every resolved value.
         from server.admin_token import ensure_admin_token
 
         ensure_admin_token(s.data_dir, s.admin_token)  # once, before workers race to create it
         os.environ.update(_settings_env(settings, config_file))
-        uvicorn.run("server.app:from_environment", factory=True, workers=s.workers, **common)  # type: ignore[arg-type]
+        uvicorn.run("server.app:from_environment", factory=True, workers=s.workers, **common)
         return 0
-    config = uvicorn.Config(create_app(settings), **common)  # type: ignore[arg-type]
+    config = uvicorn.Config(create_app(settings), **common)
     server = uvicorn.Server(config)
     settle()
     server.run()

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from server.serving import uvicorn_options
 from syncbed import contract as c
 
 
@@ -24,7 +25,10 @@ async def serve(app: Any, port: int = 0) -> AsyncIterator[uvicorn.Server]:
 
     AppStatus.should_exit = False  # sse-starlette's shutdown flag is global: a stopped server leaves it set
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        app,
+        **uvicorn_options(
+            host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
+        ),
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

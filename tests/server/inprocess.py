@@ -18,6 +18,7 @@ from server.app import create_app
 from server.config import FaultSettings, LimitsSettings, ServerSettings, Settings
 from server.events import EventBus
 from server.history import History
+from server.serving import uvicorn_options
 from server.state import AppState
 from syncbed.paths import SERVER_DB_FILE
 from tests.conftest import free_port
@@ -75,7 +76,7 @@ async def serve(data_dir: Path, settings: Settings | None = None) -> AsyncIterat
     app = create_app(settings or settings_for(data_dir), data_dir=data_dir)
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=3
+        app, **uvicorn_options(host="127.0.0.1", port=port, log_config=None, lifespan="on", timeout_graceful_shutdown=3)
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

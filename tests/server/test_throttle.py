@@ -29,6 +29,7 @@ from server.config import (
     merge_throttles,
 )
 from server.events import EventBus
+from server.serving import uvicorn_options
 from server.state import AppState
 from server.throttle import Limiter, open_limiter, ratelimit_headers, sf_string
 from syncbed.contract import (
@@ -311,7 +312,9 @@ class InProc:
 async def serve(tmp_path: Path, clock: Clock | None = None, **limits: object) -> AsyncIterator[InProc]:
     settings = Settings(limits=LimitsSettings(**limits))  # type: ignore[arg-type]
     app = create_app(settings, data_dir=tmp_path)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, **uvicorn_options(host="127.0.0.1", port=0, log_config=None, lifespan="on"))
+    )
     task = asyncio.create_task(server.serve())
     for _ in range(600):
         if server.started or task.done():
