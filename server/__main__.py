@@ -119,9 +119,12 @@ def _token_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
-    )
+    """Log to stderr, one line per record: control characters from a request are escaped, never written."""
+    from server.log_escape import EscapingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _serve(settings: Settings, config_file: Path | None) -> int:

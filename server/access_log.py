@@ -7,6 +7,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.log_escape import escape
+
 log = logging.getLogger("syncbed.access")
 
 
@@ -44,8 +46,10 @@ class AccessLogMiddleware:
                     extra += f" error={state['syncbed.error']}"
                 if "syncbed.rule" in state:
                     extra += f" rule={state['syncbed.rule']}"
+                # Escaped here as well as by the formatter: the line stays one line under any logging set-up.
                 log.info(
                     "%s %s %s user=%s ip=%s%s %.1fms",
-                    scope["method"], scope["path"], status or "dropped", state.get("syncbed.user", "-"),
+                    escape(scope["method"]), escape(scope["path"]), status or "dropped",
+                    escape(str(state.get("syncbed.user", "-"))),
                     client[0], extra, ms,
                 )  # fmt: skip
