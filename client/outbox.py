@@ -14,6 +14,8 @@ from typing import Any
 
 import aiosqlite
 
+from syncbed.paths import private_sqlite
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so acked ranges stay exact
@@ -106,7 +108,7 @@ class Outbox:
         self._write = asyncio.Lock()
 
     async def open(self) -> Outbox:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self.path)  # pending records are a person's browsing history
         self._db = await aiosqlite.connect(self.path)
         await self._db.execute("PRAGMA journal_mode=WAL")
         # NORMAL loses no committed transaction on a process kill, only on power loss,

@@ -30,7 +30,7 @@ from server.storage import Storage, StorageUnavailable
 from server.throttle import ThrottleMiddleware, limiter_view, open_limiter
 from syncbed import contract
 from syncbed.gc_settle import settle
-from syncbed.paths import SERVER_DB_FILE
+from syncbed.paths import SERVER_DB_FILE, private_dir
 
 log = logging.getLogger("syncbed.server")
 
@@ -84,7 +84,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         admin = ensure_admin_token(data_dir, settings.server.admin_token)
         storage = Storage(data_dir / SERVER_DB_FILE)
         await storage.open()

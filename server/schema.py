@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from syncbed.paths import private_sqlite
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id INTEGER PRIMARY KEY,
@@ -47,8 +49,8 @@ CREATE INDEX IF NOT EXISTS batches_run ON batches(run, batch, attempt);
 
 
 def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:
-    """A connection in WAL mode with the schema in place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A connection in WAL mode with the schema in place, on a file only its owner can read."""
+    private_sqlite(path)
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL survives any process crash; only an OS crash can lose the last commits.
