@@ -14,7 +14,7 @@ from typing import Any
 
 import aiosqlite
 
-from syncbed.paths import private_sqlite
+from syncbed.paths import private_dir, private_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -262,7 +262,7 @@ class OutboxBusy(RuntimeError):
 def sync_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock beside the database for a whole sync (freed by the OS on kill -9)."""
     lock_path = path.with_name(path.name + ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(lock_path.parent)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

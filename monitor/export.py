@@ -9,6 +9,7 @@ from pathlib import Path
 
 from monitor.runs import Run
 from monitor.screens import DETAIL_COLUMNS, model_rows
+from syncbed.paths import private_dir, private_file
 
 EXTRA_COLUMNS = ("start_ts", "end_ts")
 
@@ -19,10 +20,11 @@ def _safe(name: str) -> str:
 
 def export_run(run: Run, directory: Path) -> tuple[Path, Path]:
     """Write run-<id>.jsonl and run-<id>-batches.csv into `directory`; returns both paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     stem = f"run-{_safe(run.run)}"
-    events_path = directory / f"{stem}.jsonl"
-    batches_path = directory / f"{stem}-batches.csv"
+    # An export names users and runs: created 0600 like every file syncbed writes, then filled.
+    events_path = private_file(directory / f"{stem}.jsonl")
+    batches_path = private_file(directory / f"{stem}-batches.csv")
     with events_path.open("w", encoding="utf-8") as fh:
         for event in run.events:
             fh.write(json.dumps(event, default=str) + "\n")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
-from syncbed.paths import ADMIN_TOKEN_FILE
+from syncbed.paths import ADMIN_TOKEN_FILE, private_file, tighten
 
 
 def ensure_admin_token(data_dir: Path, given: str | None = None) -> str:
@@ -16,14 +15,11 @@ def ensure_admin_token(data_dir: Path, given: str | None = None) -> str:
     path = data_dir / ADMIN_TOKEN_FILE
     try:
         existing = path.read_text().strip()
-        if existing:
-            return existing
     except FileNotFoundError:
-        pass
-    data_dir.mkdir(parents=True, exist_ok=True)
+        existing = ""
+    if existing:
+        tighten(path)
+        return existing
     token = "sbadmin_" + secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(token + "\n")
-    os.chmod(path, 0o600)
+    private_file(path).write_text(token + "\n")  # written into the 0600 file: the mode stays
     return token

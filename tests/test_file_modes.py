@@ -10,8 +10,11 @@ from pathlib import Path
 
 import httpx
 
+from monitor.export import export_run
+from monitor.model import Model
 from syncbed.paths import ADMIN_TOKEN_FILE, CLIENT_DB_FILE, SERVER_DB_FILE
 from tests.conftest import ROOT, ServerFactory
+from tests.monitor.helpers import DEMO, ManualClock, load
 from tests.server.helpers import auth, batch
 
 
@@ -52,7 +55,7 @@ def test_files_left_readable_by_others_are_tightened_at_start(server_factory: Se
     user = srv.token("alice")
     assert httpx.post(srv.url + "/api/v1/data/sync", content=batch(5), headers=auth(user)).status_code == 200
     srv.stop()
-    names = [SERVER_DB_FILE, SERVER_DB_FILE + "-wal", SERVER_DB_FILE + "-shm"]
+    names = [SERVER_DB_FILE, SERVER_DB_FILE + "-wal", SERVER_DB_FILE + "-shm", ADMIN_TOKEN_FILE]
     for name in names:
         path = srv.data_dir / name
         path.touch()  # SQLite removes -wal and -shm at a clean close: stand in for ones a crash left
@@ -82,3 +85,16 @@ def test_an_outbox_readable_by_others_is_tightened(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert mode(db) == 0o600
     assert "was readable by others (mode 644); made it 600" in done.stderr
+
+
+def test_a_monitor_export_is_0600_in_a_0700_directory(tmp_path: Path) -> None:
+    events = load(DEMO)
+    model = Model(clock=ManualClock(events[-1]["ts"]))
+    model.ingest_many(events)
+    directory = tmp_path / "exports"  # not there yet
+    written = export_run(model.runs["agg-3"], directory)
+    assert mode(directory) == 0o700
+    assert [mode(p) for p in written] == [0o600, 0o600]
+    os.chmod(written[0], 0o644)
+    export_run(model.runs["agg-3"], directory)  # exporting again rewrites the files, private again
+    assert modes(directory) == dict.fromkeys(modes(directory), 0o600)
