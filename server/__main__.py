@@ -131,8 +131,14 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.storage import StorageUnavailable, check_database
 
     s = settings.server
+    try:  # once, here: before workers start, and as a sentence instead of a lifespan traceback
+        check_database(s.data_dir / SERVER_DB_FILE)
+    except StorageUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     common = uvicorn_options(
         host=s.host, port=s.port, log_config=None, access_log=False, timeout_graceful_shutdown=5, lifespan="on"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -41,9 +42,10 @@ def _state(request: Request) -> AppState:
 
 
 async def healthz(request: Request) -> Response:
-    if await _state(request).storage.healthy():
+    problem = await _state(request).storage.problem()
+    if problem is None:
         return JSONResponse({"status": "ok"})
-    return error_response(503, contract.E_UNAVAILABLE, "Storage is not answering.")
+    return error_response(503, contract.E_UNAVAILABLE, f"Storage cannot serve: {problem}.")
 
 
 async def count(request: Request) -> Response:
@@ -56,10 +58,7 @@ async def count(request: Request) -> Response:
             "A valid bearer token is required; send Authorization: Bearer <token>.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    try:
-        return JSONResponse({"count": await state.storage.count(user)})
-    except StorageUnavailable:
-        return error_response(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry later.")
+    return JSONResponse({"count": await state.storage.count(user)})  # a storage error: storage_error's 503
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -71,6 +70,14 @@ async def http_error(request: Request, exc: Exception) -> Response:
             405, contract.E_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path}."
         )
     return error_response(exc.status_code, "http_error", str(exc.detail))
+
+
+async def storage_error(request: Request, exc: Exception) -> Response:
+    """Any storage error on any route (auth, records, run history) is a 503, logged on one line."""
+    _state(request).storage.note(exc)
+    request.scope.setdefault("state", {})["syncbed.error"] = contract.E_UNAVAILABLE
+    log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry later.")
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -134,7 +141,12 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers={
+            HTTPException: http_error,
+            sqlite3.DatabaseError: storage_error,
+            StorageUnavailable: storage_error,
+            Exception: server_error,
+        },
     )
 
 

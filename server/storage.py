@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,8 @@ import aiosqlite
 from server import schema
 from syncbed.contract import PageVisit
 
+log = logging.getLogger("syncbed.storage")
+
 _INSERT = (
     "INSERT INTO records(user_id, id, url, visited_at, title, duration_ms, tab_id, batch_id) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(user_id, id) DO NOTHING"
@@ -19,7 +23,57 @@ _INSERT = (
 
 
 class StorageUnavailable(Exception):
-    """The database cannot be written or read right now (disk full, locked too long, closed)."""
+    """The database cannot be written or read right now (disk full, locked too long, closed, damaged)."""
+
+
+class StorageDamaged(StorageUnavailable):
+    """The database file is corrupt or not a database: nothing serves until it is restored."""
+
+
+# SQLite's primary result codes for a file that is damaged (as opposed to busy, full or read-only).
+_DAMAGE_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def is_damage(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.DatabaseError) and isinstance(code, int) and code & 0xFF in _DAMAGE_CODES
+
+
+def damaged_message(path: Path, detail: str, *, running: bool = False) -> str:
+    """The one sentence an operator reads: which file, what is wrong, what to do."""
+    detail = " ".join(detail.split())[:200]
+    stop = "stop the server and " if running else ""
+    return (
+        f"the database {path} is damaged ({detail}); {stop}restore it from a backup, "
+        f"or move it and its -wal and -shm files aside to start with an empty one"
+    )
+
+
+def check_database(path: Path) -> None:
+    """Raise StorageDamaged unless `path` is missing, empty or passes SQLite's quick_check.
+
+    quick_check reads every page and checks each b-tree's structure, which is what a bad disk, a
+    truncated copy or garbage produces; integrity_check also compares every index with its table,
+    which only an SQLite bug breaks, and costs more (figures in docs/security.md).
+    """
+    try:
+        if path.stat().st_size == 0:
+            return
+    except FileNotFoundError:
+        return
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if is_damage(exc):
+            raise StorageDamaged(damaged_message(path, str(exc))) from None
+        raise StorageUnavailable(f"the database {path} cannot be read ({exc})") from None
+    finally:
+        conn.close()
+    if rows != [("ok",)]:
+        lines = [line for r in rows for line in str(r[0]).splitlines()]
+        found = [line for line in lines if not line.startswith("***")]  # "*** in database main ***"
+        raise StorageDamaged(damaged_message(path, "quick_check: " + "; ".join(found[:2])))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +98,39 @@ class Storage:
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._user_ids: dict[str, int] = {}
+        self.damage: str | None = None  # set for good once SQLite reports the file corrupt
 
     async def open(self) -> None:
-        schema.connect(self.path).close()
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        for conn in (self._writer, self._reader):
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            schema.connect(self.path).close()
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            for conn in (self._writer, self._reader):
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA synchronous=NORMAL")
+                await conn.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            if is_damage(exc):
+                raise StorageDamaged(damaged_message(self.path, str(exc))) from None
+            raise
+
+    def note(self, exc: BaseException) -> StorageUnavailable:
+        """Remember damage (said once, at ERROR) and turn any storage error into StorageUnavailable."""
+        if is_damage(exc) and self.damage is None:
+            self.damage = str(exc)
+            log.error("%s; until then storage answers 503", damaged_message(self.path, self.damage, running=True))
+        if isinstance(exc, StorageUnavailable):
+            return exc
+        return StorageDamaged(str(exc)) if is_damage(exc) else StorageUnavailable(str(exc))
+
+    def _usable(self) -> aiosqlite.Connection:
+        """The writer, unless the file is damaged: writing into a corrupt b-tree can spread the damage."""
+        if self.damage is not None:
+            raise StorageDamaged(f"the database is damaged ({self.damage})")
+        if self._writer is None:
+            raise StorageUnavailable("storage is closed")
+        return self._writer
 
     async def close(self) -> None:
         for conn in (self._writer, self._reader):
@@ -79,13 +157,15 @@ class Storage:
 
     async def store_batch(self, user: str, visits: list[PageVisit], trace: Trace, ms_so_far: float) -> StoreResult:
         """Store a whole batch in one transaction; records already there count as duplicates."""
-        if self._writer is None:
-            raise StorageUnavailable("storage is closed")
-        uid = await self.user_id(user)
+        writer = self._usable()
+        try:
+            uid = await self.user_id(user)
+        except sqlite3.Error as exc:
+            raise self.note(exc) from exc
         async with self._lock:
             try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-                cur = await self._writer.execute(
+                await writer.execute("BEGIN IMMEDIATE")
+                cur = await writer.execute(
                     "INSERT INTO batches(user_id, run, batch, attempt, records, stored, duplicates, received, ms) "
                     "VALUES (?, ?, ?, ?, ?, 0, 0, ?, ?)",
                     (uid, trace.run, trace.batch, trace.attempt, len(visits), time.time(), ms_so_far),
@@ -94,17 +174,17 @@ class Storage:
                 # A generator, consumed on the connection's thread between row inserts (which run without
                 # the GIL), not 1,000 tuples built up front on the event loop.
                 rows = ((uid, v.id, v.url, v.visited_at, v.title, v.duration_ms, v.tab_id, batch_id) for v in visits)
-                cur = await self._writer.executemany(_INSERT, rows)
+                cur = await writer.executemany(_INSERT, rows)
                 stored = max(cur.rowcount, 0)
-                await self._writer.execute(
+                await writer.execute(
                     "UPDATE batches SET stored = ?, duplicates = ? WHERE id = ?",
                     (stored, len(visits) - stored, batch_id),
                 )
-                await self._writer.execute("COMMIT")
+                await writer.execute("COMMIT")
             except BaseException as exc:
                 await self._rollback()
-                if isinstance(exc, aiosqlite.Error):
-                    raise StorageUnavailable(str(exc)) from exc
+                if isinstance(exc, sqlite3.Error):
+                    raise self.note(exc) from exc
                 raise
         return StoreResult(stored=stored, duplicates=len(visits) - stored)
 
@@ -116,18 +196,35 @@ class Storage:
             pass  # no transaction was open
 
     async def count(self, user: str) -> int:
+        if self.damage is not None:
+            raise StorageDamaged(f"the database is damaged ({self.damage})")
         try:
             uid = await self.user_id(user)
             async with self.reader.execute("SELECT count(*) FROM records WHERE user_id = ?", (uid,)) as cur:
                 row = await cur.fetchone()
-        except aiosqlite.Error as exc:
-            raise StorageUnavailable(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise self.note(exc) from exc
         return int(row[0]) if row else 0
 
-    async def healthy(self) -> bool:
+    async def problem(self) -> str | None:
+        """Why storage cannot serve, or None: a real read of every table's first page, not `SELECT 1`."""
+        if self.damage is not None:
+            return f"the database is damaged ({self.damage})"
         try:
-            async with self.reader.execute("SELECT 1") as cur:
+            async with self.reader.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            ) as cur:
+                tables = [str(row[0]) for row in await cur.fetchall()]
+            # One statement: each table's root and first leaf are read (a hop to the connection's thread, not 8).
+            probe = ", ".join('(SELECT 1 FROM "{}" LIMIT 1)'.format(t.replace('"', '""')) for t in tables)
+            async with self.reader.execute(f"SELECT {probe or 1}") as cur:
                 await cur.fetchone()
-        except (aiosqlite.Error, StorageUnavailable, ValueError):
-            return False
-        return True
+        except sqlite3.Error as exc:
+            self.note(exc)
+            return str(exc)
+        except (StorageUnavailable, ValueError) as exc:  # closed: ValueError from aiosqlite
+            return str(exc) or "storage is closed"
+        return None
+
+    async def healthy(self) -> bool:
+        return await self.problem() is None
