@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from syncbed import contract
+from syncbed.bounds import BoundsError, rule_values
 from syncbed.paths import default_data_dir
 
 KeyKind = Literal["ip", "user", "ip+user"]
@@ -82,23 +82,14 @@ class Settings:
     faults: FaultSettings = field(default_factory=FaultSettings)
 
 
-_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
 def parse_period(value: object, where: str = "period") -> float:
-    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds (> 0)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration like '1s' or '5m', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _PERIOD.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ConfigError(f"{where}: expected a duration like '1s' or '5m', got {value!r}")
-    if seconds <= 0:
-        raise ConfigError(f"{where}: must be greater than zero, got {value!r}")
-    return seconds
+    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds, within syncbed.bounds' range."""
+    try:
+        period = rule_values(period=value).period
+    except BoundsError as exc:
+        raise ConfigError(f"{where}: {exc.reason}") from None
+    assert period is not None
+    return period
 
 
 def _typed(where: str, value: object, kind: type | tuple[type, ...]) -> Any:
@@ -132,9 +123,11 @@ def _rule(where: str, raw: object) -> ThrottleRule:
         if k not in table:
             raise ConfigError(f"{where}: missing required key '{k}'")
     name = _typed(f"{where}.name", table["name"], str)
-    limit = _typed(f"{where}.limit", table["limit"], int)
-    if limit < 0:
-        raise ConfigError(f"{where}.limit: must be >= 0, got {limit}")
+    try:
+        checked = rule_values(limit=table["limit"], period=table["period"])
+    except BoundsError as exc:
+        raise ConfigError(f"{where}.{exc.field}: {exc.reason}") from None
+    assert checked.limit is not None and checked.period is not None
     key = _typed(f"{where}.key", table.get("key", "ip"), str)
     if key not in KEYS:
         raise ConfigError(f"{where}.key: must be one of {', '.join(KEYS)}, got {key!r}")
@@ -144,8 +137,8 @@ def _rule(where: str, raw: object) -> ThrottleRule:
     methods = tuple(m.upper() for m in _str_list(f"{where}.methods", table.get("methods", [])))
     return ThrottleRule(
         name=name,
-        limit=limit,
-        period=parse_period(table["period"], f"{where}.period"),
+        limit=checked.limit,
+        period=checked.period,
         key=key,
         paths=_str_list(f"{where}.paths", table.get("paths", [])),
         methods=methods,
