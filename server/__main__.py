@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from server import schema, tokens
-from server.config import ConfigError, Settings, env_name, load_settings
+from server.config import ConfigError, Settings, check_data_dir, env_name, load_settings
 from server.serving import uvicorn_options
 from syncbed.gc_settle import settle
 from syncbed.paths import SERVER_DB_FILE, default_data_dir
@@ -90,8 +91,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     }
 
 
-def _token_command(args: argparse.Namespace, settings: Settings) -> int:
-    conn = schema.connect(settings.server.data_dir / SERVER_DB_FILE)
+def _token_command(args: argparse.Namespace, data_dir: Path) -> int:
+    try:
+        conn = schema.connect(data_dir / SERVER_DB_FILE)
+    except sqlite3.Error as exc:
+        print(f"error: cannot open the token database {data_dir / SERVER_DB_FILE}: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.token_command == "create":
             user = args.user.strip()
@@ -168,11 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_file = args.config or (Path(os.environ["SYNCBED_CONFIG"]) if os.environ.get("SYNCBED_CONFIG") else None)
     try:
         settings = load_settings(config_file, overrides=_overrides(args))
+        check_data_dir(settings.server.data_dir)
     except ConfigError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     if args.command == "token":
-        return _token_command(args, settings)
+        return _token_command(args, settings.server.data_dir)
     configure_logging(settings.server.log_level)
     return _serve(settings, config_file)
 

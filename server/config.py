@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from server.faults import FaultError
+from server.faults import validate as validate_faults
 from syncbed import contract
 from syncbed.bounds import BoundsError, rule_values
 from syncbed.paths import default_data_dir
@@ -204,21 +208,52 @@ def _from_env(section: str, key: str, raw: str) -> object:
     return raw
 
 
-def load_settings(
-    config_file: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, object] | None = None,
-) -> Settings:
-    """Build Settings; `overrides` maps 'section.key' to a flag's value (None = not given)."""
+SETTINGS_PREFIXES = ("SYNCBED_SERVER_", "SYNCBED_LIMITS_", "SYNCBED_FAULTS_")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+Key = tuple[str, str]
+
+
+def known_env_names() -> list[str]:
+    return sorted(env_name(section, key) for section, key in [*_SCALARS, *_LISTS])
+
+
+def check_env_names(environ: Mapping[str, str]) -> None:
+    """An unknown SYNCBED_SERVER_/LIMITS_/FAULTS_ variable is a typo: name it (other SYNCBED_* are not settings)."""
+    known = known_env_names()
+    for name in sorted(environ):
+        if name.startswith(SETTINGS_PREFIXES) and name not in known:
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
+            raise ConfigError(f"{name}: unknown environment variable ({hint})")
+
+
+def _read_toml(config_file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{config_file}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+
+
+def _merge(
+    config_file: Path | None,
+    env: Mapping[str, str] | None,
+    overrides: Mapping[str, object] | None,
+    wanted: set[Key] | None = None,
+) -> tuple[dict[str, dict[str, object]], dict[Key, str]]:
+    """File, then environment, then flags; `wanted` limits which values are converted (None = all).
+
+    Returns the merged values and, per key set outside the file, which variable or flag set it."""
     merged: dict[str, dict[str, object]] = {"server": {}, "limits": {}, "faults": {}}
+    origin: dict[Key, str] = {}
     if config_file is not None:
-        try:
-            doc = tomllib.loads(config_file.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
-        for section, table in doc.items():
+        for section, table in _read_toml(config_file).items():
             if section not in merged:
                 raise ConfigError(f"{section}: unknown section (known: server, limits, faults)")
             if not isinstance(table, dict):
@@ -228,15 +263,70 @@ def load_settings(
                     raise ConfigError(f"{section}.{key}: unknown key")
                 merged[section][key] = value
     environ = os.environ if env is None else env
+    check_env_names(environ)
     for section, key in [*_SCALARS, *_LISTS]:
         name = env_name(section, key)
-        if name in environ:
+        if name in environ and (wanted is None or (section, key) in wanted):
             merged[section][key] = _from_env(section, key, environ[name])
+            origin[(section, key)] = name
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, key = dotted.split(".", 1)
             merged[section][key] = value
-    return _build(merged)
+            origin[(section, key)] = "the command line"
+    return merged, origin
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build Settings; `overrides` maps 'section.key' to a flag's value (None = not given)."""
+    merged, origin = _merge(config_file, env, overrides)
+    try:
+        return _build(merged)
+    except ConfigError as exc:
+        raise _with_origin(exc, origin) from None
+
+
+def load_data_dir(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Path:
+    """Only server.data_dir (the token commands use nothing else, so nothing else may stop them)."""
+    merged, origin = _merge(config_file, env, overrides, wanted={("server", "data_dir")})
+    if "data_dir" not in merged["server"]:
+        return ServerSettings().data_dir
+    try:
+        raw = _typed("server.data_dir", merged["server"]["data_dir"], str)
+    except ConfigError as exc:
+        raise _with_origin(exc, origin) from None
+    return Path(raw).expanduser()
+
+
+def _with_origin(exc: ConfigError, origin: Mapping[Key, str]) -> ConfigError:
+    """'faults.latency_ms: ...' -> 'faults.latency_ms (from SYNCBED_FAULTS_LATENCY_MS): ...'."""
+    head, sep, rest = str(exc).partition(": ")
+    section, _, key = head.partition(".")
+    where = origin.get((section, key.split("[", 1)[0]))
+    if not sep or where is None:
+        return exc
+    return ConfigError(f"{head} (from {where}): {rest}")
+
+
+def check_data_dir(path: Path) -> None:
+    """The data directory exists (made 0700 if not) and takes a new file: else a ConfigError saying why."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"server.data_dir: cannot write to {path} ({exc.strerror or exc}); "
+            "pass a writable --data-dir or fix the directory's permissions"
+        ) from None
 
 
 def _build(m: dict[str, dict[str, object]]) -> Settings:
@@ -259,6 +349,11 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
     for key, lo, hi in (("port", 0, 65535), ("max_batch_records", 1, 1_000_000), ("workers", 1, 64)):
         if key in srv and not lo <= int(srv[key]) <= hi:  # type: ignore[call-overload]
             raise ConfigError(f"server.{key}: must be between {lo} and {hi}, got {srv[key]}")
+    if "log_level" in srv:
+        level = str(srv["log_level"]).lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"server.log_level: must be one of {', '.join(LOG_LEVELS)}, got {srv['log_level']!r}")
+        srv["log_level"] = level
     if "max_body_bytes" in srv and int(srv["max_body_bytes"]) < 1024:  # type: ignore[call-overload]
         raise ConfigError(f"server.max_body_bytes: must be at least 1024, got {srv['max_body_bytes']}")
     lim = values["limits"]
@@ -275,14 +370,10 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
     lim["throttles"] = merge_throttles(throttles)
     lim["tracks"] = tracks
     flt = values["faults"]
-    for key in ("latency_ms", "jitter_ms"):
-        if key in flt and int(flt[key]) < 0:  # type: ignore[call-overload]
-            raise ConfigError(f"faults.{key}: must be >= 0, got {flt[key]}")
-    for key in ("error_rate", "reset_rate"):
-        if key in flt:
-            flt[key] = float(flt[key])  # type: ignore[arg-type]
-            if not 0.0 <= float(flt[key]) <= 1.0:  # type: ignore[arg-type]
-                raise ConfigError(f"faults.{key}: must be between 0 and 1, got {flt[key]}")
+    try:
+        flt.update(validate_faults(flt))  # the fault layer's own bounds, so it never refuses what passed here
+    except FaultError as exc:
+        raise ConfigError(f"faults.{exc.field}: {exc.reason}") from None
     return Settings(
         server=ServerSettings(**srv),  # type: ignore[arg-type]
         limits=LimitsSettings(**lim),  # type: ignore[arg-type]
