@@ -20,6 +20,7 @@ from server.access_log import AccessLogMiddleware
 from server.admin_token import ensure_admin_token
 from server.auth import Auth
 from server.config import Settings
+from server.cors import cors_middleware
 from server.events import EventBus
 from server.faults import Faults
 from server.history import History
@@ -129,7 +130,9 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         *runs.routes(),
         *admin_api.routes(),
     ]
-    middleware = [Middleware(AccessLogMiddleware), Middleware(ThrottleMiddleware)]
+    # CORS outermost: preflights never reach the limiter, and a 429 still carries the CORS headers.
+    cors = cors_middleware(settings.server.cors_origins)
+    middleware = [*cors, Middleware(AccessLogMiddleware), Middleware(ThrottleMiddleware)]
     return Starlette(
         routes=routes,
         middleware=middleware,

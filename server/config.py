@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import re
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -57,6 +58,7 @@ class ServerSettings:
     workers: int = 1
     log_level: str = "info"
     admin_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,10 @@ _SCALARS: dict[tuple[str, str], type | tuple[type, ...]] = {
     ("faults", "error_rate"): (int, float),
     ("faults", "reset_rate"): (int, float),
 }
-_LISTS = {("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist")}
+_CIDR_LISTS = {("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist")}
+_LISTS = {*_CIDR_LISTS, ("server", "cors_origins")}
+# An origin is scheme://host[:port] exactly as a browser sends it (no path, no trailing slash).
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
 _TABLES = {("limits", "throttle"), ("limits", "track")}
 
 
@@ -336,9 +341,17 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
             values[section][key] = _typed(f"{section}.{key}", m[section][key], kind)
     for section, key in _LISTS:
         if key in m[section]:
-            cidrs = _str_list(f"{section}.{key}", m[section][key])
-            values[section][key] = cidrs
-            for i, cidr in enumerate(cidrs):
+            items = _str_list(f"{section}.{key}", m[section][key])
+            values[section][key] = items
+            if (section, key) == ("server", "cors_origins"):
+                for i, origin in enumerate(items):
+                    if origin != "*" and not _ORIGIN.match(origin):
+                        raise ConfigError(
+                            f"{section}.{key}[{i}]: {origin!r} is not an origin; write scheme://host[:port] "
+                            "in lower case, no path or trailing slash (e.g. 'https://app.example'), or '*'"
+                        )
+                continue
+            for i, cidr in enumerate(items):
                 try:
                     ipaddress.ip_network(cidr.strip(), strict=False)
                 except ValueError:
