@@ -68,10 +68,23 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(404, contract.E_NOT_FOUND, f"No such endpoint: {request.url.path}.")
     if exc.status_code == 405:
+        allow = allowed_methods(request)
         return error_response(
-            405, contract.E_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path}."
+            405,
+            contract.E_METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed on {request.url.path}; use {allow}.",
+            headers={"Allow": allow},
         )
     return error_response(exc.status_code, "http_error", str(exc.detail))
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes (RFC 9110 15.5.6): one path may have several routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
