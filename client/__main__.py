@@ -22,6 +22,7 @@ from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
 from client.transport import server_url_problem
+from syncbed.cli import fill_defaults, shared_options
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
 from syncbed.gc_settle import settle
 from syncbed.paths import CLIENT_DB_FILE, default_data_dir
@@ -60,20 +61,18 @@ def _server_url(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    db = argparse.ArgumentParser(add_help=False)
-    db.add_argument(
-        "--db",
-        type=Path,
-        default=default_data_dir() / CLIENT_DB_FILE,
-        help="the outbox database (default: %(default)s)",
-    )
+    # -v and --db go before or after the command: the top level and each command share one parent
+    # whose defaults are SUPPRESS (syncbed/cli.py); main() fills in the defaults afterwards.
+    db = shared_options()
+    db.add_argument("-v", "--verbose", action="store_true", help="log every retry to stderr")
+    db.add_argument("--db", type=Path, help=f"the outbox database (default: {default_db()})")
     parser = argparse.ArgumentParser(
         prog="python -m client",
         description="The syncbed sync client: a crash-safe outbox of page visits, synced in concurrent batches.",
         epilog="Records leave the outbox only when the server acknowledged their batch, so an interrupted "
         "or partial sync loses nothing: run `sync` again and it sends only what is left.",
+        parents=[db],
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every retry to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("generate", parents=[db], help="add N realistic synthetic page visits to the outbox")
@@ -259,8 +258,12 @@ async def run(args: argparse.Namespace) -> int:
         return EXIT_INCOMPLETE
 
 
+def default_db() -> Path:
+    return default_data_dir() / CLIENT_DB_FILE
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = fill_defaults(build_parser().parse_args(argv), verbose=False, db=default_db())
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -7,13 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from syncbed.cli import shared_options
 from syncbed.paths import read_admin_token
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__, parents=[shared_options()])
     parser.add_argument("--server", default=os.environ.get("SYNCBED_SERVER", DEFAULT_SERVER), help="server URL")
     parser.add_argument("--admin-token", help="the server's admin token (default: read from --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="the local server's data directory (for its admin token)")

@@ -5,13 +5,23 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from server import schema, tokens
-from server.config import ConfigError, Settings, env_name, load_settings
+from server.config import (
+    LOG_LEVELS,
+    ConfigError,
+    Settings,
+    check_data_dir,
+    env_name,
+    load_data_dir,
+    load_settings,
+)
 from server.serving import uvicorn_options
+from syncbed.cli import shared_options
 from syncbed.gc_settle import settle
 from syncbed.paths import SERVER_DB_FILE, default_data_dir
 
@@ -25,29 +35,45 @@ SYNCBED_FAULTS_LATENCY_MS), then these flags; the later wins.
   python -m server token create alice       print a new bearer token for alice
   python -m server token list               list tokens (never their secrets)
   python -m server token revoke alice       revoke alice's tokens (or one token / its id)
+
+Options go before or after the subcommand (python -m server token list --data-dir DIR).
+Token commands read only --config and --data-dir; serving settings are checked when serving.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m server", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def _common() -> argparse.ArgumentParser:
+    """Options every command reads: where the settings and the data live."""
+    p = shared_options()
     p.add_argument("--config", type=Path, help="TOML config file (sections [server], [limits], [faults])")
     p.add_argument(
         "--data-dir",
         type=Path,
         help=f"database and admin token (default {default_data_dir()}, or $XDG_DATA_HOME)",
     )
+    return p
+
+
+def _serving() -> argparse.ArgumentParser:
+    """Options only serving reads (the token commands neither take nor check them)."""
+    p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to bind (default 3001; 0 picks a free one)")
     p.add_argument("--workers", type=int, help="worker processes (default 1; >1 wants a redis:// limiter store)")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
     p.add_argument("--admin-token", help="admin token to use instead of the one in the data dir")
     p.add_argument("--max-batch-records", type=int, help="records per batch (default 1000)")
     p.add_argument("--max-body-bytes", type=int, help="bytes per request body (default 2097152)")
     g = p.add_argument_group("limits")
-    g.add_argument("--no-limits", action="store_true", help="turn every throttle off (the rollback)")
-    g.add_argument("--dry-run-limits", action="store_true", help="decide and report, never refuse")
+    g.add_argument(
+        "--limits",
+        action=argparse.BooleanOptionalAction,
+        help="throttles on (the default) or off: --no-limits is the rollback; either wins over the config file",
+    )
+    g.add_argument(
+        "--dry-run-limits",
+        action=argparse.BooleanOptionalAction,
+        help="decide and report, never refuse; --no-dry-run-limits enforces again (default off)",
+    )
     g.add_argument("--store", help="limiter store: memory (default) or redis://host:port/db")
     f = p.add_argument_group("faults")
     f.add_argument(
@@ -58,40 +84,61 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--jitter-ms", type=int, help="uniform extra latency up to this (default 0)")
     f.add_argument("--error-rate", type=float, help="fraction of sync requests answered 503 (default 0)")
     f.add_argument("--reset-rate", type=float, help="fraction of sync requests dropped unanswered (default 0)")
+    return p
+
+
+def _parser() -> argparse.ArgumentParser:
+    # Options come before or after the subcommand: each parser gets the same parents (syncbed/cli.py).
+    common, serving = _common(), _serving()
+    p = argparse.ArgumentParser(
+        prog="python -m server",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common, serving],
+    )
     sub = p.add_subparsers(dest="command", metavar="{serve,token}")
-    sub.add_parser("serve", help="run the server (the default)")
-    tok = sub.add_parser("token", help="create, list or revoke bearer tokens")
+    sub.add_parser("serve", parents=[common, serving], help="run the server (the default)")
+    tok = sub.add_parser("token", parents=[common], help="create, list or revoke bearer tokens")
     tsub = tok.add_subparsers(dest="token_command", required=True, metavar="{create,list,revoke}")
-    create = tsub.add_parser("create", help="create USER if needed and print a new token on stdout")
+    create = tsub.add_parser("create", parents=[common], help="create USER if needed and print a new token on stdout")
     create.add_argument("user")
-    tsub.add_parser("list", help="list tokens: id, user, created, revoked")
-    revoke = tsub.add_parser("revoke", help="revoke a token, a token id, or every token of a user")
+    tsub.add_parser("list", parents=[common], help="list tokens: id, user, created, revoked")
+    revoke = tsub.add_parser("revoke", parents=[common], help="revoke a token, a token id, or every token of a user")
     revoke.add_argument("what")
     return p
 
 
+_FLAGS = {
+    "server.host": "host",
+    "server.port": "port",
+    "server.workers": "workers",
+    "server.log_level": "log_level",
+    "server.admin_token": "admin_token",
+    "server.max_batch_records": "max_batch_records",
+    "server.max_body_bytes": "max_body_bytes",
+    "limits.enabled": "limits",
+    "limits.dry_run": "dry_run_limits",
+    "limits.store": "store",
+    "faults.latency_ms": "latency_ms",
+    "faults.jitter_ms": "jitter_ms",
+    "faults.error_rate": "error_rate",
+    "faults.reset_rate": "reset_rate",
+}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {
-        "server.host": args.host,
-        "server.port": args.port,
-        "server.data_dir": str(args.data_dir) if args.data_dir else None,
-        "server.workers": args.workers,
-        "server.log_level": args.log_level,
-        "server.admin_token": args.admin_token,
-        "server.max_batch_records": args.max_batch_records,
-        "server.max_body_bytes": args.max_body_bytes,
-        "limits.enabled": False if args.no_limits else None,
-        "limits.dry_run": True if args.dry_run_limits else None,
-        "limits.store": args.store,
-        "faults.latency_ms": args.latency_ms,
-        "faults.jitter_ms": args.jitter_ms,
-        "faults.error_rate": args.error_rate,
-        "faults.reset_rate": args.reset_rate,
-    }
+    """'section.key' -> the flag's value; None where the flag was not given."""
+    data_dir = getattr(args, "data_dir", None)
+    flags = {key: getattr(args, name, None) for key, name in _FLAGS.items()}
+    return {"server.data_dir": str(data_dir) if data_dir else None, **flags}
 
 
-def _token_command(args: argparse.Namespace, settings: Settings) -> int:
-    conn = schema.connect(settings.server.data_dir / SERVER_DB_FILE)
+def _token_command(args: argparse.Namespace, data_dir: Path) -> int:
+    try:
+        conn = schema.connect(data_dir / SERVER_DB_FILE)
+    except sqlite3.Error as exc:
+        print(f"error: cannot open the token database {data_dir / SERVER_DB_FILE}: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.token_command == "create":
             user = args.user.strip()
@@ -174,14 +221,21 @@ def vars_of(obj: object) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config_file = args.config or (Path(os.environ["SYNCBED_CONFIG"]) if os.environ.get("SYNCBED_CONFIG") else None)
+    given = getattr(args, "config", None)
+    config_file = given or (Path(os.environ["SYNCBED_CONFIG"]) if os.environ.get("SYNCBED_CONFIG") else None)
     try:
-        settings = load_settings(config_file, overrides=_overrides(args))
+        if args.command == "token":
+            # Only the data directory: a bad serving setting must not stop token management.
+            data_dir = load_data_dir(config_file, overrides=_overrides(args))
+            check_data_dir(data_dir)
+        else:
+            settings = load_settings(config_file, overrides=_overrides(args))
+            check_data_dir(settings.server.data_dir)
     except ConfigError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     if args.command == "token":
-        return _token_command(args, settings)
+        return _token_command(args, data_dir)
     configure_logging(settings.server.log_level)
     return _serve(settings, config_file)
 

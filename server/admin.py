@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import logging
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,7 @@ from starlette.routing import Route
 
 from server.faults import FaultError
 from server.responses import JSONResponse, error_response
+from syncbed.bounds import BoundsError, rule_values
 from syncbed.contract import (
     E_FORBIDDEN,
     E_INVALID_JSON,
@@ -136,8 +136,6 @@ class LimitChange:
 
 def parse_limit_change(body: dict[str, object]) -> LimitChange | Response:
     """Validate a PUT /admin/limits body; a 422 naming the field when it is wrong."""
-    from server.config import ConfigError, parse_period
-
     known = {"rule", "limit", "period", "enabled", "kind"}
     for key in body:
         if key not in known:
@@ -145,17 +143,11 @@ def parse_limit_change(body: dict[str, object]) -> LimitChange | Response:
     rule = body.get("rule")
     if not isinstance(rule, str) or not rule:
         return invalid("rule", 'the name of a throttle rule is required, e.g. "sync/user"')
-    limit = body.get("limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 10**9):
-        return invalid("limit", f"expected a whole number between 0 and 1000000000, got {limit!r}")
-    period: float | None = None
-    if body.get("period") is not None:
-        try:
-            period = parse_period(body["period"], "period")
-        except ConfigError as exc:
-            return invalid("period", str(exc).removeprefix("period: "))
-        if not math.isfinite(period):
-            return invalid("period", "must be finite")
+    try:
+        checked = rule_values(limit=body.get("limit"), period=body.get("period"))
+    except BoundsError as exc:
+        return invalid(exc.field, exc.reason)
+    limit, period = checked.limit, checked.period
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
         return invalid("enabled", f"expected true or false, got {enabled!r}")

@@ -21,6 +21,7 @@ from server.access_log import AccessLogMiddleware
 from server.admin_token import ensure_admin_token
 from server.auth import Auth
 from server.config import Settings
+from server.cors import cors_middleware
 from server.events import EventBus
 from server.faults import Faults
 from server.history import History
@@ -66,8 +67,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(404, contract.E_NOT_FOUND, f"No such endpoint: {request.url.path}.")
     if exc.status_code == 405:
+        allow = allowed_methods(request)
         return error_response(
-            405, contract.E_METHOD_NOT_ALLOWED, f"{request.method} is not allowed on {request.url.path}."
+            405,
+            contract.E_METHOD_NOT_ALLOWED,
+            f"{request.method} is not allowed on {request.url.path}; use {allow}.",
+            headers={"Allow": allow},
         )
     return error_response(exc.status_code, "http_error", str(exc.detail))
 
@@ -78,6 +83,15 @@ async def storage_error(request: Request, exc: Exception) -> Response:
     request.scope.setdefault("state", {})["syncbed.error"] = contract.E_UNAVAILABLE
     log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
     return error_response(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry later.")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes (RFC 9110 15.5.6): one path may have several routes."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.url.path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def server_error(request: Request, exc: Exception) -> Response:
@@ -136,7 +150,9 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         *runs.routes(),
         *admin_api.routes(),
     ]
-    middleware = [Middleware(AccessLogMiddleware), Middleware(ThrottleMiddleware)]
+    # CORS outermost: preflights never reach the limiter, and a 429 still carries the CORS headers.
+    cors = cors_middleware(settings.server.cors_origins)
+    middleware = [*cors, Middleware(AccessLogMiddleware), Middleware(ThrottleMiddleware)]
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from server.faults import FaultError
+from server.faults import validate as validate_faults
 from syncbed import contract
+from syncbed.bounds import BoundsError, rule_values
 from syncbed.paths import default_data_dir
 
 KeyKind = Literal["ip", "user", "ip+user"]
@@ -53,6 +58,7 @@ class ServerSettings:
     workers: int = 1
     log_level: str = "info"
     admin_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,23 +88,14 @@ class Settings:
     faults: FaultSettings = field(default_factory=FaultSettings)
 
 
-_PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
 def parse_period(value: object, where: str = "period") -> float:
-    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds (> 0)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration like '1s' or '5m', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _PERIOD.match(value)):
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    else:
-        raise ConfigError(f"{where}: expected a duration like '1s' or '5m', got {value!r}")
-    if seconds <= 0:
-        raise ConfigError(f"{where}: must be greater than zero, got {value!r}")
-    return seconds
+    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds, within syncbed.bounds' range."""
+    try:
+        period = rule_values(period=value).period
+    except BoundsError as exc:
+        raise ConfigError(f"{where}: {exc.reason}") from None
+    assert period is not None
+    return period
 
 
 def _typed(where: str, value: object, kind: type | tuple[type, ...]) -> Any:
@@ -132,9 +129,11 @@ def _rule(where: str, raw: object) -> ThrottleRule:
         if k not in table:
             raise ConfigError(f"{where}: missing required key '{k}'")
     name = _typed(f"{where}.name", table["name"], str)
-    limit = _typed(f"{where}.limit", table["limit"], int)
-    if limit < 0:
-        raise ConfigError(f"{where}.limit: must be >= 0, got {limit}")
+    try:
+        checked = rule_values(limit=table["limit"], period=table["period"])
+    except BoundsError as exc:
+        raise ConfigError(f"{where}.{exc.field}: {exc.reason}") from None
+    assert checked.limit is not None and checked.period is not None
     key = _typed(f"{where}.key", table.get("key", "ip"), str)
     if key not in KEYS:
         raise ConfigError(f"{where}.key: must be one of {', '.join(KEYS)}, got {key!r}")
@@ -144,8 +143,8 @@ def _rule(where: str, raw: object) -> ThrottleRule:
     methods = tuple(m.upper() for m in _str_list(f"{where}.methods", table.get("methods", [])))
     return ThrottleRule(
         name=name,
-        limit=limit,
-        period=parse_period(table["period"], f"{where}.period"),
+        limit=checked.limit,
+        period=checked.period,
         key=key,
         paths=_str_list(f"{where}.paths", table.get("paths", [])),
         methods=methods,
@@ -178,7 +177,10 @@ _SCALARS: dict[tuple[str, str], type | tuple[type, ...]] = {
     ("faults", "error_rate"): (int, float),
     ("faults", "reset_rate"): (int, float),
 }
-_LISTS = {("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist")}
+_CIDR_LISTS = {("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist")}
+_LISTS = {*_CIDR_LISTS, ("server", "cors_origins")}
+# An origin is scheme://host[:port] exactly as a browser sends it (no path, no trailing slash).
+_ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
 _TABLES = {("limits", "throttle"), ("limits", "track")}
 
 
@@ -211,21 +213,52 @@ def _from_env(section: str, key: str, raw: str) -> object:
     return raw
 
 
-def load_settings(
-    config_file: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, object] | None = None,
-) -> Settings:
-    """Build Settings; `overrides` maps 'section.key' to a flag's value (None = not given)."""
+SETTINGS_PREFIXES = ("SYNCBED_SERVER_", "SYNCBED_LIMITS_", "SYNCBED_FAULTS_")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+Key = tuple[str, str]
+
+
+def known_env_names() -> list[str]:
+    return sorted(env_name(section, key) for section, key in [*_SCALARS, *_LISTS])
+
+
+def check_env_names(environ: Mapping[str, str]) -> None:
+    """An unknown SYNCBED_SERVER_/LIMITS_/FAULTS_ variable is a typo: name it (other SYNCBED_* are not settings)."""
+    known = known_env_names()
+    for name in sorted(environ):
+        if name.startswith(SETTINGS_PREFIXES) and name not in known:
+            near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
+            raise ConfigError(f"{name}: unknown environment variable ({hint})")
+
+
+def _read_toml(config_file: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{config_file}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+
+
+def _merge(
+    config_file: Path | None,
+    env: Mapping[str, str] | None,
+    overrides: Mapping[str, object] | None,
+    wanted: set[Key] | None = None,
+) -> tuple[dict[str, dict[str, object]], dict[Key, str]]:
+    """File, then environment, then flags; `wanted` limits which values are converted (None = all).
+
+    Returns the merged values and, per key set outside the file, which variable or flag set it."""
     merged: dict[str, dict[str, object]] = {"server": {}, "limits": {}, "faults": {}}
+    origin: dict[Key, str] = {}
     if config_file is not None:
-        try:
-            doc = tomllib.loads(config_file.read_text())
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
-        for section, table in doc.items():
+        for section, table in _read_toml(config_file).items():
             if section not in merged:
                 raise ConfigError(f"{section}: unknown section (known: server, limits, faults)")
             if not isinstance(table, dict):
@@ -235,15 +268,70 @@ def load_settings(
                     raise ConfigError(f"{section}.{key}: unknown key")
                 merged[section][key] = value
     environ = os.environ if env is None else env
+    check_env_names(environ)
     for section, key in [*_SCALARS, *_LISTS]:
         name = env_name(section, key)
-        if name in environ:
+        if name in environ and (wanted is None or (section, key) in wanted):
             merged[section][key] = _from_env(section, key, environ[name])
+            origin[(section, key)] = name
     for dotted, value in (overrides or {}).items():
         if value is not None:
             section, key = dotted.split(".", 1)
             merged[section][key] = value
-    return _build(merged)
+            origin[(section, key)] = "the command line"
+    return merged, origin
+
+
+def load_settings(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Settings:
+    """Build Settings; `overrides` maps 'section.key' to a flag's value (None = not given)."""
+    merged, origin = _merge(config_file, env, overrides)
+    try:
+        return _build(merged)
+    except ConfigError as exc:
+        raise _with_origin(exc, origin) from None
+
+
+def load_data_dir(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Path:
+    """Only server.data_dir (the token commands use nothing else, so nothing else may stop them)."""
+    merged, origin = _merge(config_file, env, overrides, wanted={("server", "data_dir")})
+    if "data_dir" not in merged["server"]:
+        return ServerSettings().data_dir
+    try:
+        raw = _typed("server.data_dir", merged["server"]["data_dir"], str)
+    except ConfigError as exc:
+        raise _with_origin(exc, origin) from None
+    return Path(raw).expanduser()
+
+
+def _with_origin(exc: ConfigError, origin: Mapping[Key, str]) -> ConfigError:
+    """'faults.latency_ms: ...' -> 'faults.latency_ms (from SYNCBED_FAULTS_LATENCY_MS): ...'."""
+    head, sep, rest = str(exc).partition(": ")
+    section, _, key = head.partition(".")
+    where = origin.get((section, key.split("[", 1)[0]))
+    if not sep or where is None:
+        return exc
+    return ConfigError(f"{head} (from {where}): {rest}")
+
+
+def check_data_dir(path: Path) -> None:
+    """The data directory exists (made 0700 if not) and takes a new file: else a ConfigError saying why."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"server.data_dir: cannot write to {path} ({exc.strerror or exc}); "
+            "pass a writable --data-dir or fix the directory's permissions"
+        ) from None
 
 
 def _build(m: dict[str, dict[str, object]]) -> Settings:
@@ -253,9 +341,17 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
             values[section][key] = _typed(f"{section}.{key}", m[section][key], kind)
     for section, key in _LISTS:
         if key in m[section]:
-            cidrs = _str_list(f"{section}.{key}", m[section][key])
-            values[section][key] = cidrs
-            for i, cidr in enumerate(cidrs):
+            items = _str_list(f"{section}.{key}", m[section][key])
+            values[section][key] = items
+            if (section, key) == ("server", "cors_origins"):
+                for i, origin in enumerate(items):
+                    if origin != "*" and not _ORIGIN.match(origin):
+                        raise ConfigError(
+                            f"{section}.{key}[{i}]: {origin!r} is not an origin; write scheme://host[:port] "
+                            "in lower case, no path or trailing slash (e.g. 'https://app.example'), or '*'"
+                        )
+                continue
+            for i, cidr in enumerate(items):
                 try:
                     ipaddress.ip_network(cidr.strip(), strict=False)
                 except ValueError:
@@ -266,6 +362,11 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
     for key, lo, hi in (("port", 0, 65535), ("max_batch_records", 1, 1_000_000), ("workers", 1, 64)):
         if key in srv and not lo <= int(srv[key]) <= hi:  # type: ignore[call-overload]
             raise ConfigError(f"server.{key}: must be between {lo} and {hi}, got {srv[key]}")
+    if "log_level" in srv:
+        level = str(srv["log_level"]).lower()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"server.log_level: must be one of {', '.join(LOG_LEVELS)}, got {srv['log_level']!r}")
+        srv["log_level"] = level
     if "max_body_bytes" in srv and int(srv["max_body_bytes"]) < 1024:  # type: ignore[call-overload]
         raise ConfigError(f"server.max_body_bytes: must be at least 1024, got {srv['max_body_bytes']}")
     lim = values["limits"]
@@ -282,14 +383,10 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
     lim["throttles"] = merge_throttles(throttles)
     lim["tracks"] = tracks
     flt = values["faults"]
-    for key in ("latency_ms", "jitter_ms"):
-        if key in flt and int(flt[key]) < 0:  # type: ignore[call-overload]
-            raise ConfigError(f"faults.{key}: must be >= 0, got {flt[key]}")
-    for key in ("error_rate", "reset_rate"):
-        if key in flt:
-            flt[key] = float(flt[key])  # type: ignore[arg-type]
-            if not 0.0 <= float(flt[key]) <= 1.0:  # type: ignore[arg-type]
-                raise ConfigError(f"faults.{key}: must be between 0 and 1, got {flt[key]}")
+    try:
+        flt.update(validate_faults(flt))  # the fault layer's own bounds, so it never refuses what passed here
+    except FaultError as exc:
+        raise ConfigError(f"faults.{exc.field}: {exc.reason}") from None
     return Settings(
         server=ServerSettings(**srv),  # type: ignore[arg-type]
         limits=LimitsSettings(**lim),  # type: ignore[arg-type]

@@ -118,12 +118,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await send_error(send, status, code, message, **details)
 
     if scope["method"] != "POST":
-        await send_error(
-            send,
-            405,
-            contract.E_METHOD_NOT_ALLOWED,
-            f"Use POST for {contract.SYNC_PATH}, not {scope['method']}.",
-        )
+        message = f"Use POST for {contract.SYNC_PATH}, not {scope['method']}."
+        await send_json(send, 405, contract.error_body(contract.E_METHOD_NOT_ALLOWED, message), [(b"allow", b"POST")])
         return
     if user is None:
         why = "missing" if header(scope, b"authorization") is None else "not valid (unknown, revoked or malformed)"

@@ -14,11 +14,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.client_ip import ClientIp, IpSet, check_cidrs
-from server.config import ConfigError, ThrottleRule, parse_period
+from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
 from server.responses import JSONResponse, error_response, send_json
 from syncbed import contract
+from syncbed.bounds import rule_values
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -209,18 +210,10 @@ class Limiter:
     ) -> dict[str, object]:
         """Change one rule live (a throttle unless kind='track'); KeyError if unknown, ValueError if bad."""
         rule = self.rule(name, kind or ("throttle" if any(r.name == name for r in self.throttles) else None))
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-            raise ValueError(f"limit must be an integer >= 0, got {limit!r}")
+        checked = rule_values(limit=limit, period=period)  # BoundsError is a ValueError
+        limit, seconds = checked.limit, checked.period
         if enabled is not None and not isinstance(enabled, bool):
             raise ValueError(f"enabled must be true or false, got {enabled!r}")
-        seconds = None
-        if period is not None:
-            try:
-                seconds = parse_period(period)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-            if not math.isfinite(seconds):
-                raise ValueError(f"period must be finite, got {period!r}")
         if limit is not None and limit != rule.limit:
             rule.set_limit(limit)
         if seconds is not None and seconds != rule.period:

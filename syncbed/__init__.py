@@ -2,4 +2,9 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("syncbed")  # pyproject.toml holds the only copy
+except metadata.PackageNotFoundError:
+    __version__ = "0+unknown"
