@@ -333,13 +333,7 @@ class ThrottleMiddleware:
         if state is None or limiter is None:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        peer = client[0] if client else None
-        resolver = limiter.client_ip
-        if resolver.any_trusted:
-            ip = resolver.resolve(peer, _header(scope, b"x-forwarded-for"), _header(scope, b"forwarded"))
-        else:
-            ip = resolver.resolve(peer)
+        ip = limiter.client_ip.for_scope(scope)
         authorization = _header(scope, b"authorization")
         v = await limiter.check(scope["method"], scope["path"], ip, authorization)
         st = scope.setdefault("state", {})

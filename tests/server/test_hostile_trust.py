@@ -1,0 +1,73 @@
+"""Hostile requests about trust, against a real server: who the caller is, what is counted, what is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import httpx
+
+from syncbed import contract
+from tests.conftest import LiveServer, ServerFactory
+from tests.server.helpers import auth, batch
+
+SYNC = contract.SYNC_PATH
+TIMEOUT = httpx.Timeout(30.0)
+Headers = Sequence[tuple[str, str]]
+
+
+async def at_second_start() -> None:
+    """Wait until early in a wall-clock second, so a burst falls in one fixed window of a 1 s rule."""
+    for _ in range(40):
+        if time.time() % 1.0 < 0.2:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def burst(srv: LiveServer, requests: list[Headers], prefix: str) -> list[httpx.Response]:
+    """One sync per header set, all at once, each with its own records."""
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        await at_second_start()
+        return await asyncio.gather(
+            *(
+                client.post(srv.url + SYNC, content=batch(1, f"{prefix}{i}"), headers=list(h))
+                for i, h in enumerate(requests)
+            )
+        )
+
+
+def limiter_keys(srv: LiveServer) -> set[str]:
+    view = httpx.get(srv.url + contract.LIMITER_PATH + "?top=100", headers=srv.admin_headers(), timeout=10).json()
+    return {hot["key"] for rule in view["rules"] for hot in rule["hot"]}
+
+
+def no_traceback(srv: LiveServer) -> None:
+    log = srv.log()
+    assert "Traceback" not in log and "unhandled error" not in log, log[-3000:]
+
+
+# --- who is calling: the peer address, forwarding headers only from trusted proxies --------------
+
+
+async def test_forwarded_for_from_an_untrusted_peer_is_ignored(server_factory: ServerFactory) -> None:
+    srv = server_factory()  # trusted_proxies = [] (the default)
+    tokens = [srv.token(f"xff{i}") for i in range(11)]
+    requests = [[*auth(t).items(), ("X-Forwarded-For", f"203.0.113.{i}")] for i, t in enumerate(tokens)]
+    answers = await burst(srv, requests, "xff")
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * 10 + [429], codes
+    refused = next(r for r in answers if r.status_code == 429)
+    assert refused.json()["rule"] == "sync/ip"
+    ips = {k.split("+")[0] for k in limiter_keys(srv) if k.startswith("ip:")}
+    assert ips == {"ip:127.0.0.1"}
+
+
+async def test_forwarded_for_from_a_trusted_proxy_is_believed(server_factory: ServerFactory) -> None:
+    srv = server_factory('[limits]\ntrusted_proxies = ["127.0.0.1/32"]\n')
+    tokens = [srv.token(f"px{i}") for i in range(11)]
+    requests = [[*auth(t).items(), ("X-Forwarded-For", f"203.0.113.{i}")] for i, t in enumerate(tokens)]
+    answers = await burst(srv, requests, "px")
+    assert [r.status_code for r in answers] == [200] * 11
+    ips = {k for k in limiter_keys(srv) if k.startswith("ip:")}
+    assert {f"ip:203.0.113.{i}" for i in range(11)} <= ips
