@@ -13,12 +13,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet, check_cidrs
 from server.config import ConfigError, ThrottleRule, parse_period
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
-from server.responses import JSONResponse, error_response, send_json
+from server.responses import JSONResponse, error_response, send_error, send_json
 from syncbed import contract
+from syncbed.wire import RepeatedHeader
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -302,12 +304,10 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    found = None
     for k, v in scope["headers"]:
         if k == name:
-            # Repeated headers (X-Forwarded-For from several proxies) are one comma-separated list.
-            found = v.decode("latin-1") if found is None else f"{found},{v.decode('latin-1')}"
-    return found
+            return v.decode("latin-1")
+    return None
 
 
 def _int_or_none(raw: str | None) -> int | None:
@@ -328,15 +328,30 @@ class ThrottleMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state: AppState | None = getattr(scope["app"].state, "syncbed", None) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        st = scope.setdefault("state", {})
+        try:
+            authorization = authorization_of(scope)
+        except RepeatedHeader as exc:
+            # Decided here, before anything is counted, for every endpoint: which of two tokens is "the"
+            # caller is exactly what a limit keyed by user must not have to guess.
+            st["syncbed.error"] = contract.E_INVALID_REQUEST
+            await send_error(
+                send,
+                400,
+                contract.E_INVALID_REQUEST,
+                f"Send one {exc.name} header, not several: which of them is meant cannot be known.",
+            )
+            return
+        state: AppState | None = getattr(scope["app"].state, "syncbed", None)
         limiter: Limiter | None = state.limiter if state is not None else None
         if state is None or limiter is None:
             await self.app(scope, receive, send)
             return
         ip = limiter.client_ip.for_scope(scope)
-        authorization = _header(scope, b"authorization")
         v = await limiter.check(scope["method"], scope["path"], ip, authorization)
-        st = scope.setdefault("state", {})
         if v.user is not None:
             st["syncbed.user"] = v.user
         if v.blocked:
@@ -415,7 +430,7 @@ class ThrottleMiddleware:
 async def limiter_view(request: Request) -> Response:
     """GET /api/v1/limiter (admin token): rules, store, and per rule the hottest keys."""
     state: AppState = request.app.state.syncbed
-    header = request.headers.get("authorization")
+    header = authorization_of(request.scope)  # one header: the middleware refused repeats
     if not state.auth.is_admin(header):
         if await state.auth.user_for_authorization(header) is not None:
             return error_response(403, contract.E_FORBIDDEN, "The limiter view needs the admin token, not a user's.")

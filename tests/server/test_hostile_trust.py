@@ -71,3 +71,51 @@ async def test_forwarded_for_from_a_trusted_proxy_is_believed(server_factory: Se
     assert [r.status_code for r in answers] == [200] * 11
     ips = {k for k in limiter_keys(srv) if k.startswith("ip:")}
     assert {f"ip:203.0.113.{i}" for i in range(11)} <= ips
+
+
+# --- one Authorization header --------------------------------------------------------------------
+
+
+def twice(first: str) -> list[tuple[str, str]]:
+    return [("Authorization", f"Bearer {first}"), ("Authorization", "x"), ("Content-Type", "application/json")]
+
+
+async def test_a_repeated_authorization_is_a_400_on_every_endpoint(server_factory: ServerFactory) -> None:
+    srv = server_factory()
+    user, admin = srv.token("twice"), srv.admin_token
+    cases = [
+        ("POST", SYNC, user, batch(1, "tw")),
+        ("GET", contract.COUNT_PATH, user, None),
+        ("GET", contract.RUNS_PATH, user, None),
+        ("GET", contract.EVENTS_PATH, admin, None),
+        ("GET", contract.LIMITER_PATH, admin, None),
+        ("PUT", contract.LIMITS_PATH, admin, b'{"rule": "sync/user", "limit": 50}'),
+    ]
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        for method, path, token, body in cases:
+            async with client.stream(method, srv.url + path, headers=twice(token), content=body) as r:
+                await r.aread()
+            assert r.status_code == 400, (method, path, r.status_code)
+            assert r.json()["error"] == contract.E_INVALID_REQUEST
+            assert "one Authorization header" in r.json()["message"]
+        view = (await client.get(srv.url + contract.LIMITER_PATH, headers=srv.admin_headers())).json()
+    assert next(r for r in view["rules"] if r["name"] == "sync/user")["limit"] == 5  # the PUT changed nothing
+    assert srv.count(user) == 0
+    no_traceback(srv)
+
+
+async def sync_from(srv: LiveServer, address: str, headers: Headers, prefix: str) -> httpx.Response:
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
+        return await client.post(srv.url + SYNC, content=batch(1, prefix), headers=list(headers))
+
+
+async def test_a_second_authorization_does_not_switch_off_sync_user(server_factory: ServerFactory) -> None:
+    srv = server_factory()
+    token = srv.token("dup")
+    await at_second_start()
+    answers = await asyncio.gather(*(sync_from(srv, f"127.0.0.{i + 2}", twice(token), f"dup{i}") for i in range(20)))
+    codes = [r.status_code for r in answers]
+    assert sum(c == 200 for c in codes) <= 5, codes
+    assert set(codes) <= {200, 400, 429}
+    assert srv.count(token) == sum(c == 200 for c in codes)
