@@ -109,6 +109,7 @@ class Verdict:
     ip: str
     blocked: bool = False
     safelisted: bool = False
+    operator: bool = False  # the admin token: past the blocklist, no throttle counts or refuses it
     refused: Rule | None = None
     decision: Decision | None = None  # the refusing rule's
     key: str = ""
@@ -144,6 +145,9 @@ class Limiter:
         self.tracks = [Rule.from_config(r, "track") for r in limits.tracks]
         self._user_for = user_for
 
+    def blocked(self, ip: str) -> bool:
+        return ip in self.blocklist and ip not in self.safelist
+
     async def user(self, v: Verdict, authorization: str | None) -> str | None:
         if not v.user_known:
             v.user_known = True
@@ -163,7 +167,10 @@ class Limiter:
             return "ip:" + v.ip  # no valid token: the address is all we know
         return "user:" + user if rule.key == "user" else f"ip:{v.ip}+user:{user}"
 
-    async def check(self, method: str, path: str, ip: str, authorization: str | None = None) -> Verdict:
+    async def check(
+        self, method: str, path: str, ip: str, authorization: str | None = None, *, admin: bool = False
+    ) -> Verdict:
+        """`admin`: the request carries the admin token (checked by the caller, in constant time)."""
         v = Verdict(ip)
         if self._lists:
             if ip in self.safelist:
@@ -172,6 +179,10 @@ class Limiter:
             if ip in self.blocklist:
                 v.blocked = True
                 return v
+        if admin:
+            # No rule may lock out the edit that would undo it (req/ip at 0), nor the monitor's stream.
+            v.operator = True
+            return v
         if not self.enabled:
             return v
         now = self.clock()
@@ -351,16 +362,20 @@ class ThrottleMiddleware:
             await self.app(scope, receive, send)
             return
         ip = limiter.client_ip.for_scope(scope)
-        v = await limiter.check(scope["method"], scope["path"], ip, authorization)
+        if scope["path"] == contract.HEALTH_PATH:
+            # Never counted, and never waits on a limiter store that may be hung: only the blocklist
+            # (addresses in memory) applies.
+            if limiter.blocked(ip):
+                await self._block(scope, send, ip)
+            else:
+                await self.app(scope, receive, send)
+            return
+        admin = state.auth.is_admin(authorization)
+        v = await limiter.check(scope["method"], scope["path"], ip, authorization, admin=admin)
         if v.user is not None:
             st["syncbed.user"] = v.user
         if v.blocked:
-            st["syncbed.error"] = contract.E_FORBIDDEN
-            log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
-            response = error_response(
-                403, contract.E_FORBIDDEN, f"Requests from {ip} are refused by the server's blocklist."
-            )
-            await response(scope, receive, send)
+            await self._block(scope, send, ip)
             return
         if v.refused is not None:
             await self._report(limiter, state, scope, v, authorization)
@@ -378,6 +393,12 @@ class ThrottleMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    @staticmethod
+    async def _block(scope: Scope, send: Send, ip: str) -> None:
+        scope["state"]["syncbed.error"] = contract.E_FORBIDDEN
+        log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
+        await send_error(send, 403, contract.E_FORBIDDEN, f"Requests from {ip} are refused by the server's blocklist.")
 
     async def _refuse(self, scope: Scope, send: Send, v: Verdict) -> None:
         rule, d = v.refused, v.decision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Sequence
 
@@ -119,3 +120,73 @@ async def test_a_second_authorization_does_not_switch_off_sync_user(server_facto
     assert sum(c == 200 for c in codes) <= 5, codes
     assert set(codes) <= {200, 400, 429}
     assert srv.count(token) == sum(c == 200 for c in codes)
+
+
+# --- operator traffic: health checks and the admin are never throttled ----------------------------
+
+
+def req_ip(limit: int) -> str:
+    return f'[[limits.throttle]]\nname = "req/ip"\nlimit = {limit}\nperiod = "5m"\nkey = "ip"\n'
+
+
+def hot(srv: LiveServer, rule: str) -> list[dict[str, object]]:
+    view = httpx.get(srv.url + contract.LIMITER_PATH, headers=srv.admin_headers(), timeout=10).json()
+    found: list[dict[str, object]] = next(r for r in view["rules"] if r["name"] == rule)["hot"]
+    return found
+
+
+def test_health_checks_are_never_counted(server_factory: ServerFactory) -> None:
+    srv = server_factory()  # req/ip: 300 per 5 min
+    with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as client:
+        codes = [client.get(contract.HEALTH_PATH).status_code for _ in range(400)]
+        health = client.get(contract.HEALTH_PATH)
+    assert codes == [200] * 400
+    assert "ratelimit" not in health.headers
+    assert hot(srv, "req/ip") == []  # neither the health checks nor the admin's look were counted
+
+
+async def test_a_user_exhausting_req_ip_does_not_lock_out_the_admin(server_factory: ServerFactory) -> None:
+    srv = server_factory(req_ip(5))
+    token = srv.token("greedy")
+    async with httpx.AsyncClient(base_url=srv.url, timeout=TIMEOUT) as client:
+        codes = [(await client.get(contract.COUNT_PATH, headers=auth(token))).status_code for _ in range(7)]
+        assert codes == [200] * 5 + [429] * 2
+        async with client.stream("GET", contract.EVENTS_PATH, headers=srv.admin_headers()) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+        put = await client.put(
+            contract.LIMITS_PATH, headers=srv.admin_headers(), json={"rule": "sync/user", "limit": 6}
+        )
+        assert put.status_code == 200, put.text
+        guess = await client.get(contract.LIMITER_PATH, headers={"Authorization": "Bearer not-the-admin"})
+        assert guess.status_code == 429  # a wrong admin token is an ordinary request: counted and refused
+        assert (await client.get(contract.COUNT_PATH, headers=auth(token))).status_code == 429
+    no_traceback(srv)
+
+
+def test_req_ip_at_zero_leaves_health_checks_and_the_admin_edit_that_undoes_it(server_factory: ServerFactory) -> None:
+    srv = server_factory(req_ip(0))  # the fixture's start-up wait is itself a /healthz
+    token = srv.token("locked")
+    with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as client:
+        assert client.get(contract.COUNT_PATH, headers=auth(token)).status_code == 429
+        assert client.get(contract.HEALTH_PATH).status_code == 200
+        put = client.put(contract.LIMITS_PATH, headers=srv.admin_headers(), json={"rule": "req/ip", "limit": 300})
+        assert put.status_code == 200, put.text
+        assert client.get(contract.COUNT_PATH, headers=auth(token)).status_code == 200
+
+
+def test_health_checks_do_not_wait_on_a_hung_limiter_store(server_factory: ServerFactory) -> None:
+    with socket.socket() as hung:  # accepts connections (the kernel's backlog) and never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        store = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        srv = server_factory(args=["--store", store], env={})
+        with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as client:
+            took = []
+            for _ in range(3):
+                time.sleep(0.7)  # past the store's 0.5 s "down, do not ask" spell: a request would ask again
+                started = time.perf_counter()
+                assert client.get(contract.HEALTH_PATH).status_code == 200
+                took.append(time.perf_counter() - started)
+        srv.stop()
+    assert max(took) < 0.5, took
