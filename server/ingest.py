@@ -14,6 +14,7 @@ from server.responses import send_error, send_json
 from server.storage import StorageUnavailable, Trace
 from server.validation import Problem, parse_body
 from syncbed import contract
+from syncbed.wire import RepeatedHeader, ascii_int, single_header
 
 if TYPE_CHECKING:
     from server.state import AppState
@@ -45,18 +46,19 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 def parse_trace(scope: Scope) -> Trace | str:
     """Trace headers -> Trace, or a sentence saying which one is malformed."""
-    run = header(scope, b"x-sync-run")
+    try:
+        run = single_header(scope["headers"], b"x-sync-run")
+        numbers: list[int | None] = []
+        for name, lo in ((contract.HEADER_BATCH, 0), (contract.HEADER_ATTEMPT, 1)):
+            raw = single_header(scope["headers"], name.lower().encode())
+            value = ascii_int(raw)
+            if raw is not None and (value is None or value < lo):
+                return f"{name} must be an integer >= {lo} in ASCII digits, got {raw[:32]!r}"
+            numbers.append(value)
+    except RepeatedHeader as exc:
+        return f"Send one {exc.name} header, not several"
     if run is not None and not 1 <= len(run) <= 64:
         return f"{contract.HEADER_RUN} must be 1 to 64 characters"
-    numbers: list[int | None] = []
-    for name, lo in ((contract.HEADER_BATCH, 0), (contract.HEADER_ATTEMPT, 1)):
-        raw = header(scope, name.lower().encode())
-        if raw is None:
-            numbers.append(None)
-            continue
-        if not raw.isdigit() or len(raw) > 12 or int(raw) < lo:
-            return f"{name} must be an integer >= {lo}, got {raw[:32]!r}"
-        numbers.append(int(raw))
     return Trace(run=run, batch=numbers[0], attempt=numbers[1])
 
 
@@ -140,7 +142,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     limits = {"max_records": settings.max_batch_records, "max_bytes": settings.max_body_bytes}
     declared = header(scope, b"content-length")
     too_big = f"The body is larger than {settings.max_body_bytes} bytes; split the batch and retry."
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+    declared_bytes = ascii_int(declared)  # the server's HTTP parser has refused anything else already
+    if declared_bytes is not None and declared_bytes > settings.max_body_bytes:
         await reject(413, contract.E_BATCH_TOO_LARGE, too_big, **limits)
         return
     try:

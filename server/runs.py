@@ -26,6 +26,7 @@ from syncbed.contract import (
     RunFinish,
     RunStart,
 )
+from syncbed.wire import ascii_int
 
 _RUN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_LIST = 500
@@ -150,11 +151,14 @@ async def list_runs(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        return _invalid(f"limit: expected a whole number from 1 to {MAX_LIST}, got {raw[:16]!r}", "limit")
+    limit = ascii_int(raw)
+    if limit is None or not 1 <= limit <= MAX_LIST:
+        return _invalid(
+            f"limit: expected a whole number from 1 to {MAX_LIST} in ASCII digits, got {raw[:16]!r}", "limit"
+        )
     history = history_of(request)
     await history.flush()
-    runs = await history.list_runs(None if who.admin else who.user, int(raw))
+    runs = await history.list_runs(None if who.admin else who.user, limit)
     return JSONResponse({"runs": runs})
 
 

@@ -24,6 +24,7 @@ from syncbed.contract import (
     EVENTS_PATH,
     HEADER_LAST_EVENT_ID,
 )
+from syncbed.wire import ascii_int
 
 log = logging.getLogger("syncbed.sse")
 
@@ -99,15 +100,16 @@ def parse_last_event_id(request: Request) -> int | Response | None:
     raw = request.headers.get(HEADER_LAST_EVENT_ID) or request.query_params.get("last_event_id")
     if raw is None or raw.strip() == "":
         return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 18:
+    last_id = ascii_int(raw.strip())
+    if last_id is None:
         return error_response(
             422,
             E_INVALID_REQUEST,
-            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer), got {raw[:32]!r}",
+            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer in ASCII digits), "
+            f"got {raw.strip()[:32]!r}",
             field=HEADER_LAST_EVENT_ID,
         )
-    return int(raw)
+    return last_id
 
 
 async def events(request: Request) -> Response:

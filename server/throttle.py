@@ -20,7 +20,7 @@ from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
 from server.responses import JSONResponse, error_response, send_error, send_json
 from syncbed import contract
-from syncbed.wire import RepeatedHeader
+from syncbed.wire import RepeatedHeader, ascii_int
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -321,10 +321,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 12 else None
-
-
 def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes, bytes]]:
     """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11), one item per rule."""
     policy = ", ".join(r.policy for r, _ in matched)
@@ -435,8 +431,8 @@ class ThrottleMiddleware:
         state.bus.publish(
             contract.EV_REQUEST_THROTTLED,
             run=run[:64] if run else None,
-            batch=_int_or_none(_header(scope, b"x-sync-batch")),
-            attempt=_int_or_none(_header(scope, b"x-sync-attempt")),
+            batch=ascii_int(_header(scope, b"x-sync-batch")),  # for the event only: a bad one is None
+            attempt=ascii_int(_header(scope, b"x-sync-attempt")),
             user=user,
             ip=v.ip,
             rule=rule.name,
@@ -465,6 +461,9 @@ async def limiter_view(request: Request) -> Response:
     if limiter is None:
         return error_response(503, contract.E_UNAVAILABLE, "The limiter is not running.")
     raw = request.query_params.get("top", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        return error_response(400, contract.E_INVALID_REQUEST, f"top must be an integer from 1 to 100, got {raw!r}.")
-    return JSONResponse(limiter.describe(int(raw)))
+    top = ascii_int(raw)
+    if top is None or not 1 <= top <= 100:
+        return error_response(
+            400, contract.E_INVALID_REQUEST, f"top must be an integer from 1 to 100 in ASCII digits, got {raw[:32]!r}."
+        )
+    return JSONResponse(limiter.describe(top))

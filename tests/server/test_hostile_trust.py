@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import httpx
+import pytest
 
 from syncbed import contract
-from tests.conftest import LiveServer, ServerFactory
+from tests.conftest import LiveServer, ServerFactory, free_port
 from tests.server.helpers import auth, batch
 
 SYNC = contract.SYNC_PATH
@@ -190,3 +191,73 @@ def test_health_checks_do_not_wait_on_a_hung_limiter_store(server_factory: Serve
                 took.append(time.perf_counter() - started)
         srv.stop()
     assert max(took) < 0.5, took
+
+
+# --- integers from the wire: ASCII digits only -------------------------------------------------------
+
+# (name, method, path, token: "user" | "admin" | None, extra raw headers, status, code)
+DIGITS: list[tuple[str, str, str, str | None, list[tuple[bytes, bytes]], int, str]] = [
+    ("superscript batch", "POST", SYNC, "user", [(b"x-sync-batch", b"\xb2")], 400, "invalid_request"),
+    ("superscript batch, no token", "POST", SYNC, None, [(b"x-sync-batch", b"\xb2")], 401, "unauthorized"),
+    ("superscript attempt", "POST", SYNC, "user", [(b"x-sync-attempt", b"\xb3")], 400, "invalid_request"),
+    ("digits then superscript", "POST", SYNC, "user", [(b"x-sync-batch", b"1\xb9")], 400, "invalid_request"),
+    ("two batch headers", "POST", SYNC, "user", [(b"x-sync-batch", b"1"), (b"x-sync-batch", b"2")], 400,
+     "invalid_request"),
+    ("runs ?limit=²", "GET", contract.RUNS_PATH + "?limit=%C2%B2", "user", [], 422, "invalid_request"),
+    ("runs ?limit= Arabic-Indic one", "GET", contract.RUNS_PATH + "?limit=%D9%A1", "user", [], 422, "invalid_request"),
+    ("limiter ?top=²", "GET", contract.LIMITER_PATH + "?top=%C2%B2", "admin", [], 400, "invalid_request"),
+    ("Last-Event-ID ³", "GET", contract.EVENTS_PATH, "admin", [(b"last-event-id", b"\xb3")], 422, "invalid_request"),
+    ("?last_event_id=³", "GET", contract.EVENTS_PATH + "?last_event_id=%C2%B3", "admin", [], 422, "invalid_request"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    srv = LiveServer(data_dir=tmp_path_factory.mktemp("digits"), port=free_port(), args=["--no-limits"]).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "path", "who", "extra", "status", "code"), DIGITS, ids=[c[0] for c in DIGITS]
+)
+def test_non_ascii_digits_get_a_4xx_not_a_500(
+    digits_server: LiveServer, name: str, method: str, path: str, who: str | None,
+    extra: list[tuple[bytes, bytes]], status: int, code: str,
+) -> None:  # fmt: skip
+    srv = digits_server
+    headers: list[tuple[bytes, bytes]] = [(b"content-type", b"application/json"), *extra]
+    if who is not None:
+        token = srv.admin_token if who == "admin" else srv.token("digits")
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    body = batch(1, "dg") if method == "POST" else None
+    r = httpx.request(method, srv.url + path, headers=headers, content=body, timeout=TIMEOUT)
+    assert (r.status_code, r.json()["error"]) == (status, code), r.text
+    assert r.json()["message"]
+    no_traceback(srv)
+
+
+def test_a_non_ascii_content_length_is_refused_before_the_app(digits_server: LiveServer) -> None:
+    token = digits_server.token("length")
+    raw = (
+        f"POST {SYNC} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/json\r\n"
+    ).encode() + b"Content-Length: \xb2\r\n\r\n{}"
+    with socket.create_connection(("127.0.0.1", digits_server.port), timeout=10) as s:
+        s.sendall(raw)
+        answer = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert digits_server.count(token) == 0
+    no_traceback(digits_server)
+
+
+async def test_a_throttled_sync_with_a_superscript_batch_is_a_429(server_factory: ServerFactory) -> None:
+    srv = server_factory('[[limits.throttle]]\nname = "sync/ip"\nlimit = 0\nperiod = "1s"\nkey = "ip"\n'
+                         'paths = ["/api/v1/data/sync"]\nmethods = ["POST"]\n')  # fmt: skip
+    headers = [*auth(srv.token("slow")).items(), ("X-Sync-Batch", "²"), ("X-Sync-Attempt", "³")]
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        r = await client.post(
+            srv.url + SYNC, content=batch(1, "th"), headers=[(k, v.encode("latin-1")) for k, v in headers]
+        )
+    assert r.status_code == 429 and r.json()["rule"] == "sync/ip", r.text
+    no_traceback(srv)
