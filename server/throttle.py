@@ -20,7 +20,7 @@ from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
 from server.responses import JSONResponse, error_response, send_error, send_json
 from syncbed import contract
-from syncbed.wire import RepeatedHeader, ascii_int
+from syncbed.wire import RepeatedHeader, ascii_int, is_run_id
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -430,7 +430,7 @@ class ThrottleMiddleware:
         run = _header(scope, b"x-sync-run")
         state.bus.publish(
             contract.EV_REQUEST_THROTTLED,
-            run=run[:64] if run else None,
+            run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
             batch=ascii_int(_header(scope, b"x-sync-batch")),  # for the event only: a bad one is None
             attempt=ascii_int(_header(scope, b"x-sync-attempt")),
             user=user,

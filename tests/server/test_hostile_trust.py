@@ -261,3 +261,123 @@ async def test_a_throttled_sync_with_a_superscript_batch_is_a_429(server_factory
         )
     assert r.status_code == 429 and r.json()["rule"] == "sync/ip", r.text
     no_traceback(srv)
+
+
+# --- run history: a run belongs to its user; nothing unauthenticated is stored ------------------------
+
+ONE_PER_MINUTE = (
+    '[[limits.throttle]]\nname = "sync/user"\nlimit = 1\nperiod = "60s"\nkey = "user"\n'
+    'paths = ["/api/v1/data/sync"]\nmethods = ["POST"]\n'
+)
+
+
+def run_headers(token: str | None, run: str, b: int = 0) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", contract.HEADER_RUN: run, contract.HEADER_BATCH: str(b)}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def runs_of(srv: LiveServer) -> list[dict[str, object]]:
+    r = httpx.get(srv.url + contract.RUNS_PATH + "?limit=500", headers=srv.admin_headers(), timeout=10)
+    runs: list[dict[str, object]] = r.json()["runs"]
+    return runs
+
+
+def run_detail(srv: LiveServer, run: str) -> httpx.Response:
+    return httpx.get(f"{srv.url}{contract.RUNS_PATH}/{run}", headers=srv.admin_headers(), timeout=10)
+
+
+def test_another_users_sync_into_a_run_is_refused_and_not_recorded(server_factory: ServerFactory) -> None:
+    srv = server_factory(ONE_PER_MINUTE)
+    alice, bob = srv.token("alice"), srv.token("bob")
+    with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as client:
+        assert client.post(SYNC, content=batch(2, "al"), headers=run_headers(alice, "alice-run")).status_code == 200
+        r = client.post(SYNC, content=batch(9, "bo"), headers=run_headers(bob, "alice-run", 1))
+        assert r.status_code == 403 and r.json()["error"] == contract.E_FORBIDDEN
+        assert "belongs to another user" in r.json()["message"]
+        throttled = client.post(SYNC, content=batch(9, "bo2"), headers=run_headers(bob, "alice-run", 2))
+        assert throttled.status_code == 429  # published live, but not counted in alice's run
+        r = client.post(contract.RUNS_PATH, headers=auth(bob), json={"total_records": 1, "total_batches": 1,
+                                                                      "batch_size": 1, "run": "alice-run"})  # fmt: skip
+        assert r.status_code == 403 and r.json()["field"] == "run"
+    detail = run_detail(srv, "alice-run").json()
+    assert detail["user"] == "alice"
+    assert detail["totals"]["records_stored"] == 2
+    assert (detail["totals"]["throttled"], detail["totals"]["rejected"], detail["totals"]["attempts"]) == (0, 0, 1)
+    assert srv.count(bob) == 0
+    no_traceback(srv)
+
+
+def test_a_run_id_claimed_first_gets_the_late_announcer_a_clear_403(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--no-limits"])
+    alice, bob = srv.token("alice"), srv.token("bob")
+    with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as client:
+        assert client.post(SYNC, content=batch(1, "sq"), headers=run_headers(bob, "shared-id")).status_code == 200
+        body = {"total_records": 10, "total_batches": 1, "batch_size": 10, "run": "shared-id"}
+        r = client.post(contract.RUNS_PATH, headers=auth(alice), json=body)
+        assert r.status_code == 403, r.text
+        assert "belongs to another user" in r.json()["message"] and "run id of your own" in r.json()["message"]
+        assert client.post(contract.RUNS_PATH, headers=auth(bob), json=body).status_code == 201  # the owner may
+        mine = client.get(f"{contract.RUNS_PATH}/shared-id", headers=auth(alice))
+        assert mine.status_code == 403
+
+
+SYNC_IP_3 = (
+    '[[limits.throttle]]\nname = "sync/ip"\nlimit = 3\nperiod = "1h"\nkey = "ip"\n'
+    'paths = ["/api/v1/data/sync"]\nmethods = ["POST"]\n'
+)
+
+
+def database_bytes(srv: LiveServer) -> int:
+    return sum(p.stat().st_size for p in srv.data_dir.glob("server.sqlite3*"))
+
+
+async def test_refused_requests_without_a_user_store_nothing(server_factory: ServerFactory) -> None:
+    srv = server_factory(SYNC_IP_3 + req_ip(100_000))
+    before = database_bytes(srv)
+    async with httpx.AsyncClient(base_url=srv.url, timeout=TIMEOUT) as client:
+        for start in range(0, 2000, 100):
+            answers = await asyncio.gather(
+                *(
+                    client.post(SYNC, content=b"{}", headers=run_headers(None if i % 2 else "sb_x_y", "orphan", i))
+                    for i in range(start, start + 100)
+                )
+            )
+            assert {r.status_code for r in answers} <= {401, 429}
+        # wait for the history writer's 0.2 s batches
+        await asyncio.sleep(1.0)
+    assert run_detail(srv, "orphan").status_code == 404
+    assert all(r["run"] != "orphan" for r in runs_of(srv))
+    grown = database_bytes(srv) - before
+    assert grown < 64 * 1024, grown
+
+
+# X-Sync-Run values that must never become a run
+BAD_RUN_IDS = ["<script>", "../../x", "a b", "x" * 65, "caf\xe9", "a;b", ""]
+
+
+@pytest.mark.parametrize("run", BAD_RUN_IDS, ids=[repr(r[:12]) for r in BAD_RUN_IDS])
+def test_a_malformed_run_header_is_a_400_and_makes_no_run(digits_server: LiveServer, run: str) -> None:
+    token = digits_server.token("runner")
+    headers = [(b"authorization", f"Bearer {token}".encode()), (b"content-type", b"application/json"),
+               (b"x-sync-run", run.encode("latin-1"))]  # fmt: skip
+    r = httpx.post(digits_server.url + SYNC, content=batch(1, "rn"), headers=headers, timeout=TIMEOUT)
+    assert r.status_code == 400 and r.json()["error"] == contract.E_INVALID_REQUEST, r.text
+    assert "X-Sync-Run" in r.json()["message"]
+    assert digits_server.count(token) == 0
+    assert all(listed["run"] != run for listed in runs_of(digits_server))
+
+
+def test_one_run_id_rule_for_bodies_paths_and_filters(digits_server: LiveServer) -> None:
+    srv, token = digits_server, digits_server.token("rules")
+    with httpx.Client(base_url=srv.url, timeout=TIMEOUT) as client:
+        body = {"total_records": 1, "total_batches": 1, "batch_size": 1, "run": "ends-in-newline\n"}
+        r = client.post(contract.RUNS_PATH, headers=auth(token), json=body)
+        assert r.status_code == 422 and r.json()["field"] == "run", r.text
+        for path in ("/ends-in-newline%0A", "/ends-in-newline%0A/events"):
+            r = client.get(contract.RUNS_PATH + path, headers=srv.admin_headers())
+            assert r.status_code == 422 and r.json()["field"] == "run", (path, r.text)
+        r = client.get(contract.EVENTS_PATH + "?run=ends-in-newline%0A", headers=srv.admin_headers())
+        assert r.status_code == 422 and r.json()["field"] == "run"
+    no_traceback(srv)
