@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.auth import authorization
 from server.faults import FaultError
 from server.responses import JSONResponse, error_response
 from syncbed.bounds import BoundsError, rule_values
@@ -27,6 +28,7 @@ from syncbed.contract import (
     FAULTS_PATH,
     LIMITS_PATH,
 )
+from syncbed.wire import RepeatedHeader
 
 if TYPE_CHECKING:
     from server.state import AppState
@@ -56,7 +58,12 @@ def unauthorized(why: str) -> Response:
 async def caller(request: Request) -> Caller | Response:
     """The admin or a user; a 401 response when the token is missing or unknown."""
     state = app_state(request)
-    header = request.headers.get("authorization")
+    try:
+        header = authorization(request.scope)
+    except RepeatedHeader as exc:
+        return error_response(
+            400, E_INVALID_REQUEST, f"Send one {exc.name} header, not several: which of them is meant cannot be known."
+        )
     if header is None:
         return unauthorized("A bearer token is required; send Authorization: Bearer <token>.")
     if state.auth.is_admin(header):

@@ -7,14 +7,23 @@ import hmac
 import time
 
 import aiosqlite
-from starlette.datastructures import Headers
 from starlette.types import Scope
 
 from server import tokens
+from syncbed.wire import RepeatedHeader, single_header
 
 # A revoked token stops working within this many seconds (the CLI revokes from another process).
 CACHE_SECONDS = 1.0
 _MAX_CACHE = 10_000
+
+
+def authorization(scope: Scope) -> str | None:
+    """The request's one Authorization header; RepeatedHeader when it came more than once.
+
+    Every reader goes through here: two layers that each pick "the" header of several (the first,
+    or all joined) would disagree on who the caller is, and a limit keyed by user would miss it.
+    """
+    return single_header(scope["headers"], b"authorization")
 
 
 class Auth:
@@ -71,7 +80,11 @@ class Auth:
         state = scope.setdefault("state", {})
         user: str | None = state.get("syncbed.user")
         if user is None:
-            user = await self.user_for_authorization(Headers(scope=scope).get("authorization"))
+            try:
+                header = authorization(scope)
+            except RepeatedHeader:
+                return None  # the throttle answers these 400 first; no handler may pick one of them
+            user = await self.user_for_authorization(header)
             state["syncbed.user"] = user
         return user
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
+from starlette.types import Scope
+
+from syncbed.wire import list_header
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _CACHE_MAX = 4096
 
@@ -86,6 +90,15 @@ class ClientIp:
     def __init__(self, trusted_proxies: Iterable[str] = ()) -> None:
         self.trusted = IpSet(trusted_proxies)
         self.any_trusted = bool(self.trusted)
+
+    def for_scope(self, scope: Scope) -> str:
+        """The client address of an ASGI request: the only place forwarding headers are read."""
+        client = scope.get("client")
+        peer = client[0] if client else None
+        if not self.any_trusted:
+            return self.resolve(peer)  # nobody is trusted: not even worth reading the headers
+        headers = scope["headers"]
+        return self.resolve(peer, list_header(headers, b"x-forwarded-for"), list_header(headers, b"forwarded"))
 
     def resolve(self, peer: str | None, xff: str | None = None, forwarded: str | None = None) -> str:
         if not peer:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,9 @@ import aiosqlite
 
 from server.events import Event, EventBus
 from server.runview import BATCH_EVENTS, RunView
+from server.storage import StorageUnavailable
 from syncbed.contract import EV_BATCH_REJECTED, EV_BATCH_STORED, EV_REQUEST_THROTTLED, EV_RUN_FINISHED, EV_RUN_STARTED
+from syncbed.wire import is_run_id
 
 log = logging.getLogger("syncbed.history")
 
@@ -62,6 +65,13 @@ _SEEN_RUN = (
     "INSERT INTO runs(run, user, started, last_ts) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE SET "
     "last_ts = max(runs.last_ts, excluded.last_ts), user = coalesce(runs.user, excluded.user)"
 )
+# A run's first user owns it for good: later claims only read who that is.
+_CLAIM = (
+    "INSERT INTO runs(run, user, started, last_ts) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE SET "
+    "user = coalesce(runs.user, excluded.user) RETURNING user"
+)
+_OWNERS = "SELECT run, user FROM runs WHERE run IN (SELECT value FROM json_each(?))"
+_MAX_OWNERS = 100_000
 _STARTED = (
     "UPDATE runs SET user = ?, announced = 1, status = 'running', started = min(started, ?), finished = NULL, "
     "total_records = ?, total_batches = ?, batch_size = ?, mode = ?, concurrency = ? WHERE run = ?"
@@ -141,6 +151,8 @@ class History:
         self.interval = interval
         self.chunk = chunk
         self.lost = 0
+        self.foreign = 0  # events naming a run of another user: published live, never stored under it
+        self._owners: dict[str, str] = {}  # run -> its user; an owner never changes, so this never goes stale
         self._queue: deque[Event] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -184,8 +196,12 @@ class History:
         return len(self._queue)
 
     def tap(self, event: Event) -> None:
-        """Called by the bus for every event: queue the ones that name a run (O(1), never blocks)."""
-        if event.run is None:
+        """Called by the bus for every event: queue the ones that name a run and a user (O(1), never blocks).
+
+        An event without a user (a 401, a throttled request without a valid token) is never stored: a
+        run's history is written only by the user it belongs to, and refused floods cost no disk.
+        """
+        if event.run is None or not isinstance(event.data.get("user"), str) or not is_run_id(event.run):
             return
         if len(self._queue) >= self.queue_size:
             self.lost += 1
@@ -207,8 +223,11 @@ class History:
 
     async def flush(self) -> None:
         """Write everything queued so far (readers call this first, so they see their own writes)."""
-        async with self._lock:
-            while self._queue and self._writer is not None:
+        while self._queue and self._writer is not None:
+            # The lock is taken per chunk, so a claim waits for one transaction, not a whole backlog.
+            async with self._lock:
+                if not self._queue or self._writer is None:
+                    return
                 # Copy, commit, then drop: a failed write leaves the events queued for the next try.
                 chunk = [self._queue[i] for i in range(min(self.chunk, len(self._queue)))]
                 try:
@@ -219,7 +238,59 @@ class History:
                 for _ in chunk:
                     self._queue.popleft()
 
+    def _remember(self, run: str, owner: str) -> None:
+        if len(self._owners) >= _MAX_OWNERS:
+            self._owners.clear()
+        self._owners[run] = owner
+
+    async def claim(self, run: str, user: str) -> str:
+        """The run's owner: `user` when the run is new or already theirs, else the user who has it."""
+        owner = self._owners.get(run)
+        if owner is not None:
+            return owner
+        async with self._lock:
+            owner = self._owners.get(run)
+            if owner is None:
+                if self._writer is None:
+                    raise StorageUnavailable("the run history is closed")
+                now = time.time()
+                try:
+                    async with self._writer.execute(_CLAIM, (run, user, now, now)) as cur:
+                        row = await cur.fetchone()
+                except aiosqlite.Error as exc:
+                    raise StorageUnavailable(f"cannot record run {run!r}: {exc}") from exc
+                owner = str(row[0]) if row and row[0] is not None else user
+                self._remember(run, owner)
+        return owner
+
+    async def _owned(self, conn: aiosqlite.Connection, chunk: list[Event]) -> list[Event]:
+        """The events whose user owns their run; a run nobody owns yet goes to its first event's user."""
+        owners: dict[str, str | None] = {}
+        unknown = []
+        for event in chunk:
+            assert event.run is not None
+            if event.run not in owners:
+                owners[event.run] = self._owners.get(event.run)
+                if owners[event.run] is None:
+                    unknown.append(event.run)
+        if unknown:
+            async with conn.execute(_OWNERS, (json.dumps(unknown),)) as cur:
+                for run, user in await cur.fetchall():
+                    owners[str(run)] = user
+        kept = []
+        for event in chunk:
+            assert event.run is not None
+            user = event.data.get("user")
+            if owners.get(event.run) is None:
+                owners[event.run] = user  # type: ignore[assignment]
+            if user == owners[event.run]:
+                kept.append(event)
+            else:
+                self.foreign += 1
+        return kept
+
     async def _write(self, conn: aiosqlite.Connection, chunk: list[Event]) -> None:
+        chunk = await self._owned(conn, chunk)
         seen: dict[str, tuple[object, float, float]] = {}
         for event in chunk:
             assert event.run is not None
@@ -261,6 +332,9 @@ class History:
             if self._bus is not None:
                 await self._save_last_id(conn, self._bus.last_id)
             await conn.execute("COMMIT")
+            for run, (user, _, _) in seen.items():
+                if isinstance(user, str):
+                    self._remember(run, user)
         except BaseException:
             with contextlib.suppress(aiosqlite.Error):
                 await asyncio.shield(conn.execute("ROLLBACK"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.types import Receive, Scope, Send
@@ -14,8 +15,10 @@ from server.responses import send_error, send_json
 from server.storage import StorageUnavailable, Trace
 from server.validation import Problem, parse_body
 from syncbed import contract
+from syncbed.wire import RUN_ID_RULE, RepeatedHeader, ascii_int, is_run_id, single_header
 
 if TYPE_CHECKING:
+    from server.history import History
     from server.state import AppState
 
 log = logging.getLogger("syncbed.ingest")
@@ -45,19 +48,43 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 def parse_trace(scope: Scope) -> Trace | str:
     """Trace headers -> Trace, or a sentence saying which one is malformed."""
-    run = header(scope, b"x-sync-run")
-    if run is not None and not 1 <= len(run) <= 64:
-        return f"{contract.HEADER_RUN} must be 1 to 64 characters"
-    numbers: list[int | None] = []
-    for name, lo in ((contract.HEADER_BATCH, 0), (contract.HEADER_ATTEMPT, 1)):
-        raw = header(scope, name.lower().encode())
-        if raw is None:
-            numbers.append(None)
-            continue
-        if not raw.isdigit() or len(raw) > 12 or int(raw) < lo:
-            return f"{name} must be an integer >= {lo}, got {raw[:32]!r}"
-        numbers.append(int(raw))
+    try:
+        run = single_header(scope["headers"], b"x-sync-run")
+        numbers: list[int | None] = []
+        for name, lo in ((contract.HEADER_BATCH, 0), (contract.HEADER_ATTEMPT, 1)):
+            raw = single_header(scope["headers"], name.lower().encode())
+            value = ascii_int(raw)
+            if raw is not None and (value is None or value < lo):
+                return f"{name} must be an integer >= {lo} in ASCII digits, got {raw[:32]!r}"
+            numbers.append(value)
+    except RepeatedHeader as exc:
+        return f"Send one {exc.name} header, not several"
+    if run is not None and not is_run_id(run):
+        return f"{contract.HEADER_RUN} must be {RUN_ID_RULE}, got {run[:72]!r}"
     return Trace(run=run, batch=numbers[0], attempt=numbers[1])
+
+
+async def own_run(
+    scope: Scope, run: str, user: str, fields: dict[str, object], reject: Callable[..., Awaitable[None]]
+) -> bool:
+    """Claim the run for `user`, or answer why not (another user's run: 403; no storage: 503); True if answered."""
+    history: History = scope["app"].state.history
+    try:
+        owner = await history.claim(run, user)
+    except StorageUnavailable as exc:
+        log.warning("storage unavailable: %s", exc)
+        await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")
+        return True
+    if owner == user:
+        return False
+    fields["run"] = None  # the refusal is the sender's, not part of the other user's run
+    await reject(
+        403,
+        contract.E_FORBIDDEN,
+        f"Run {run!r} belongs to another user; send your batches under a run id of your own "
+        f"(a new {contract.HEADER_RUN}, or none).",
+    )
+    return True
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -128,6 +155,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     if isinstance(trace, str):
         await reject(400, contract.E_INVALID_REQUEST, trace + ".")
         return
+    if trace.run is not None and await own_run(scope, trace.run, user, fields, reject):
+        return
     content_type = header(scope, b"content-type")
     if not is_json(content_type):
         got = "none" if content_type is None else repr(content_type[:64])
@@ -136,7 +165,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     limits = {"max_records": settings.max_batch_records, "max_bytes": settings.max_body_bytes}
     declared = header(scope, b"content-length")
     too_big = f"The body is larger than {settings.max_body_bytes} bytes; split the batch and retry."
-    if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
+    declared_bytes = ascii_int(declared)  # the server's HTTP parser has refused anything else already
+    if declared_bytes is not None and declared_bytes > settings.max_body_bytes:
         await reject(413, contract.E_BATCH_TOO_LARGE, too_big, **limits)
         return
     try:

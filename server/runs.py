@@ -16,18 +16,20 @@ from starlette.routing import Route
 from server.admin import Caller, app_state, caller, read_json_object
 from server.history import History
 from server.responses import JSONResponse, error_response
+from server.storage import StorageUnavailable
 from syncbed.contract import (
     E_FORBIDDEN,
     E_INVALID_REQUEST,
     E_NOT_FOUND,
+    E_UNAVAILABLE,
     EV_RUN_FINISHED,
     EV_RUN_STARTED,
     RUNS_PATH,
     RunFinish,
     RunStart,
 )
+from syncbed.wire import RUN_ID_RULE, ascii_int, is_run_id
 
-_RUN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_LIST = 500
 T = TypeVar("T", RunStart, RunFinish)
 
@@ -73,8 +75,8 @@ async def _user_caller(request: Request) -> Caller | Response:
 
 def _run_id(request: Request) -> str | Response:
     run = str(request.path_params["run"])
-    if not _RUN.match(run):
-        return _invalid("run: expected 1-64 characters of A-Z a-z 0-9 . _ : -", "run")
+    if not is_run_id(run):
+        return _invalid(f"run: expected {RUN_ID_RULE}, got {run[:72]!r}", "run")
     return run
 
 
@@ -88,7 +90,7 @@ async def _visible_run(request: Request, who: Caller) -> tuple[str, dict[str, ob
     row = await history.run_row(run)
     if row is None:
         return error_response(404, E_NOT_FOUND, f"There is no run {run!r}.")
-    if not who.admin and row.get("user") not in (None, who.user):
+    if not who.admin and row.get("user") != who.user:  # a run without an owner (older data) is the admin's
         return error_response(403, E_FORBIDDEN, f"Run {run!r} belongs to another user.")
     return run, row
 
@@ -102,11 +104,19 @@ async def start_run(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     run = body.run or new_run_id()
-    history = history_of(request)
-    await history.flush()
-    row = await history.run_row(run)
-    if row is not None and row.get("user") not in (None, who.user):
-        return error_response(403, E_FORBIDDEN, f"Run {run!r} belongs to another user; pick another id.")
+    assert who.user is not None
+    try:
+        owner = await history_of(request).claim(run, who.user)
+    except StorageUnavailable:
+        return error_response(503, E_UNAVAILABLE, "Storage is unavailable right now; retry the announcement later.")
+    if owner != who.user:
+        return error_response(
+            403,
+            E_FORBIDDEN,
+            f"Run {run!r} belongs to another user; announce a run id of your own, or leave run out and the "
+            "server picks one.",
+            field="run",
+        )
     app_state(request).bus.publish(
         EV_RUN_STARTED,
         run=run,
@@ -150,11 +160,14 @@ async def list_runs(request: Request) -> Response:
     if isinstance(who, Response):
         return who
     raw = request.query_params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
-        return _invalid(f"limit: expected a whole number from 1 to {MAX_LIST}, got {raw[:16]!r}", "limit")
+    limit = ascii_int(raw)
+    if limit is None or not 1 <= limit <= MAX_LIST:
+        return _invalid(
+            f"limit: expected a whole number from 1 to {MAX_LIST} in ASCII digits, got {raw[:16]!r}", "limit"
+        )
     history = history_of(request)
     await history.flush()
-    runs = await history.list_runs(None if who.admin else who.user, int(raw))
+    runs = await history.list_runs(None if who.admin else who.user, limit)
     return JSONResponse({"runs": runs})
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator
 
 import anyio
@@ -24,6 +23,7 @@ from syncbed.contract import (
     EVENTS_PATH,
     HEADER_LAST_EVENT_ID,
 )
+from syncbed.wire import RUN_ID_RULE, ascii_int, is_run_id
 
 log = logging.getLogger("syncbed.sse")
 
@@ -32,7 +32,6 @@ SHUTDOWN_GRACE_S = 2.0
 SHUTDOWN_POLL_S = 0.5
 COALESCE_S = 0.05
 MAX_EVENTS_PER_WRITE = 2000  # a backlog goes out in a few large writes, not one write per event
-_RUN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class EventStream(EventSourceResponse):
@@ -74,10 +73,8 @@ class EventStream(EventSourceResponse):
 def parse_filter(request: Request) -> Filter | Response:
     """?run=ID&types=a,b -> Filter, or a 422 naming the bad parameter."""
     run = request.query_params.get("run")
-    if run is not None and not _RUN.match(run):
-        return error_response(
-            422, E_INVALID_REQUEST, "run: expected 1-64 characters of A-Z a-z 0-9 . _ : -", field="run"
-        )
+    if run is not None and not is_run_id(run):
+        return error_response(422, E_INVALID_REQUEST, f"run: expected {RUN_ID_RULE}, got {run[:72]!r}", field="run")
     types: frozenset[str] | None = None
     raw = request.query_params.get("types")
     if raw:
@@ -99,15 +96,16 @@ def parse_last_event_id(request: Request) -> int | Response | None:
     raw = request.headers.get(HEADER_LAST_EVENT_ID) or request.query_params.get("last_event_id")
     if raw is None or raw.strip() == "":
         return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 18:
+    last_id = ascii_int(raw.strip())
+    if last_id is None:
         return error_response(
             422,
             E_INVALID_REQUEST,
-            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer), got {raw[:32]!r}",
+            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer in ASCII digits), "
+            f"got {raw.strip()[:32]!r}",
             field=HEADER_LAST_EVENT_ID,
         )
-    return int(raw)
+    return last_id
 
 
 async def events(request: Request) -> Response:

@@ -13,13 +13,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet, check_cidrs
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
-from server.responses import JSONResponse, error_response, send_json
+from server.responses import JSONResponse, error_response, send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
+from syncbed.wire import RepeatedHeader, ascii_int, is_run_id
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -108,6 +110,7 @@ class Verdict:
     ip: str
     blocked: bool = False
     safelisted: bool = False
+    operator: bool = False  # the admin token: past the blocklist, no throttle counts or refuses it
     refused: Rule | None = None
     decision: Decision | None = None  # the refusing rule's
     key: str = ""
@@ -143,6 +146,9 @@ class Limiter:
         self.tracks = [Rule.from_config(r, "track") for r in limits.tracks]
         self._user_for = user_for
 
+    def blocked(self, ip: str) -> bool:
+        return ip in self.blocklist and ip not in self.safelist
+
     async def user(self, v: Verdict, authorization: str | None) -> str | None:
         if not v.user_known:
             v.user_known = True
@@ -162,7 +168,10 @@ class Limiter:
             return "ip:" + v.ip  # no valid token: the address is all we know
         return "user:" + user if rule.key == "user" else f"ip:{v.ip}+user:{user}"
 
-    async def check(self, method: str, path: str, ip: str, authorization: str | None = None) -> Verdict:
+    async def check(
+        self, method: str, path: str, ip: str, authorization: str | None = None, *, admin: bool = False
+    ) -> Verdict:
+        """`admin`: the request carries the admin token (checked by the caller, in constant time)."""
         v = Verdict(ip)
         if self._lists:
             if ip in self.safelist:
@@ -171,6 +180,10 @@ class Limiter:
             if ip in self.blocklist:
                 v.blocked = True
                 return v
+        if admin:
+            # No rule may lock out the edit that would undo it (req/ip at 0), nor the monitor's stream.
+            v.operator = True
+            return v
         if not self.enabled:
             return v
         now = self.clock()
@@ -295,16 +308,10 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    found = None
     for k, v in scope["headers"]:
         if k == name:
-            # Repeated headers (X-Forwarded-For from several proxies) are one comma-separated list.
-            found = v.decode("latin-1") if found is None else f"{found},{v.decode('latin-1')}"
-    return found
-
-
-def _int_or_none(raw: str | None) -> int | None:
-    return int(raw) if raw is not None and raw.isdigit() and len(raw) <= 12 else None
+            return v.decode("latin-1")
+    return None
 
 
 def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes, bytes]]:
@@ -321,30 +328,43 @@ class ThrottleMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state: AppState | None = getattr(scope["app"].state, "syncbed", None) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        st = scope.setdefault("state", {})
+        try:
+            authorization = authorization_of(scope)
+        except RepeatedHeader as exc:
+            # Decided here, before anything is counted, for every endpoint: which of two tokens is "the"
+            # caller is exactly what a limit keyed by user must not have to guess.
+            st["syncbed.error"] = contract.E_INVALID_REQUEST
+            await send_error(
+                send,
+                400,
+                contract.E_INVALID_REQUEST,
+                f"Send one {exc.name} header, not several: which of them is meant cannot be known.",
+            )
+            return
+        state: AppState | None = getattr(scope["app"].state, "syncbed", None)
         limiter: Limiter | None = state.limiter if state is not None else None
         if state is None or limiter is None:
             await self.app(scope, receive, send)
             return
-        client = scope.get("client")
-        peer = client[0] if client else None
-        resolver = limiter.client_ip
-        if resolver.any_trusted:
-            ip = resolver.resolve(peer, _header(scope, b"x-forwarded-for"), _header(scope, b"forwarded"))
-        else:
-            ip = resolver.resolve(peer)
-        authorization = _header(scope, b"authorization")
-        v = await limiter.check(scope["method"], scope["path"], ip, authorization)
-        st = scope.setdefault("state", {})
+        ip = limiter.client_ip.for_scope(scope)
+        if scope["path"] == contract.HEALTH_PATH:
+            # Never counted, and never waits on a limiter store that may be hung: only the blocklist
+            # (addresses in memory) applies.
+            if limiter.blocked(ip):
+                await self._block(scope, send, ip)
+            else:
+                await self.app(scope, receive, send)
+            return
+        admin = state.auth.is_admin(authorization)
+        v = await limiter.check(scope["method"], scope["path"], ip, authorization, admin=admin)
         if v.user is not None:
             st["syncbed.user"] = v.user
         if v.blocked:
-            st["syncbed.error"] = contract.E_FORBIDDEN
-            log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
-            response = error_response(
-                403, contract.E_FORBIDDEN, f"Requests from {ip} are refused by the server's blocklist."
-            )
-            await response(scope, receive, send)
+            await self._block(scope, send, ip)
             return
         if v.refused is not None:
             await self._report(limiter, state, scope, v, authorization)
@@ -362,6 +382,12 @@ class ThrottleMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    @staticmethod
+    async def _block(scope: Scope, send: Send, ip: str) -> None:
+        scope["state"]["syncbed.error"] = contract.E_FORBIDDEN
+        log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
+        await send_error(send, 403, contract.E_FORBIDDEN, f"Requests from {ip} are refused by the server's blocklist.")
 
     async def _refuse(self, scope: Scope, send: Send, v: Verdict) -> None:
         rule, d = v.refused, v.decision
@@ -397,9 +423,9 @@ class ThrottleMiddleware:
         run = _header(scope, b"x-sync-run")
         state.bus.publish(
             contract.EV_REQUEST_THROTTLED,
-            run=run[:64] if run else None,
-            batch=_int_or_none(_header(scope, b"x-sync-batch")),
-            attempt=_int_or_none(_header(scope, b"x-sync-attempt")),
+            run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
+            batch=ascii_int(_header(scope, b"x-sync-batch")),  # for the event only: a bad one is None
+            attempt=ascii_int(_header(scope, b"x-sync-attempt")),
             user=user,
             ip=v.ip,
             rule=rule.name,
@@ -414,7 +440,7 @@ class ThrottleMiddleware:
 async def limiter_view(request: Request) -> Response:
     """GET /api/v1/limiter (admin token): rules, store, and per rule the hottest keys."""
     state: AppState = request.app.state.syncbed
-    header = request.headers.get("authorization")
+    header = authorization_of(request.scope)  # one header: the middleware refused repeats
     if not state.auth.is_admin(header):
         if await state.auth.user_for_authorization(header) is not None:
             return error_response(403, contract.E_FORBIDDEN, "The limiter view needs the admin token, not a user's.")
@@ -428,6 +454,9 @@ async def limiter_view(request: Request) -> Response:
     if limiter is None:
         return error_response(503, contract.E_UNAVAILABLE, "The limiter is not running.")
     raw = request.query_params.get("top", "10")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        return error_response(400, contract.E_INVALID_REQUEST, f"top must be an integer from 1 to 100, got {raw!r}.")
-    return JSONResponse(limiter.describe(int(raw)))
+    top = ascii_int(raw)
+    if top is None or not 1 <= top <= 100:
+        return error_response(
+            400, contract.E_INVALID_REQUEST, f"top must be an integer from 1 to 100 in ASCII digits, got {raw[:32]!r}."
+        )
+    return JSONResponse(limiter.describe(top))

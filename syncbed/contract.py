@@ -8,6 +8,8 @@ from typing import Annotated, Final
 
 import msgspec
 
+from syncbed.wire import RUN_ID_PATTERN
+
 # --- endpoints -------------------------------------------------------------
 SYNC_PATH: Final = "/api/v1/data/sync"
 COUNT_PATH: Final = "/api/v1/data/count"
@@ -206,7 +208,7 @@ class RunStart(msgspec.Struct):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
     mode: Annotated[str, msgspec.Meta(max_length=32)] = "unknown"
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
-    run: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")] | None = None
+    run: Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN)] | None = None
 
 
 class RunFinish(msgspec.Struct):

@@ -57,3 +57,13 @@ async def test_one_caller_leaving_does_not_cancel_the_others(db: tuple[Path, aio
     with pytest.raises(asyncio.CancelledError):
         await first
     assert auth.lookups == 1
+
+
+async def test_a_repeated_authorization_authenticates_nobody(db: tuple[Path, aiosqlite.Connection]) -> None:
+    path, conn = db
+    token = create_token_at(path, "carol")
+    auth = Auth(conn, "admin")
+    one = {"headers": [(b"authorization", f"Bearer {token}".encode())]}
+    assert await auth.user_for_scope(one) == "carol"
+    two = {"headers": [(b"authorization", f"Bearer {token}".encode()), (b"authorization", b"x")]}
+    assert await auth.user_for_scope(two) is None  # neither the first nor the joined pair is picked

@@ -302,6 +302,6 @@ async def test_history_queue_is_bounded(tmp_path: Path) -> None:
     history = History(tmp_path / "h.sqlite3", queue_size=10, interval=60)
     await history.open(bus)
     for i in range(15):
-        bus.publish("batch.received", run="r", batch=i, attempt=1)
+        bus.publish("batch.received", run="r", batch=i, attempt=1, user="u")
     assert (history.pending, history.lost) == (10, 5)
     await history.close()

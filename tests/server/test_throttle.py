@@ -33,6 +33,7 @@ from server.serving import uvicorn_options
 from server.state import AppState
 from server.throttle import Limiter, open_limiter, ratelimit_headers, sf_string
 from syncbed.contract import (
+    COUNT_PATH,
     E_FORBIDDEN,
     EV_REQUEST_THROTTLED,
     EVENT_FIELDS,
@@ -398,8 +399,8 @@ async def test_http_per_user_isolation_and_per_ip_limit(tmp_path: Path) -> None:
 async def test_http_general_rule_per_ip(tmp_path: Path) -> None:
     rules = merge_throttles((ThrottleRule("req/ip", 7, 300.0, "ip"),))
     async with serve(tmp_path, throttles=rules) as srv, srv.client() as c:
-        got = [(await c.get("/healthz")).status_code for _ in range(9)]
-        assert got == [200] * 7 + [429, 429]
+        got = [(await c.get(COUNT_PATH)).status_code for _ in range(9)]
+        assert got == [401] * 7 + [429, 429]
         r = await c.get("/no/such/page")
         assert r.status_code == 429 and r.json()["rule"] == "req/ip"
 
@@ -412,8 +413,8 @@ async def test_http_safelist_and_blocklist(tmp_path: Path) -> None:
         srv.client("127.0.0.2") as bad,
     ):
         for _ in range(5):
-            r = await safe.get("/healthz")
-            assert r.status_code == 200 and HEADER_RATELIMIT not in r.headers
+            r = await safe.get(COUNT_PATH)
+            assert r.status_code == 401 and HEADER_RATELIMIT not in r.headers
         r = await bad.get("/healthz")
         assert r.status_code == 403 and r.json()["error"] == E_FORBIDDEN
 
@@ -424,14 +425,14 @@ async def test_http_forwarded_for_is_believed_only_from_a_trusted_proxy(tmp_path
         async with srv.client() as c:
             for client in ("198.51.100.1", "198.51.100.2"):
                 xff = {"X-Forwarded-For": f"6.6.6.6, {client}"}
-                got = [(await c.get("/healthz", headers=xff)).status_code for _ in range(3)]
-                assert got == [200, 200, 429]
+                got = [(await c.get(COUNT_PATH, headers=xff)).status_code for _ in range(3)]
+                assert got == [401, 401, 429]
         async with srv.client("127.0.0.2") as untrusted:
             got = [
-                (await untrusted.get("/healthz", headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
+                (await untrusted.get(COUNT_PATH, headers={"X-Forwarded-For": f"203.0.113.{i}"})).status_code
                 for i in range(3)
             ]
-            assert got == [200, 200, 429]  # the header is ignored: all three are 127.0.0.2
+            assert got == [401, 401, 429]  # the header is ignored: all three are 127.0.0.2
         assert [(e["ip"], e["key"]) for e in srv.events()] == [
             ("198.51.100.1", "ip:198.51.100.1"),
             ("198.51.100.2", "ip:198.51.100.2"),
