@@ -169,7 +169,9 @@ class SyncManager:
             self._emit()
             return r
         if self.remember:
-            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits})
+            # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
+            usable = [(n, q, w) for n, q, w in limits if q >= 1 and w > 0 and math.isfinite(w)]
+            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in usable})
         workers = self.scheduler.cap
         own = self.transport is None
         http = self.transport or Http1Transport(max_connections=workers + 2)
