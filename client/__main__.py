@@ -232,6 +232,7 @@ async def _stats(args: argparse.Namespace, out: Console) -> int:
                 "retries": stats.avg_retries,
             },
             "complete": stats.complete,
+            "interrupted": stats.interrupted,
             "recent": runs,
         }
         sys.stdout.write(json.dumps(payload) + "\n")
