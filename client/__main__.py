@@ -231,6 +231,7 @@ async def _stats(args: argparse.Namespace, out: Console) -> int:
                 "retries": stats.avg_retries,
             },
             "complete": stats.complete,
+            "interrupted": stats.interrupted,
             "recent": runs,
         }
         sys.stdout.write(json.dumps(payload) + "\n")
@@ -240,8 +241,21 @@ async def _stats(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
+def consoles() -> tuple[Console, Console]:
+    """(stdout, stderr) for plain lines: never wrapped, and paths and messages printed as they are.
+
+    rich wraps at 80 columns when the stream is not a terminal (a pipe, a file), cutting a message
+    mid-word; and its markup, emoji codes and highlighting would rewrite `[x]` or `:smile:` in a path.
+    """
+
+    def plain(stderr: bool) -> Console:
+        return Console(stderr=stderr, soft_wrap=True, markup=False, emoji=False, highlight=False)
+
+    return plain(False), plain(True)
+
+
 async def run(args: argparse.Namespace) -> int:
-    out, err = Console(), Console(stderr=True)
+    out, err = consoles()
     try:
         if args.command == "generate":
             return await _generate(args, out)

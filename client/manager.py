@@ -104,7 +104,9 @@ class SyncManager:
         self._failed_records = 0
         self._t0 = 0.0
         self._abort: str | None = None  # set when the token is refused: nothing else can succeed
-        self._acks: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        self._acks: asyncio.Queue[tuple[int, int, int] | None] = asyncio.Queue()  # (lo, hi, records)
+        self._run_row: asyncio.Future[int] | None = None  # the run's row in the outbox's history
+        self._committed = 0  # records whose acknowledgement is committed
         self._first_answer = asyncio.Event()
         self._last_answer = 0.0
 
@@ -168,8 +170,13 @@ class SyncManager:
             await _drop(first)
             self._emit()
             return r
+        # Recorded as running from the start (queued behind the first read, so the first burst does not
+        # wait for it), so a killed run is still in the history: the next run's start marks it interrupted.
+        self._run_row = asyncio.ensure_future(self.outbox.start_run(self._figures()))
         if self.remember:
-            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits})
+            # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
+            usable = [(n, q, w) for n, q, w in limits if q >= 1 and w > 0 and math.isfinite(w)]
+            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in usable})
         workers = self.scheduler.cap
         own = self.transport is None
         http = self.transport or Http1Transport(max_connections=workers + 2)
@@ -249,30 +256,33 @@ class SyncManager:
         except httpx.HTTPError as exc:
             log.warning("could not report the end of the run: %s", exc)
 
-    async def _record(self) -> None:
+    def _figures(self, *, final: bool = False) -> dict[str, Any]:
+        """The run's row: final figures, or (while it runs) what is done so far, acknowledged records committed."""
         r = self._result
+        figures: dict[str, Any] = {"status": r.status} if final else {}  # a run's row says `running` until then
+        return figures | {
+            "run": r.run,
+            "server": self.server,
+            "started_at": r.started_at,
+            "seconds": r.duration if final else time.perf_counter() - self._t0,
+            "mode": r.mode,
+            "concurrency": r.concurrency if final else self.scheduler.peak,
+            "records": r.total_records,
+            "synced": r.synced_records if final else self._committed,
+            "batches": r.total_batches,
+            "ok_batches": r.ok_batches,
+            "failed_batches": len(r.failed),
+            "requests": r.requests,
+            "throttled": r.throttled,
+            "retries": r.retries,
+        }
+
+    async def _record(self) -> None:
         if self.remember and self.scheduler.windows.known:
             policies = [w.policy for w in self.scheduler.windows.windows.values()]
             await self.outbox.remember_limits(self.server, [(p.name, p.quota, p.window) for p in policies])
-        await self.outbox.add_run(
-            {
-                "run": r.run,
-                "server": self.server,
-                "started_at": r.started_at,
-                "seconds": r.duration,
-                "mode": r.mode,
-                "concurrency": r.concurrency,
-                "status": r.status,
-                "records": r.total_records,
-                "synced": r.synced_records,
-                "batches": r.total_batches,
-                "ok_batches": r.ok_batches,
-                "failed_batches": len(r.failed),
-                "requests": r.requests,
-                "throttled": r.throttled,
-                "retries": r.retries,
-            }
-        )
+        assert self._run_row is not None
+        await self.outbox.finish_run(await self._run_row, self._figures(final=True))
 
     # --- tasks --------------------------------------------------------------
     async def _produce(
@@ -294,17 +304,20 @@ class SyncManager:
         """Delete acknowledged ranges, coalescing whatever queued up into one transaction."""
         while True:
             spans: list[tuple[int, int]] = []
+            stop = False
             item = await self._acks.get()
-            stop = item is None
-            if item is not None:
-                spans.append(item)
-            while not self._acks.empty():
-                more = self._acks.get_nowait()
-                if more is None:
+            while True:
+                if item is None:
                     stop = True
                 else:
-                    spans.append(more)
-            await self.outbox.ack(spans)
+                    spans.append((item[0], item[1]))
+                    self._committed += item[2]
+                if self._acks.empty():
+                    break
+                item = self._acks.get_nowait()
+            assert self._run_row is not None
+            # The run's row goes in the same transaction; the last one's figures are `_record`'s to write.
+            await self.outbox.ack(spans, None if stop else (await self._run_row, self._figures()))
             if stop:
                 return
 
@@ -367,7 +380,7 @@ class SyncManager:
 
     def _acked(self, part: Chunk, ack: SyncResponse | None) -> None:
         r = self._result
-        self._acks.put_nowait((part.lo, part.hi))
+        self._acks.put_nowait((part.lo, part.hi, part.records))
         self._records_done += part.records
         r.synced_records += part.records
         if ack is not None:

@@ -73,6 +73,10 @@ RUN_COLUMNS = (
     "retries",
 )
 
+RUN_RUNNING = "running"  # started, not finished (yet, or ever: the next sync's start tells)
+RUN_INTERRUPTED = "interrupted"  # a run that never finished (killed), marked when the next one starts
+# A run row and the figures to write into it.
+RunFigures = tuple[int, dict[str, Any]]
 
 LAST_SEQ = 2**63 - 1  # SQLite's largest integer: "no upper bound" for a seq range
 # A chunk: (min seq, max seq, count, the bodies comma-joined) of the `limit` records after `after`, up to `upto`.
@@ -194,13 +198,19 @@ class Outbox:
             after = rows[-1][0]
             yield rows
 
-    async def ack(self, ranges: Iterable[tuple[int, int]]) -> None:
-        """Mark acknowledged records (inclusive seq ranges) as gone, in one transaction."""
+    async def ack(self, ranges: Iterable[tuple[int, int]], run: RunFigures | None = None) -> None:
+        """Mark acknowledged records (inclusive seq ranges) as gone, in one transaction.
+
+        `run` (a run row and its figures so far) is updated in the same transaction, so a killed
+        run's row says what it had done when it was killed, at no extra commit.
+        """
         spans = list(ranges)
-        if not spans:
+        if not spans and run is None:
             return
         async with self._write:
             await self.db.executemany("INSERT INTO acked (lo, hi) VALUES (?, ?)", spans)
+            if run is not None:
+                await self._update_run(*run)
             await self.db.commit()
 
     async def compact(self) -> int:
@@ -228,6 +238,32 @@ class Outbox:
                 tuple(run[c] for c in RUN_COLUMNS),
             )
             await self.db.commit()
+
+    async def start_run(self, run: dict[str, Any]) -> int:
+        """Record a run as `running`; its row id. A run still `running` never finished: it is `interrupted`."""
+        async with self._write:
+            # Only one sync holds the outbox (sync_lock), so a row left running is one whose sync was killed.
+            await self.db.execute("UPDATE runs SET status = ? WHERE status = ?", (RUN_INTERRUPTED, RUN_RUNNING))
+            cur = await self.db.execute(
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                tuple((run | {"status": RUN_RUNNING})[c] for c in RUN_COLUMNS),
+            )
+            await self.db.commit()
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def finish_run(self, row: int, figures: dict[str, Any]) -> None:
+        """The run's final figures and status."""
+        async with self._write:
+            await self._update_run(row, figures)
+            await self.db.commit()
+
+    async def _update_run(self, row: int, figures: dict[str, Any]) -> None:
+        columns = [c for c in RUN_COLUMNS if c in figures]
+        await self.db.execute(
+            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in columns)} WHERE rowid = ?",
+            (*(figures[c] for c in columns), row),
+        )
 
     async def recent_runs(self, limit: int) -> list[dict[str, Any]]:
         """The latest runs, newest first."""

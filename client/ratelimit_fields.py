@@ -1,8 +1,13 @@
-"""Parse the IETF RateLimit / RateLimit-Policy fields (Structured Field lists, draft 11)."""
+"""Read the IETF RateLimit / RateLimit-Policy fields (Structured Field lists, draft 11) with http-sf."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import http_sf
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,87 +28,64 @@ class Remaining:
     reset: float
 
 
-def _split(text: str, sep: str) -> list[str]:
-    """Split on `sep` outside double-quoted strings."""
-    parts: list[str] = []
-    buf: list[str] = []
-    quoted = escaped = False
-    for ch in text:
-        if escaped:
-            buf.append(ch)
-            escaped = False
-        elif ch == "\\" and quoted:
-            buf.append(ch)
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-            buf.append(ch)
-        elif ch == sep and not quoted:
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    return parts
+Members = list[tuple[str, dict[str, Any]]]
 
 
-def _bare(value: str) -> str | float | bool:
-    """A bare item: string, number (int or decimal), boolean or token."""
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    if value in ("?1", "?0"):
-        return value == "?1"
+def parse_members(values: list[str]) -> Members:
+    """(name, parameters) of each string-named item; [] when the field is not a Structured Field list.
+
+    The field's lines are one list joined by commas (RFC 9110 5.3); a field that does not parse is
+    ignored whole (RFC 9651 4.2). Items named by anything but a string or token are skipped.
+    """
+    text = ", ".join(v for v in values if v.strip())
+    if not text:
+        return []
     try:
-        return float(value)
-    except ValueError:
-        return value
-
-
-def parse_list(text: str) -> list[tuple[str, dict[str, str | float | bool]]]:
-    """A Structured Field list: [(item, {param: value})]; malformed members are skipped."""
-    members: list[tuple[str, dict[str, str | float | bool]]] = []
-    for member in _split(text, ","):
-        pieces = _split(member, ";")
-        item = _bare(pieces[0])
-        if not isinstance(item, str) or not item:
-            continue
-        params: dict[str, str | float | bool] = {}
-        for piece in pieces[1:]:
-            key, eq, value = piece.partition("=")
-            key = key.strip()
-            if key:
-                params[key] = _bare(value) if eq else True
-        members.append((item, params))
+        parsed = http_sf.parse(text.encode("latin-1"), tltype="list")
+    except (http_sf.StructuredFieldError, UnicodeEncodeError):
+        return []
+    members: Members = []
+    for member in parsed if isinstance(parsed, list) else []:
+        name, params = member if isinstance(member, tuple) else (member, {})
+        if isinstance(name, http_sf.Token):
+            name = str(name)
+        if type(name) is str and name and isinstance(params, dict):  # an inner list's "name" is a list
+            members.append((name, params))
     return members
 
 
-def _number(params: dict[str, str | float | bool], key: str) -> float | None:
+def _number(params: dict[str, Any], key: str) -> float | None:
+    """A parameter that is a finite number (an sf-integer or sf-decimal), else None."""
     value = params.get(key)
-    if isinstance(value, bool) or not isinstance(value, float):
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
         return None
-    return value
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 def parse_policies(values: list[str]) -> dict[str, Policy]:
-    """Every well-formed `RateLimit-Policy` item (q >= 0, w > 0), by name."""
+    """Every usable `RateLimit-Policy` item (q >= 1, w > 0 when given), by name; the others are ignored."""
     found: dict[str, Policy] = {}
-    for name, params in parse_list(",".join(values)):
+    for name, params in parse_members(values):
         quota, window = _number(params, "q"), _number(params, "w")
-        if quota is None or quota < 0:
+        # A zero quota gives the pacer nothing to spend: the server's 429 and Retry-After say when to come back.
+        if quota is None or quota < 1:
             continue
-        # The draft's default window is unspecified by the server; one second is the common case.
-        window = window if window is not None and window > 0 else 1.0
-        found[name] = Policy(name, int(quota), window)
+        if "w" in params and (window is None or window <= 0):
+            continue
+        # The draft leaves a missing window to the server; one second is the common case.
+        found[name] = Policy(name, int(quota), window if window is not None else 1.0)
     return found
 
 
 def parse_remaining(values: list[str]) -> dict[str, Remaining]:
-    """Every well-formed `RateLimit` item (r >= 0), by name; a missing t reads as 0."""
+    """Every usable `RateLimit` item (r >= 0, t >= 0 when given), by name; a missing t reads as 0."""
     found: dict[str, Remaining] = {}
-    for name, params in parse_list(",".join(values)):
+    for name, params in parse_members(values):
         remaining, reset = _number(params, "r"), _number(params, "t")
         if remaining is None or remaining < 0:
             continue
-        found[name] = Remaining(name, int(remaining), max(0.0, reset or 0.0))
+        if "t" in params and (reset is None or reset < 0):
+            continue
+        found[name] = Remaining(name, int(remaining), reset or 0.0)
     return found

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from client.outbox import RUN_INTERRUPTED
+
 
 @dataclass(frozen=True, slots=True)
 class RunStats:
@@ -15,6 +17,8 @@ class RunStats:
     avg_throttled: float
     avg_retries: float
     complete: int
+    interrupted: int  # runs killed before they finished (their figures are what they had done by then)
+    recent: list[dict[str, Any]]
 
 
 def summarize(runs: list[dict[str, Any]]) -> RunStats:
@@ -32,6 +36,8 @@ def summarize(runs: list[dict[str, Any]]) -> RunStats:
         avg_throttled=avg("throttled"),
         avg_retries=avg("retries"),
         complete=sum(1 for run in runs if run["status"] == "complete"),
+        interrupted=sum(1 for run in runs if run["status"] == RUN_INTERRUPTED),
+        recent=runs,
     )
 
 
@@ -42,12 +48,22 @@ def render(stats: RunStats, pending: int) -> list[str]:
         return lines
     last = stats.last
     lines.append(
-        f"Last sync: {last['status']}, {last['seconds']:.2f}s, {last['synced']:,}/{last['records']:,} records, "
-        f"{last['ok_batches']}/{last['batches']} batches, {last['throttled']} 429s, {last['retries']} retries "
-        f"(mode {last['mode']}, up to {last['concurrency']} in flight, run {last['run']})"
+        f"Last sync: {_figures(last)} (mode {last['mode']}, up to {last['concurrency']} in flight, run {last['run']})"
     )
+    interrupted = f", {stats.interrupted} interrupted" if stats.interrupted else ""
     lines.append(
         f"Average of the last {stats.runs} runs: {stats.avg_seconds:.2f}s, {stats.avg_records:,.0f} records, "
-        f"{stats.avg_throttled:.1f} 429s, {stats.avg_retries:.1f} retries; {stats.complete}/{stats.runs} complete"
+        f"{stats.avg_throttled:.1f} 429s, {stats.avg_retries:.1f} retries; "
+        f"{stats.complete}/{stats.runs} complete{interrupted}"
     )
+    if stats.runs > 1:
+        lines.append("Recent runs, newest first:")
+        lines.extend(f"  run {run['run']}: {_figures(run)}" for run in stats.recent)
     return lines
+
+
+def _figures(run: dict[str, Any]) -> str:
+    return (
+        f"{run['status']}, {run['seconds']:.2f}s, {run['synced']:,}/{run['records']:,} records, "
+        f"{run['ok_batches']}/{run['batches']} batches, {run['throttled']} 429s, {run['retries']} retries"
+    )

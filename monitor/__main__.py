@@ -7,8 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from monitor.stream import FIRST_CONTACT_S, StreamFailed
 from syncbed.cli import shared_options
-from syncbed.paths import read_admin_token
+from syncbed.paths import ADMIN_TOKEN_FILE, default_data_dir, read_admin_token
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
 
@@ -38,6 +39,28 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+EXIT_UNREACHABLE = 1
+EXIT_SETTINGS = 2  # like argparse's usage errors: the command line (or the token file) needs fixing
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"python -m monitor: error: {message}", file=sys.stderr)
+    return code
+
+
+def _stream_failure(server: str, token_source: str, failure: StreamFailed) -> str:
+    """What to fix, in one sentence, when the stream could never be followed."""
+    if failure.refused:
+        return (
+            f"{server} refused the admin token {token_source} ({failure.detail}); pass --admin-token TOKEN "
+            "or --data-dir DIR with the data directory of the server at that address"
+        )
+    return (
+        f"could not reach {server} within {FIRST_CONTACT_S:g} s ({failure.detail}); is the server running "
+        "there? Start it with `python -m server`, or pass --server URL"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
@@ -58,9 +81,23 @@ def main(argv: list[str] | None = None) -> int:
             demo.start_clients()
             app.run(headless=args.headless, size=size)
     else:
+        from client.transport import server_url_problem
+
+        if (problem := server_url_problem(args.server)) is not None:
+            return _fail(f"argument --server: {problem}", EXIT_SETTINGS)
+        token_file = (args.data_dir or default_data_dir()) / ADMIN_TOKEN_FILE
         token = args.admin_token or read_admin_token(args.data_dir)
+        if not token:
+            return _fail(
+                f"no admin token: {token_file} does not exist or is empty; pass --admin-token TOKEN, or "
+                "--data-dir DIR with the data directory of the server (it writes DIR/admin-token)",
+                EXIT_SETTINGS,
+            )
+        source = "given with --admin-token" if args.admin_token else f"read from {token_file}"
         app = MonitorApp(server=args.server, admin_token=token, **common)
         app.run(headless=args.headless, size=size)
+        if app.failure is not None:
+            return _fail(_stream_failure(args.server, source, app.failure), app.return_code or EXIT_UNREACHABLE)
     lines = app.model.summary()
     print("\n".join(lines) if lines else "no runs seen")
     return app.return_code or 0

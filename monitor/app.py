@@ -21,7 +21,7 @@ from monitor.export import export_run
 from monitor.model import Clock, Model
 from monitor.replay import ReplayClock, due, read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
-from monitor.stream import CONNECTED, STOPPED, StreamFollower
+from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, StreamFailed, StreamFollower
 from monitor.widgets_lanes import LanesView
 from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
@@ -59,8 +59,10 @@ class MonitorApp(App[None]):
         export_dir: Path | None = None,
         exit_after: float | None = None,
         screenshot: Path | None = None,
+        first_contact: float | None = FIRST_CONTACT_S,
     ) -> None:
         super().__init__()
+        self.first_contact = first_contact  # None: wait for a server that never answered, forever
         self.exit_after = exit_after
         self.screenshot_path = screenshot
         self.server = server
@@ -84,6 +86,7 @@ class MonitorApp(App[None]):
         if replay and not self.replay_events:
             self.conn_state, self.conn_detail = "replay done", "the file holds no events"
         self.follower: StreamFollower | None = None
+        self.failure: StreamFailed | None = None  # why the stream could never be followed (the app then exits)
         self.frames = 0
         self.rendered_ts: float | None = None  # newest event time on screen (for the benchmark's lag)
 
@@ -134,8 +137,15 @@ class MonitorApp(App[None]):
     @work(exclusive=True, exit_on_error=False, group="feed")
     async def _follow(self) -> None:
         assert self.server is not None
-        self.follower = StreamFollower(self.server, self.admin_token, self._on_event, self._on_state)
-        await self.follower.run()
+        self.follower = StreamFollower(
+            self.server, self.admin_token, self._on_event, self._on_state, first_contact=self.first_contact
+        )
+        try:
+            await self.follower.run()
+        except StreamFailed as exc:
+            # Wrong settings: staying up would show a monitor that waits for nothing. The caller says why.
+            self.failure = exc
+            self.exit(return_code=2 if exc.refused else 1)
 
     def _on_event(self, data: dict[str, Any], event_id: int | None) -> None:
         self.model.ingest(data, event_id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +17,9 @@ from syncbed import contract as c
 
 # Above the server's 15 s heartbeat, so a quiet stream is not taken for a dead one.
 READ_TIMEOUT = 30.0
+# How long a follower that never got through keeps trying: a wrong URL or a server that is not up
+# says so in seconds instead of retrying forever. Once connected, it retries forever.
+FIRST_CONTACT_S = 5.0
 CONNECTING = "connecting"
 CONNECTED = "connected"
 RECONNECTING = "reconnecting"
@@ -42,6 +47,20 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+class StreamFailed(Exception):
+    """The stream could not be followed at all: never connected, and retrying cannot help (or did not)."""
+
+    def __init__(self, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """The server answered and refused the token (401/403): a setting to fix, not a server to wait for."""
+        return self.status in (401, 403)
 
 
 def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
@@ -78,6 +97,7 @@ class StreamFollower:
         backoff: Backoff | None = None,
         read_timeout: float = READ_TIMEOUT,
         params: dict[str, str] | None = None,
+        first_contact: float | None = FIRST_CONTACT_S,
     ) -> None:
         self.url = base_url.rstrip("/") + c.EVENTS_PATH
         self.token = token
@@ -88,6 +108,7 @@ class StreamFollower:
         self.timeout = httpx.Timeout(10.0, read=read_timeout)
         self.params = params or {}
         self.connections = 0
+        self.first_contact = first_contact  # None: retry forever even when never connected
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -98,28 +119,52 @@ class StreamFollower:
         return headers
 
     async def run(self) -> None:
-        """Connect, read, and on any break wait a backoff and resume from the last id; never returns."""
+        """Connect, read, and on any break wait a backoff and resume from the last id; never returns.
+
+        Before the first connection, a refused token raises StreamFailed at once and anything else does
+        after `first_contact` seconds of retries.
+        """
+        deadline = None if self.first_contact is None else time.monotonic() + self.first_contact
         async with httpx.AsyncClient(timeout=self.timeout) as client:
             while True:
                 self.on_state(CONNECTING if self.connections == 0 else RECONNECTING, self.url)
+                status: int | None = None
                 try:
-                    detail = await self._read(client)
+                    status, detail = await self._read(client, None if self.connections else deadline)
                 except (httpx.HTTPError, SSEError, OSError) as exc:
                     detail = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
                 delay = self.backoff.next_delay()
-                state = UNAUTHORIZED if detail.startswith(("401", "403")) else RECONNECTING
+                if self.connections == 0 and deadline is not None:
+                    if status in (401, 403):
+                        raise StreamFailed(detail, status=status)
+                    if time.monotonic() + delay > deadline:
+                        raise StreamFailed(detail, status=status)
+                state = UNAUTHORIZED if status in (401, 403) else RECONNECTING
                 if state == UNAUTHORIZED:
                     delay = max(delay, 2.0)
                 self.on_state(state, f"{detail}; retry in {delay:.1f} s")
                 await asyncio.sleep(delay)
 
-    async def _read(self, client: httpx.AsyncClient) -> str:
-        """One connection; returns why it ended."""
-        async with aconnect_sse(client, "GET", self.url, headers=self._headers(), params=self.params) as source:
+    async def _read(self, client: httpx.AsyncClient, deadline: float | None) -> tuple[int | None, str]:
+        """One connection; returns its status (None once it streamed) and why it ended.
+
+        With a deadline, the answer's headers must come before it (a port that accepts and never
+        answers is no server).
+        """
+        async with contextlib.AsyncExitStack() as stack:
+            opening = aconnect_sse(client, "GET", self.url, headers=self._headers(), params=self.params)
+            if deadline is None:
+                source = await stack.enter_async_context(opening)
+            else:
+                try:
+                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                        source = await stack.enter_async_context(opening)
+                except TimeoutError:
+                    return None, "no answer (timed out)"
             response = source.response
             if response.status_code != 200:
                 await response.aread()
-                return f"{response.status_code} {response.text[:200]}".strip()
+                return response.status_code, f"{response.status_code} {response.text[:200]}".strip()
             self.connections += 1
             self.on_state(CONNECTED, self.url)
             async for sse in source.aiter_sse():
@@ -131,4 +176,4 @@ class StreamFollower:
                     self.last_id = event_id
                     self.backoff.reset()
                 self.on_event(data, event_id)
-        return "stream ended"
+        return None, "stream ended"

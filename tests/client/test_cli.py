@@ -50,7 +50,9 @@ async def test_import_is_all_or_nothing_unless_told_to_skip(tmp_path: Path) -> N
 
     strict = cli("import", str(path), "--db", str(db))
     assert strict.returncode == 1
-    assert "line 2" in strict.stderr and "nothing imported" in strict.stderr
+    # One line whatever the path's length: nothing written to a pipe is wrapped.
+    assert strict.stderr.splitlines() == [f"{path}: line 2: {strict.stderr.split(': line 2: ', 1)[1].strip()}"]
+    assert "nothing imported" in strict.stderr
     async with Outbox(db) as outbox:
         assert (await outbox.pending())[0] == 0
 
@@ -61,6 +63,28 @@ async def test_import_is_all_or_nothing_unless_told_to_skip(tmp_path: Path) -> N
         body = await outbox.get("imp-1")
         assert body is not None and msgspec.json.decode(body) == GOOD  # stored as compact wire JSON
         assert await outbox.get("imp-2") is None
+
+
+async def test_messages_to_a_pipe_are_never_wrapped_however_long_the_path(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*(f"directory-{i:02d}-with-a-long-name" for i in range(8)))
+    deep.mkdir(parents=True)
+    bad = {**GOOD, "id": "imp-2", "url": "ftp://example.org/b"}
+    path = jsonl(deep / "visits [2026] :smile: with spaces.jsonl", [GOOD, bad])
+    db = deep / "outbox [x].db"
+
+    strict = cli("import", str(path), "--db", str(db))
+    assert strict.returncode == 1 and len(str(path)) > 300
+    lines = strict.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: line 2: "), strict.stderr
+    assert lines[0].endswith("nothing imported (use --skip-invalid to skip bad lines)")
+
+    lenient = cli("import", str(path), "--db", str(db), "--skip-invalid")
+    assert lenient.returncode == 0, lenient.stderr
+    assert lenient.stdout.splitlines() == [f"Imported 1 records (1 invalid skipped); 1 records wait in {db}."]
+    assert len(lenient.stderr.splitlines()) == 1 and lenient.stderr.startswith("skipped line 2: ")
+
+    stats = cli("stats", "--db", str(db))
+    assert stats.stdout.splitlines() == ["Outbox: 1 records waiting to sync.", "No sync runs recorded yet."]
 
 
 def test_stats_on_an_empty_outbox(tmp_path: Path) -> None:

@@ -164,7 +164,8 @@ async def test_admin_form_sends_faults_and_limit_to_a_real_server() -> None:
     recorder = AdminRecorder("s3cret")
     async with serve(recorder.app) as server:
         base = url_of(server)
-        app = MonitorApp(server=base, admin_token="s3cret", clock=ManualClock(0.0))
+        # The stand-in has no event stream: the app must not give up on it while the form is used.
+        app = MonitorApp(server=base, admin_token="s3cret", clock=ManualClock(0.0), first_contact=None)
         app.model.ingest({"type": "config.changed", "ts": 0.0, "what": "faults", "latency_ms": 300,
                           "jitter_ms": 0, "error_rate": 0.0, "reset_rate": 0.0})  # fmt: skip
         app.model.ingest({"type": "stats", "ts": 0.0, "records_per_s": 0, "requests_per_s": 0,
@@ -204,7 +205,7 @@ async def test_admin_form_sends_faults_and_limit_to_a_real_server() -> None:
 async def test_admin_refusal_is_shown_and_details_come_from_the_server() -> None:
     recorder = AdminRecorder("right")
     async with serve(recorder.app) as server:
-        app = MonitorApp(server=url_of(server), admin_token="wrong", clock=ManualClock(0.0))
+        app = MonitorApp(server=url_of(server), admin_token="wrong", clock=ManualClock(0.0), first_contact=None)
         app.model.ingest_many(load(DEMO))
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("a")

@@ -7,11 +7,14 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from monitor.stream import (
     CONNECTED,
     RECONNECTING,
     UNAUTHORIZED,
     Backoff,
+    StreamFailed,
     StreamFollower,
     parse_data,
     parse_id,
@@ -68,17 +71,44 @@ async def test_follower_survives_a_restart_and_loses_nothing() -> None:
     assert [s for s, _ in sink.states].count(CONNECTED) == 2 and follower.last_id == 11
 
 
-async def test_wrong_token_is_reported_and_retried() -> None:
+async def test_a_wrong_token_at_first_contact_fails_at_once() -> None:
     source = EventSource("right")
     sink = Sink()
     async with serve(source.app) as server:
         port = server.servers[0].sockets[0].getsockname()[1]
         follower = StreamFollower(f"http://127.0.0.1:{port}", "wrong", sink.event, sink.state)
+        with pytest.raises(StreamFailed) as failed:
+            await asyncio.wait_for(follower.run(), 10)
+    assert failed.value.refused and failed.value.status == 401 and failed.value.detail.startswith("401")
+    assert not sink.events
+
+
+async def test_a_token_refused_after_connecting_is_reported_and_retried() -> None:
+    source = EventSource("tok")
+    port = free_port()
+    sink = Sink()
+    follower = StreamFollower(f"http://127.0.0.1:{port}", "tok", sink.event, sink.state)
+    async with serve(source.app, port):
         task = asyncio.create_task(follower.run())
+        await wait_for(lambda: any(s == CONNECTED for s, _ in sink.states))
+    source.token = "rotated"  # the server came back with another admin token
+    async with serve(source.app, port):
         await wait_for(lambda: any(s == UNAUTHORIZED for s, _ in sink.states))
+        assert not task.done()
         task.cancel()
     detail = next(d for s, d in sink.states if s == UNAUTHORIZED)
-    assert detail.startswith("401") and "retry in" in detail and not sink.events
+    assert detail.startswith("401") and "retry in" in detail
+
+
+async def test_a_dead_port_at_first_contact_fails_after_the_bound() -> None:
+    follower = StreamFollower(
+        f"http://127.0.0.1:{free_port()}", "t", lambda d, i: None, lambda s, d: None, first_contact=1.0
+    )
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(StreamFailed) as failed:
+        await asyncio.wait_for(follower.run(), 10)
+    assert not failed.value.refused and "ConnectError" in failed.value.detail
+    assert 0.5 < asyncio.get_running_loop().time() - started < 3
 
 
 def test_read_timeout_outlasts_the_heartbeat() -> None:
