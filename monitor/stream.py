@@ -14,6 +14,7 @@ import msgspec
 from httpx_sse import SSEError, aconnect_sse
 
 from syncbed import contract as c
+from syncbed.wire import ascii_int
 
 # Above the server's 15 s heartbeat, so a quiet stream is not taken for a dead one.
 READ_TIMEOUT = 30.0
@@ -77,10 +78,7 @@ def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
 
 
 def parse_id(raw: str) -> int | None:
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        return None
+    return ascii_int(raw)
 
 
 class StreamFollower:

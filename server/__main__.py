@@ -17,6 +17,7 @@ from server.config import (
     Settings,
     check_data_dir,
     env_name,
+    known_env_names,
     load_data_dir,
     load_settings,
 )
@@ -206,8 +207,11 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
 
 def _settings_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
     env = {} if config_file is None else {"SYNCBED_CONFIG": str(config_file)}
+    known = set(known_env_names())  # rules (throttles, tracks) reach the workers through the config file
     for section in ("server", "limits", "faults"):
         for key, value in vars_of(getattr(settings, section)).items():
+            if env_name(section, key) not in known:
+                continue
             if isinstance(value, str | int | float | bool | Path) and value is not None:
                 env[env_name(section, key)] = str(value).lower() if isinstance(value, bool) else str(value)
             elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):

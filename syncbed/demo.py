@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     records = 2_000 if args.quick else args.records
     if records < 1:
         parser.error("--records must be at least 1")
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = Console() if sys.stdout.isatty() else Console(width=120, soft_wrap=True)  # tables at 120, text unwrapped
     started = time.monotonic()
     console.print(f"[bold]syncbed demo[/]: {records:,} records per mode, batches of 1,000, {args.latency_ms} ms each")
     try:

@@ -121,6 +121,7 @@ def test_parsing_and_backoff() -> None:
     assert parse_data("stats", '{"ts": 1, "in_flight": 2}') == {"ts": 1, "in_flight": 2, "type": "stats"}
     assert parse_data("x", "[1]") is None and parse_data("x", "{nope") is None
     assert parse_id("17") == 17 and parse_id("") is None and parse_id("x") is None
+    assert parse_id("\u0661\u0662") is None and parse_id("\u00b2") is None  # digits of other scripts are no ids
     backoff = Backoff(base=0.5, cap=4.0, rng=random.Random(1))
     delays = [backoff.next_delay() for _ in range(10)]
     assert all(0.25 <= d <= 4.25 for d in delays) and max(delays) > 1.0
