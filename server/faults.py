@@ -10,7 +10,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
-from starlette.types import Send
+from starlette.types import Scope, Send
+
+from server.protocol import reset_of
 
 log = logging.getLogger("syncbed.faults")
 
@@ -150,10 +152,6 @@ class Faults:
                 _wake(changed)
         return self.snapshot()
 
-    async def drop_connection(self, send: Send) -> None:
-        """See the module-level drop_connection."""
-        await drop_connection(send)
-
     def snapshot(self) -> dict[str, int | float]:
         return {
             "latency_ms": self.latency_ms,
@@ -168,16 +166,23 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def drop_connection(send: Send) -> None:
-    """Make the client see a dropped connection and no usable response.
+async def drop_connection(scope: Scope, send: Send) -> None:
+    """Make the client see a dropped connection: no byte of an answer, an RST where the server allows it.
 
-    ASGI has no "reset" message and gives no access to the socket, so this starts a response that
-    promises a body (Content-Length) and returns without sending it. uvicorn (httptools and h11 alike)
-    then logs "ASGI callable returned without completing response." and closes the transport; no
-    traceback, no 500. The client has read a status line at most and then sees the connection close
-    mid-response (httpx: RemoteProtocolError). The caller must return right after this.
+    ASGI has no "reset" message and gives no access to the socket. syncbed's own protocol
+    (server/protocol.py) puts a `syncbed.reset` extension in the scope: it sets SO_LINGER to zero and
+    aborts the transport, so the kernel sends an RST and the client reads nothing at all (ECONNRESET).
+    Under another server the fallback starts a response that promises a body (Content-Length) and
+    returns without sending it: the client reads a status line at most and then sees the connection
+    close mid-response (uvicorn logs "ASGI callable returned without completing response."). The
+    caller must return right after this.
     """
-    log.info("injected fault: dropping the connection")
+    reset = reset_of(scope)
+    if reset is not None:
+        log.info("injected fault: dropping the connection (reset)")
+        reset()
+        return
+    log.info("injected fault: dropping the connection (no reset available: an incomplete answer)")
     await send(
         {
             "type": "http.response.start",

@@ -197,7 +197,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     if outcome == "reset":
         state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="connection_reset")
         scope["state"]["syncbed.error"] = "connection_reset"
-        await drop_connection(send)
+        await drop_connection(scope, send)
         return
     if result is None:
         await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")

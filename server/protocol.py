@@ -12,7 +12,7 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -256,7 +256,7 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
         return f"The request's {what} did not arrive within {seconds:g} s; send the whole request promptly."
 
 
-def reset_of(scope: dict[str, Any] | Any) -> Callable[[], None] | None:
+def reset_of(scope: MutableMapping[str, Any]) -> Callable[[], None] | None:
     """The scope's reset extension, or None when the server is not syncbed's protocol."""
     extensions = scope.get("extensions") or {}
     reset = extensions.get(RESET_EXTENSION)

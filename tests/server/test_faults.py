@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import socket
 import time
 
 import httpx
@@ -167,6 +168,28 @@ async def test_reset_rate_one_drops_the_connection_and_stores_nothing(server_fac
     log = srv.log()
     assert "Traceback" not in log and " 500" not in log
     assert log.count("injected fault: dropping the connection") == 3
+
+
+def test_a_reset_sends_no_byte_of_an_answer(server_factory: ServerFactory) -> None:
+    """reset_rate = 1: the client reads nothing at all, not even a status line, and sees ECONNRESET."""
+    srv = server_factory(args=["--no-limits", "--reset-rate", "1"])
+    token = srv.token("alice")
+    body = batch(20, "rawreset")
+    head = (
+        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(head + body)
+            with pytest.raises(ConnectionResetError):
+                got = sock.recv(65536)
+                assert got == b"", got[:200]  # an EOF would still be no answer, but Linux sends the RST
+                sock.recv(65536)
+    assert srv.count(token) == 0
+    log = srv.log()
+    assert "Traceback" not in log and "ASGI callable" not in log
+    assert log.count("injected fault: dropping the connection (reset)") == 3
 
 
 async def test_live_fault_changes_apply_to_the_next_request_and_are_events(server_factory: ServerFactory) -> None:
