@@ -27,6 +27,7 @@ from server.faults import Faults
 from server.history import History
 from server.ingest import SyncEndpoint
 from server.responses import JSONResponse, error_response
+from server.serving import LIMITS_STATE_KEY, http_limits
 from server.state import AppState
 from server.storage import Storage, StorageUnavailable
 from server.throttle import ThrottleMiddleware, limiter_view, open_limiter
@@ -104,7 +105,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
     data_dir = data_dir or settings.server.data_dir
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         private_dir(data_dir)
         admin = ensure_admin_token(data_dir, settings.server.admin_token)
         storage = Storage(data_dir / SERVER_DB_FILE)
@@ -134,7 +135,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         bus.stats.add_source("rules", state.limiter.snapshot)
         await bus.start()
         try:
-            yield
+            yield {LIMITS_STATE_KEY: http_limits(settings.server)}  # lifespan state: read by server/protocol.py
         finally:
             await state.limiter.aclose()
             await bus.close()

@@ -59,6 +59,8 @@ class ServerSettings:
     log_level: str = "info"
     admin_token: str | None = None
     cors_origins: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0  # a request's headers must all arrive within this (docs/security.md)
+    body_timeout_s: float = 10.0  # the longest silence allowed within a request body
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +171,8 @@ _SCALARS: dict[tuple[str, str], type | tuple[type, ...]] = {
     ("server", "workers"): int,
     ("server", "log_level"): str,
     ("server", "admin_token"): str,
+    ("server", "header_timeout_s"): (int, float),
+    ("server", "body_timeout_s"): (int, float),
     ("limits", "enabled"): bool,
     ("limits", "dry_run"): bool,
     ("limits", "store"): str,
@@ -369,6 +373,9 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
         srv["log_level"] = level
     if "max_body_bytes" in srv and int(srv["max_body_bytes"]) < 1024:  # type: ignore[call-overload]
         raise ConfigError(f"server.max_body_bytes: must be at least 1024, got {srv['max_body_bytes']}")
+    for key in ("header_timeout_s", "body_timeout_s"):
+        if key in srv and not 0.1 <= float(srv[key]) <= 3600:  # type: ignore[arg-type]
+            raise ConfigError(f"server.{key}: must be between 0.1 and 3600 seconds, got {srv[key]}")
     lim = values["limits"]
     store = str(lim.get("store", "memory"))
     if store != "memory" and not store.startswith(("redis://", "rediss://", "unix://")):

@@ -10,7 +10,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal
 
-from starlette.types import Send
+from starlette.types import Scope, Send
+
+from server.protocol import reset_of
 
 log = logging.getLogger("syncbed.faults")
 
@@ -61,7 +63,7 @@ def validate(changes: Mapping[str, object]) -> dict[str, int | float]:
 
 
 class Faults:
-    """Live fault settings plus the per-request draw; `rng` and `sleep` are injectable for tests."""
+    """Live fault settings plus the per-request draw; `rng` is injectable for tests."""
 
     def __init__(
         self,
@@ -71,7 +73,6 @@ class Faults:
         reset_rate: float = 0.0,
         *,
         rng: random.Random | None = None,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         clean = validate(
             {
@@ -86,17 +87,20 @@ class Faults:
         self.error_rate = float(clean["error_rate"])
         self.reset_rate = float(clean["reset_rate"])
         self._rng = rng or random.Random()
-        self._sleep = sleep
+        self._changed: set[asyncio.Future[None]] = set()  # one per waiting hold: update() wakes them
 
     @classmethod
     def from_settings(cls, settings: object) -> Faults:
         """Build from a FaultSettings-like object (anything with the four attributes)."""
         return cls(**{name: getattr(settings, name) for name in FAULT_FIELDS})
 
-    def delay_s(self) -> float:
-        """This request's service time: latency plus uniform jitter."""
-        ms = self.latency_ms + (self._rng.uniform(0, self.jitter_ms) if self.jitter_ms else 0.0)
-        return ms / 1000.0
+    def jitter_share(self) -> float:
+        """A request's draw of the jitter, as a fraction: kept while jitter_ms changes under it."""
+        return self._rng.random() if self.jitter_ms else 0.0
+
+    def delay_s(self, share: float = 0.0) -> float:
+        """The service time, in seconds, of a request that drew `share` of the jitter."""
+        return (self.latency_ms + share * self.jitter_ms) / 1000.0
 
     def draw(self) -> Outcome:
         """One draw decides: error first (so error_rate is exact), then reset from what is left."""
@@ -109,11 +113,33 @@ class Faults:
             return "reset"
         return "ok"
 
-    async def hold(self, since: float, delay: float) -> None:
-        """Sleep until `delay` s after `since` (a perf_counter time): the request's own work ran inside it."""
-        left = since + delay - time.perf_counter()
-        if left > 0:
-            await self._sleep(left)
+    async def hold(self, since: float, share: float = 0.0, gone: Callable[[], Awaitable[None]] | None = None) -> bool:
+        """Wait until the service time after `since` (a perf_counter time) is over; the request's own work
+        ran inside it. The target is read again whenever the settings change, so a lowered latency frees
+        holds already waiting. False when `gone()` (it returns when the client hangs up) returned first."""
+        if since + self.delay_s(share) <= time.perf_counter():
+            return True  # no wait: no watcher either (the common case costs nothing)
+        loop = asyncio.get_running_loop()
+        watcher = None if gone is None else asyncio.ensure_future(gone())
+        try:
+            while (left := since + self.delay_s(share) - time.perf_counter()) > 0:
+                changed: asyncio.Future[None] = loop.create_future()
+                self._changed.add(changed)
+                timer = loop.call_later(left, _wake, changed)
+                try:
+                    await asyncio.wait(
+                        [changed] if watcher is None else [changed, watcher], return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    timer.cancel()
+                    self._changed.discard(changed)
+                    changed.cancel()
+                if watcher is not None and watcher.done():
+                    return False
+            return True
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     def update(self, **changes: object) -> dict[str, int | float]:
         """Apply a validated partial change atomically (all or nothing); return the new settings."""
@@ -122,11 +148,9 @@ class Faults:
             setattr(self, key, value)
         if clean:
             log.info("faults changed: %s", ", ".join(f"{k}={v}" for k, v in clean.items()))
+            for changed in list(self._changed):
+                _wake(changed)
         return self.snapshot()
-
-    async def drop_connection(self, send: Send) -> None:
-        """See the module-level drop_connection."""
-        await drop_connection(send)
 
     def snapshot(self) -> dict[str, int | float]:
         return {
@@ -137,16 +161,28 @@ class Faults:
         }
 
 
-async def drop_connection(send: Send) -> None:
-    """Make the client see a dropped connection and no usable response.
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
-    ASGI has no "reset" message and gives no access to the socket, so this starts a response that
-    promises a body (Content-Length) and returns without sending it. uvicorn (httptools and h11 alike)
-    then logs "ASGI callable returned without completing response." and closes the transport; no
-    traceback, no 500. The client has read a status line at most and then sees the connection close
-    mid-response (httpx: RemoteProtocolError). The caller must return right after this.
+
+async def drop_connection(scope: Scope, send: Send) -> None:
+    """Make the client see a dropped connection: no byte of an answer, an RST where the server allows it.
+
+    ASGI has no "reset" message and gives no access to the socket. syncbed's own protocol
+    (server/protocol.py) puts a `syncbed.reset` extension in the scope: it sets SO_LINGER to zero and
+    aborts the transport, so the kernel sends an RST and the client reads nothing at all (ECONNRESET).
+    Under another server the fallback starts a response that promises a body (Content-Length) and
+    returns without sending it: the client reads a status line at most and then sees the connection
+    close mid-response (uvicorn logs "ASGI callable returned without completing response."). The
+    caller must return right after this.
     """
-    log.info("injected fault: dropping the connection")
+    reset = reset_of(scope)
+    if reset is not None:
+        log.info("injected fault: dropping the connection (reset)")
+        reset()
+        return
+    log.info("injected fault: dropping the connection (no reset available: an incomplete answer)")
     await send(
         {
             "type": "http.response.start",

@@ -101,6 +101,12 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return bytes(chunks)
 
 
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when the client hangs up (call once the whole body has been read)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def let_arrivals_in() -> None:
     """Give requests that reached the socket meanwhile a chance to start their clocks before ours decodes.
 
@@ -188,7 +194,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     n = len(parsed)
     fields["records"] = n
     state.bus.publish(contract.EV_BATCH_RECEIVED, **fields)
-    delay = state.faults.delay_s()
+    share = state.faults.jitter_share()
     state.in_flight += 1
     try:
         # Drawn before the transaction, so an injected fault never stores any part of a batch.
@@ -201,16 +207,23 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
                 log.warning("storage unavailable: %s", exc)
         # latency_ms is the batch's whole service time, as on a backend that takes that long per batch: the
         # work above ran inside it instead of being added on top, so L in the physical bound is exact.
-        await state.faults.hold(started, delay)
+        # After the body, receive() only ever says the client hung up: a hold must not outlive its client.
+        stayed = await state.faults.hold(started, share, lambda: wait_for_disconnect(receive))
     finally:
         state.in_flight -= 1
+    if not stayed:
+        # Nobody reads an answer now; a batch stored before the hang-up stays stored and is reported below.
+        scope["state"]["syncbed.error"] = "client_gone"
+        if result is None:
+            state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="client_gone")
+            return
     if outcome == "error":
         await reject(503, contract.E_INJECTED_FAULT, "Injected fault: the server refused this batch; retry it.")
         return
     if outcome == "reset":
         state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="connection_reset")
         scope["state"]["syncbed.error"] = "connection_reset"
-        await drop_connection(send)
+        await drop_connection(scope, send)
         return
     if result is None:
         await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError, NoScriptError, RedisError
 
 from server.limiter import EPS, US, Decision, FixedWindow, Gcra, KeyUsage, SlidingWindow
 
@@ -26,6 +26,12 @@ KEY_PREFIX = "syncbed:rl:"
 # After a failure the store is not asked again for this long: requests pass at once instead of each
 # waiting for a connection error. One request then probes, and the store is back when it answers.
 PROBE_INTERVAL = 0.5
+# A decision in Redis takes well under a millisecond on a LAN; one that has not come back in 100 ms
+# will not come in time to matter, and every request waiting on it waits that long. A hung Redis
+# (stopped, swapping, a dead host) then costs one request 100 ms and opens the breaker; before, each
+# request waited a 2 s socket timeout and a retry (4 s). The store URL may set others
+# (`?socket_timeout=0.25&socket_connect_timeout=0.25&timeout=0.25`, in seconds).
+STORE_TIMEOUT = 0.1
 _MAX_SEEN = 20_000  # per counter: bounds the hot-keys memory of the Redis store
 
 AnyAlgorithm = FixedWindow | SlidingWindow | Gcra
@@ -191,7 +197,7 @@ class RedisStore:
         url: str,
         on_status: StatusCallback | None = None,
         *,
-        timeout: float = 2.0,
+        timeout: float = STORE_TIMEOUT,
         max_connections: int = 64,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -200,14 +206,16 @@ class RedisStore:
         self._on_status = on_status
         self._monotonic = monotonic
         self._quiet_until = 0.0
-        # One quick retry on a fresh connection: pooled sockets die when Redis restarts.
+        # Retried once, at once, only when a pooled socket turns out dead (Redis restarted): that fails
+        # in microseconds. A timeout is never retried: it would only double the wait.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=timeout,
-            socket_connect_timeout=min(timeout, 1.0),
+            timeout=timeout,  # waiting for a free connection
+            socket_connect_timeout=timeout,
             socket_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
+            retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
+            retry_on_timeout=False,
         )
         self._redis = aioredis.Redis.from_pool(pool)
         self._fixed = self._redis.register_script(_FIXED)

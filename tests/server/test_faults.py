@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import socket
 import time
 
 import httpx
@@ -61,25 +63,57 @@ def test_draw_rates() -> None:
     assert Faults().draw() == "ok"
 
 
-async def test_hold_sleeps_what_is_left_of_latency_plus_jitter() -> None:
-    slept: list[float] = []
+async def test_hold_waits_what_is_left_of_latency_plus_jitter() -> None:
+    faults = Faults(latency_ms=300, jitter_ms=100, rng=random.Random(1))
+    shares = [faults.jitter_share() for _ in range(20)]
+    assert max(shares) - min(shares) > 0.5 and all(0 <= s < 1 for s in shares)
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
+    async def timed(since: float, share: float) -> float:
+        began = time.perf_counter()
+        assert await faults.hold(since, share)
+        return time.perf_counter() - began
 
-    faults = Faults(latency_ms=300, jitter_ms=100, rng=random.Random(1), sleep=fake_sleep)
-    for _ in range(50):
-        await faults.hold(time.perf_counter(), faults.delay_s())
-    assert all(0.29 <= s <= 0.4 for s in slept) and len(slept) == 50
-    assert max(slept) - min(slept) > 0.05
-
+    waits = await asyncio.gather(*(timed(time.perf_counter(), s) for s in shares))
+    assert all(0.3 + 0.1 * s - 0.005 <= w <= 0.3 + 0.1 * s + 0.15 for s, w in zip(shares, waits, strict=True))
     # Work that already took 0.25 s of a 0.3 s latency leaves 0.05 s to wait; work past it leaves none.
-    await faults.hold(time.perf_counter() - 0.25, 0.3)
-    assert 0.04 <= slept[-1] <= 0.05
-    await faults.hold(time.perf_counter() - 0.5, 0.3)
-    no_delay = Faults(sleep=fake_sleep)
-    await no_delay.hold(time.perf_counter(), no_delay.delay_s())
-    assert len(slept) == 51
+    assert 0.04 <= await timed(time.perf_counter() - 0.25, 0.0) <= 0.2
+    assert await timed(time.perf_counter() - 0.5, 0.0) < 0.01
+    began = time.perf_counter()
+    assert await Faults().hold(time.perf_counter())
+    assert time.perf_counter() - began < 0.01
+
+
+async def test_a_lowered_latency_frees_holds_already_waiting() -> None:
+    faults = Faults(latency_ms=60_000)
+    holds = [asyncio.ensure_future(faults.hold(time.perf_counter())) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    assert not any(h.done() for h in holds)
+    faults.update(latency_ms=30_000)  # still waiting: the new target is read, not the old one kept
+    await asyncio.sleep(0.05)
+    assert not any(h.done() for h in holds)
+    began = time.perf_counter()
+    faults.update(latency_ms=0)
+    assert await asyncio.wait_for(asyncio.gather(*holds), 1.0) == [True] * 5
+    assert time.perf_counter() - began < 0.1
+
+
+async def test_a_hold_ends_when_its_client_hangs_up() -> None:
+    faults = Faults(latency_ms=60_000)
+    hung_up = asyncio.Event()
+    watching = 0
+
+    async def gone() -> None:
+        nonlocal watching
+        watching += 1
+        await hung_up.wait()
+
+    hold = asyncio.ensure_future(faults.hold(time.perf_counter(), 0.0, gone))
+    await asyncio.sleep(0.05)
+    assert not hold.done() and watching == 1
+    hung_up.set()
+    assert await asyncio.wait_for(hold, 1.0) is False
+    # Without latency there is no wait, and no watcher is started.
+    assert await Faults().hold(time.perf_counter(), 0.0, gone) is True and watching == 1
 
 
 def test_from_settings() -> None:
@@ -136,6 +170,28 @@ async def test_reset_rate_one_drops_the_connection_and_stores_nothing(server_fac
     assert log.count("injected fault: dropping the connection") == 3
 
 
+def test_a_reset_sends_no_byte_of_an_answer(server_factory: ServerFactory) -> None:
+    """reset_rate = 1: the client reads nothing at all, not even a status line, and sees ECONNRESET."""
+    srv = server_factory(args=["--no-limits", "--reset-rate", "1"])
+    token = srv.token("alice")
+    body = batch(20, "rawreset")
+    head = (
+        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(head + body)
+            with pytest.raises(ConnectionResetError):
+                got = sock.recv(65536)
+                assert got == b"", got[:200]  # an EOF would still be no answer, but Linux sends the RST
+                sock.recv(65536)
+    assert srv.count(token) == 0
+    log = srv.log()
+    assert "Traceback" not in log and "ASGI callable" not in log
+    assert log.count("injected fault: dropping the connection (reset)") == 3
+
+
 async def test_live_fault_changes_apply_to_the_next_request_and_are_events(server_factory: ServerFactory) -> None:
     srv = server_factory(args=["--no-limits"])
     token = srv.token("alice")
@@ -168,3 +224,49 @@ async def test_live_fault_changes_apply_to_the_next_request_and_are_events(serve
     ]
     assert changes[1]["latency_ms"] == 250
     assert "config changed: faults" in srv.log()
+
+
+# --- holds and their clients, against a real server ------------------------------------------------
+
+
+async def in_flight_until(srv: LiveServer, want: int, timeout: float) -> float:
+    """Read the 1 Hz stats events until in_flight == want; return the seconds it took."""
+    began = time.monotonic()
+    url = srv.url + contract.EVENTS_PATH + "?types=" + contract.EV_STATS
+    async with (
+        httpx.AsyncClient(timeout=TIMEOUT) as client,
+        client.stream("GET", url, headers=srv.admin_headers()) as s,
+    ):
+        async with asyncio.timeout(timeout):
+            async for line in s.aiter_lines():
+                if line.startswith("data: ") and json.loads(line[6:])["in_flight"] == want:
+                    return time.monotonic() - began
+    raise AssertionError("unreachable")
+
+
+async def test_a_client_that_hangs_up_ends_its_hold(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--no-limits", "--latency-ms", "30000"])
+    token = srv.token("alice")
+    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=1.0)) as client:
+        gave_up = await asyncio.gather(
+            *(sync(client, srv, token, 5, f"hangup{i}") for i in range(5)), return_exceptions=True
+        )
+    assert all(isinstance(r, httpx.ReadTimeout) for r in gave_up), gave_up  # hung up after 1 s
+    # in_flight is sampled once a second: back to 0 within that, not after the 30 s hold.
+    assert await in_flight_until(srv, 0, 3.0) < 2.5
+    assert "client_gone" in srv.log()
+
+
+async def test_lowering_latency_releases_requests_already_held(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=["--no-limits", "--latency-ms", "30000"])
+    token = srv.token("alice")
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as client:
+        held = [asyncio.ensure_future(sync(client, srv, token, 5, f"held{i}")) for i in range(5)]
+        await in_flight_until(srv, 5, 5.0)
+        r = await client.put(srv.url + contract.FAULTS_PATH, headers=srv.admin_headers(), json={"latency_ms": 0})
+        assert r.status_code == 200
+        began = time.monotonic()
+        answers = await asyncio.wait_for(asyncio.gather(*held), 2.0)
+        assert time.monotonic() - began < 1.0
+    assert [a.status_code for a in answers] == [200] * 5
+    assert srv.count(token) == 25

@@ -4,8 +4,11 @@ fails open (once-logged, reported) while it is down."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import random
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -300,3 +303,65 @@ async def test_in_process_server_reports_the_outage_and_the_recovery(
         events = srv.events(EV_LIMITER_STORE)
     assert [(e["store"], e["status"]) for e in events] == [(redis_server.url, "down"), (redis_server.url, "up")]
     assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
+
+
+# --- a hung Redis (SIGSTOP): decided in milliseconds, the breaker opens, and closes after SIGCONT ------
+
+
+def hung_config(redis_url: str) -> str:
+    return (
+        f'[limits]\nstore = "{redis_url}"\n\n[[limits.throttle]]\nname = "req/ip"\nlimit = 1000000\nperiod = "5m"\n\n'
+        '[[limits.throttle]]\nname = "x"\nlimit = 2\nperiod = "1h"\nkey = "ip"\npaths = ["/x"]\n'
+    )
+
+
+async def collect_store_events(url: str, headers: dict[str, str], into: list[dict[str, Any]]) -> None:
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(60.0)) as c,
+        c.stream("GET", f"{url}/api/v1/events?types={EV_LIMITER_STORE}", headers=headers) as stream,
+    ):
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                into.append(json.loads(line[6:]))
+
+
+async def test_a_hung_redis_costs_milliseconds_and_the_breaker_recovers(
+    redis_server: RedisServer, server_factory: ServerFactory
+) -> None:
+    srv = await asyncio.to_thread(server_factory, config=hung_config(redis_server.url))
+    assert redis_server.proc is not None
+    pid = redis_server.proc.pid
+    events: list[dict[str, Any]] = []
+    watcher = asyncio.ensure_future(collect_store_events(srv.url, srv.admin_headers(), events))
+    try:
+        async with httpx.AsyncClient(base_url=srv.url, timeout=httpx.Timeout(30.0)) as c:
+            await asyncio.sleep(0.3)  # the event stream is subscribed
+            assert [(await c.get("/x")).status_code for _ in range(3)] == [404, 404, 429]
+            os.kill(pid, signal.SIGSTOP)  # hung: connections are accepted, nothing is answered
+            took: list[float] = []
+            for path in ["/x", "/healthz"] * 10:
+                began = time.monotonic()
+                r = await c.get(path)
+                took.append(time.monotonic() - began)
+                assert r.status_code in (200, 404), (path, r.status_code)  # failing open, not refusing
+                await asyncio.sleep(0.1)  # 2 s in all: the breaker's half-open probes run meanwhile
+            assert max(took) < 0.3, [round(t, 3) for t in took]
+            view = (await c.get(LIMITER_PATH, headers=srv.admin_headers())).json()
+            assert view["store_status"] == "down"
+            os.kill(pid, signal.SIGCONT)
+            for _ in range(100):  # Redis still has the count of 3: the next probe's answer is a 429
+                if (await c.get("/x")).status_code == 429:
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                pytest.fail("limits did not apply again after SIGCONT")
+            for _ in range(40):
+                if len(events) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        watcher.cancel()
+    assert [(e["store"], e["status"]) for e in events] == [(redis_server.url, "down"), (redis_server.url, "up")]
+    log = srv.log()
+    assert log.count("is unreachable") == 1 and "limits apply again" in log

@@ -1,0 +1,273 @@
+"""uvicorn's httptools protocol with the limits it lacks: header size, header and body read timeouts, a reset.
+
+uvicorn buffers a request's header block without bound (one 50 MB header is 50 MB of memory) and
+never times out a request whose headers or body stop arriving (slowloris). This subclass caps the
+header block, closes connections that stall, and gives the app a way to reset its connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import httptools
+import msgspec
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from syncbed.contract import error_body
+
+log = logging.getLogger("syncbed.http")
+
+# Where the app finds its limits: the lifespan yields them as state (uvicorn hands that to every
+# protocol instance as app_state), so one worker or many, in-process or not, read the same values.
+LIMITS_STATE_KEY = "syncbed.http_limits"
+# The scope extension that resets this request's connection (see `reset_connection`).
+RESET_EXTENSION = "syncbed.reset"
+
+E_HEADERS_TOO_LARGE = "headers_too_large"
+E_REQUEST_TIMEOUT = "request_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    """Per-request read limits; the defaults are what `python -m server` runs with."""
+
+    # 32 KiB: twice what Node's http server and fetch accept (16 KiB) and nginx's largest default
+    # buffers (4 x 8 KiB). syncbed's own headers are well under 1 KiB (a bearer token, three X-Sync-*).
+    max_header_bytes: int = 32 * 1024
+    max_header_fields: int = 100  # Apache's LimitRequestFields
+    header_timeout: float = 10.0  # from connect (or a request's first byte) to its last header byte
+    body_timeout: float = 10.0  # longest silence within a body
+
+
+def reset_connection(transport: asyncio.Transport) -> None:
+    """Close with an RST, not a FIN: SO_LINGER on with a zero timeout, then abort (drops unsent bytes)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class SyncbedHttpProtocol(HttpToolsProtocol):
+    """HttpToolsProtocol plus the limits of HttpLimits and the `syncbed.reset` scope extension."""
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        limits = app_state.get(LIMITS_STATE_KEY)
+        self.limits: HttpLimits = limits if isinstance(limits, HttpLimits) else HttpLimits()
+        self._awaiting_headers = True
+        self._in_request = False  # between a request's first byte and its last
+        self._header_bytes = 0  # of the current header block, as the parser's callbacks hand it over
+        self._fed_bytes = 0  # of the current header block, as fed in chunks that lay wholly inside it
+        self._header_fields = 0
+        self._header_blocks = 0  # header blocks completed on this connection
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._last_data = 0.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()  # a connection that never sends a byte is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        self._last_data = self.loop.time()
+        was_awaiting, blocks = self._awaiting_headers, self._header_blocks
+        if was_awaiting:
+            self._arm_header_timer()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadersTooLarge):
+                self._refuse(431, E_HEADERS_TOO_LARGE, self._too_large_message())
+                return
+            self._invalid()
+            return
+        except httptools.HttpParserError:
+            self._invalid()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        # A header line still incomplete sits in the parser's own buffer, unseen by the callbacks:
+        # a chunk that began and ended inside the header block counts whole.
+        if was_awaiting and self._header_blocks == blocks:
+            self._fed_bytes += len(data)
+            if self._fed_bytes > self.limits.max_header_bytes:
+                self._refuse(431, E_HEADERS_TOO_LARGE, self._too_large_message())
+
+    def _invalid(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    # Parser callbacks: exact counts once the parser hands a piece over.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_request = True
+        self._awaiting_headers = True
+        self._header_bytes = self._fed_bytes = self._header_fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_fields += 1
+        if self._header_fields > self.limits.max_header_fields:
+            raise _HeadersTooLarge
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def _count(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _HeadersTooLarge
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._header_blocks += 1
+        self._cancel_header_timer()
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            transport = self.transport
+
+            def reset() -> None:
+                # Marked gone first, so uvicorn neither answers 500 nor logs an unfinished response.
+                cycle.disconnected = True
+                reset_connection(transport)
+
+            extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+            extensions[RESET_EXTENSION] = reset
+            self._arm_body_timer()
+
+    def on_message_complete(self) -> None:
+        self._cancel_body_timer()
+        self._in_request = False
+        self._awaiting_headers = True
+        self._header_bytes = self._fed_bytes = self._header_fields = 0
+        super().on_message_complete()
+
+    # Timers
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if not self._awaiting_headers or self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # Bytes after a request still being answered (a pipelined request, a stray CRLF): that
+            # request's answer comes first, so the next one's headers are judged after it.
+            self._arm_header_timer()
+            return
+        if not self._in_request:
+            self.transport.close()  # an idle connection that never began a request: nothing to answer
+            return
+        log.debug("closing a connection: request headers incomplete after %g s", self.limits.header_timeout)
+        self._refuse(408, E_REQUEST_TIMEOUT, self._timeout_message("headers", self.limits.header_timeout))
+
+    def _arm_body_timer(self) -> None:
+        self._cancel_body_timer()
+        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+
+    def _cancel_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_timeout(self) -> None:
+        self._body_timer = None
+        if self.transport.is_closing():
+            return
+        quiet = self.loop.time() - self._last_data
+        # Reading is paused while the app has not taken what it has: that silence is not the client's.
+        if self.flow.read_paused or quiet < self.limits.body_timeout:
+            delay = self.limits.body_timeout if self.flow.read_paused else self.limits.body_timeout - quiet
+            self._body_timer = self.loop.call_later(delay, self._body_timeout)
+            return
+        log.debug("closing a connection: no body bytes for %.0f s", self.limits.body_timeout)
+        # The app is reading this body: it sees http.disconnect, and nothing is written mid-request.
+        self.transport.close()
+
+    def _cancel_timers(self) -> None:
+        self._cancel_header_timer()
+        self._cancel_body_timer()
+
+    # Answers written by the protocol itself (no app runs for them)
+    def _refuse(self, status: int, code: str, message: str) -> None:
+        self._cancel_timers()
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if not busy and not self.transport.is_closing():
+            # A response still being written on this connection must not be cut by ours: then only close.
+            body = msgspec.json.encode(error_body(code, message))
+            head = [STATUS_LINE[status]]
+            for name, value in self.server_state.default_headers:
+                head += [name, b": ", value, b"\r\n"]
+            head += [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode() + b"\r\n",
+                b"connection: close\r\n\r\n",
+            ]
+            self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+    def _too_large_message(self) -> str:
+        return (
+            f"The request's header block is larger than {self.limits.max_header_bytes} bytes or has more than "
+            f"{self.limits.max_header_fields} fields; send fewer or shorter headers."
+        )
+
+    @staticmethod
+    def _timeout_message(what: str, seconds: float) -> str:
+        return f"The request's {what} did not arrive within {seconds:g} s; send the whole request promptly."
+
+
+def reset_of(scope: MutableMapping[str, Any]) -> Callable[[], None] | None:
+    """The scope's reset extension, or None when the server is not syncbed's protocol."""
+    extensions = scope.get("extensions") or {}
+    reset = extensions.get(RESET_EXTENSION)
+    return reset if callable(reset) else None
+
+
+__all__ = [
+    "LIMITS_STATE_KEY",
+    "RESET_EXTENSION",
+    "HttpLimits",
+    "SyncbedHttpProtocol",
+    "reset_connection",
+    "reset_of",
+]
