@@ -22,7 +22,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from syncbed.contract import error_body
+from syncbed.contract import E_HEADERS_TOO_LARGE, E_REQUEST_TIMEOUT, error_body
 
 log = logging.getLogger("syncbed.http")
 
@@ -32,8 +32,6 @@ LIMITS_STATE_KEY = "syncbed.http_limits"
 # The scope extension that resets this request's connection (see `reset_connection`).
 RESET_EXTENSION = "syncbed.reset"
 
-E_HEADERS_TOO_LARGE = "headers_too_large"
-E_REQUEST_TIMEOUT = "request_timeout"
 
 
 @dataclass(frozen=True, slots=True)

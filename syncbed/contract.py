@@ -152,6 +152,8 @@ E_RATE_LIMITED: Final = "rate_limited"
 E_INJECTED_FAULT: Final = "injected_fault"
 E_UNAVAILABLE: Final = "unavailable"
 E_TOO_MANY_SUBSCRIBERS: Final = "too_many_subscribers"
+E_HEADERS_TOO_LARGE: Final = "headers_too_large"  # 431, from server/protocol.py
+E_REQUEST_TIMEOUT: Final = "request_timeout"  # 408, headers that never finished arriving
 MAX_REPORTED_ERRORS: Final = 50
 
 # --- events ----------------------------------------------------------------
