@@ -33,7 +33,6 @@ LIMITS_STATE_KEY = "syncbed.http_limits"
 RESET_EXTENSION = "syncbed.reset"
 
 
-
 @dataclass(frozen=True, slots=True)
 class HttpLimits:
     """Per-request read limits; the defaults are what `python -m server` runs with."""
