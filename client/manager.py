@@ -242,7 +242,9 @@ class SyncManager:
             if isinstance(run, str | int) and str(run):
                 r.run = str(run)  # normally our own id back; if not, the server's wins from here on
         elif response.status_code != 404:
-            log.warning("the server refused the run announcement (HTTP %s)", response.status_code)
+            log.warning(
+                "the server refused the run announcement (HTTP %s): %s", response.status_code, _message(response)
+            )
         self._emit()
 
     async def _finish(self, http: httpx.AsyncBaseTransport) -> None:
@@ -424,3 +426,14 @@ class SyncManager:
             self._result.throttled += 1
             self._emit()
         return answer.outcome, answer.ack
+
+
+def _message(response: httpx.Response) -> str:
+    """The server's sentence from a JSON error body, or a short excerpt of whatever it sent."""
+    try:
+        body = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:300]
+    return response.content[:200].decode("utf-8", "replace") or "no message"

@@ -292,3 +292,13 @@ async def test_acknowledgements_left_by_an_interrupted_sync_are_applied_before_a
     sent = {s.batch for s in server.seen}
     assert sent == set(range(6))
     assert await outbox.pending() == (0, 0) and upto == 1000
+
+
+async def test_a_refused_announcement_logs_the_servers_sentence(
+    outbox: Outbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FakeServer(runs_status=403)
+    with caplog.at_level("WARNING", logger="client.sync"):
+        result = await manager(outbox, server).sync()
+    assert result.complete  # the batches still go; only the announcement was refused
+    assert "refused the run announcement (HTTP 403): no such path" in caplog.text
