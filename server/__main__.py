@@ -241,7 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "token":
         return _token_command(args, data_dir)
     configure_logging(settings.server.log_level)
-    return _serve(settings, config_file)
+    try:
+        return _serve(settings, config_file)
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it already shut down for: no traceback
+        return 130
 
 
 if __name__ == "__main__":
