@@ -2,7 +2,7 @@
 
 Every client syncs N records (batches of 1,000) to a real `python -m server` with
 latency_ms=300, under (a) limits too wide to bind and (b) the seed's limits, and
-each time is set beside DESIGN.md section 8's lower bound for that client's
+each time is set beside the lower bound of docs/physics.md for that client's
 concurrency. The reference is the original browser client, ported literally.
 Then one 1,000,000-record run with limits off, watching both processes' memory.
 """
@@ -375,7 +375,7 @@ def main(quick: bool) -> str:
         + f" records run {max(REPEATS.values())} times per client, the clients taking turns, and the table shows "
         "each client's median run: one run of a third of a second varies by several percent on this machine, "
         "whoever the client. Time runs from `SyncManager.sync()` to the last "
-        "acknowledgement (reference: first request to last answer). The bound is DESIGN.md section 8 "
+        "acknowledgement (reference: first request to last answer). The bound is [physics.md](physics.md) "
         f"(`client/physics.py`): max(ceil(N/C)·L, (ceil(N/R) - 1)·W + L) with L = {LATENCY} s, W = 1 s, R = the "
         f"per-user limit and C = the client's concurrency ({modes}, the reference {GROUP}; adaptive: the most it "
         "had in flight). The schedule bound is exact where the formula is not: the greedy schedule under both "

@@ -100,7 +100,6 @@ class SyncManager:
         self.rng = rng or random.Random()
         self.scheduler = Scheduler(mode, concurrency, use_fields=use_ratelimit_fields)
         self._result = SyncResult(run="", mode=mode, concurrency=0)
-        self._records_done = 0
         self._failed_records = 0
         self._t0 = 0.0
         self._abort: str | None = None  # set when the token is refused: nothing else can succeed
@@ -114,11 +113,11 @@ class SyncManager:
     def progress(self) -> Progress:
         r = self._result
         elapsed = time.perf_counter() - self._t0 if self._t0 else 0.0
-        rate = self._records_done / elapsed if elapsed > 0 else 0.0
-        left = r.total_records - self._records_done - self._failed_records
+        rate = r.synced_records / elapsed if elapsed > 0 else 0.0
+        left = r.total_records - r.synced_records - self._failed_records
         eta = left / rate if rate > 0 else None
         return Progress(
-            records_done=self._records_done,
+            records_done=r.synced_records,
             records_total=r.total_records,
             batches_done=r.ok_batches,
             batches_failed=len(r.failed),
@@ -383,7 +382,6 @@ class SyncManager:
     def _acked(self, part: Chunk, ack: SyncResponse | None) -> None:
         r = self._result
         self._acks.put_nowait((part.lo, part.hi, part.records))
-        self._records_done += part.records
         r.synced_records += part.records
         if ack is not None:
             r.stored += ack.stored

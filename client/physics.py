@@ -1,4 +1,4 @@
-"""The physical lower bound of a sync run (DESIGN.md section 8), as a pure function."""
+"""The physical lower bound of a sync run (docs/physics.md), as a pure function."""
 
 from __future__ import annotations
 

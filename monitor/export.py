@@ -7,8 +7,8 @@ import json
 import re
 from pathlib import Path
 
+from monitor.rows import DETAIL_COLUMNS, model_rows
 from monitor.runs import Run
-from monitor.screens import DETAIL_COLUMNS, model_rows
 from syncbed.paths import private_dir, private_file
 
 EXTRA_COLUMNS = ("start_ts", "end_ts")

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from monitor.admin import AdminClient, AdminError
+from monitor.rows import DETAIL_COLUMNS, model_rows
 from monitor.runs import Run
 from monitor.widgets_lanes import legend
 
@@ -36,7 +37,6 @@ HELP = """\
   Events: the newest events, filtered as the title says.
 """
 
-DETAIL_COLUMNS = ("batch", "attempt", "state", "status", "error", "records", "stored", "duplicates", "ms", "lane")
 SERVER_COLUMNS = ("http_status", "rule", "retry_after", "received", "finished")
 
 
@@ -51,28 +51,6 @@ class HelpScreen(ModalScreen[None]):
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
-
-
-def model_rows(run: Run) -> list[dict[str, Any]]:
-    """Every attempt the monitor saw for a run, batch by batch."""
-    rows = []
-    for batch, history in run.batches.items():
-        for att in history:
-            rows.append(
-                {
-                    "batch": batch,
-                    "attempt": att.attempt,
-                    "state": att.state,
-                    "status": att.status,
-                    "error": att.error or "",
-                    "records": att.records,
-                    "stored": att.stored,
-                    "duplicates": att.duplicates,
-                    "ms": att.ms if att.ms is not None else "",
-                    "lane": att.lane + 1,
-                }
-            )
-    return rows
 
 
 def server_rows(payload: Any) -> list[dict[str, Any]] | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sqlite3
 import sys
@@ -21,6 +20,7 @@ from server.config import (
     load_data_dir,
     load_settings,
 )
+from server.logs import configure_logging
 from server.serving import uvicorn_options
 from syncbed.cli import shared_options
 from syncbed.gc_settle import settle
@@ -164,15 +164,6 @@ def _token_command(args: argparse.Namespace, data_dir: Path) -> int:
         return 0
     finally:
         conn.close()
-
-
-def configure_logging(level: str) -> None:
-    """Log to stderr, one line per record: control characters from a request are escaped, never written."""
-    from server.log_escape import EscapingFormatter
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler])
 
 
 def _serve(settings: Settings, config_file: Path | None) -> int:

@@ -171,8 +171,8 @@ def from_environment() -> Starlette:
     """Factory for multi-worker uvicorn: each worker rebuilds Settings from SYNCBED_* variables."""
     import os
 
-    from server.__main__ import configure_logging
     from server.config import load_settings
+    from server.logs import configure_logging
 
     config = os.environ.get("SYNCBED_CONFIG")
     settings = load_settings(Path(config) if config else None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import ipaddress
 import os
@@ -399,8 +398,3 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
         limits=LimitsSettings(**lim),  # type: ignore[arg-type]
         faults=FaultSettings(**flt),  # type: ignore[arg-type]
     )
-
-
-def replace(settings: Settings, **sections: object) -> Settings:
-    """Settings with whole sections swapped (tests and the demo use it)."""
-    return dataclasses.replace(settings, **sections)  # type: ignore[arg-type]

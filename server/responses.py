@@ -12,8 +12,6 @@ from syncbed.contract import error_body
 
 _encode = msgspec.json.Encoder().encode
 
-REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
-
 
 class JSONResponse(Response):
     media_type = "application/json"

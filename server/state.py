@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,6 @@ class Counters:
     requests: int = 0
     records: int = 0
     throttled: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
 
 
 @dataclass
@@ -41,6 +39,5 @@ class AppState:
         c = self.counters
         c.requests += 1
         c.records += records
-        c.statuses[status] += 1
         if status == 429:
             c.throttled += 1

@@ -1,4 +1,4 @@
-"""Record storage: one writer connection behind a lock (see NOTES), a second one for reads."""
+"""Record storage: one writer connection behind a lock, a second one for reads."""
 
 from __future__ import annotations
 
@@ -162,6 +162,8 @@ class Storage:
             uid = await self.user_id(user)
         except sqlite3.Error as exc:
             raise self.note(exc) from exc
+        # One write transaction at a time: concurrent executemany + commit on one aiosqlite connection
+        # fails under load (sqlite3.InterfaceError: bad parameter or other API misuse).
         async with self._lock:
             try:
                 await writer.execute("BEGIN IMMEDIATE")

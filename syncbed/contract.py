@@ -133,9 +133,7 @@ class SyncResponse(msgspec.Struct):
     duplicates: int
 
 
-# Field name (wire spelling) -> (type check description) used by the
-# per-record validator that reports every error, not just msgspec's first.
-RECORD_FIELDS: Final = ("id", "url", "visitedAt", "title", "durationMs", "tabId")
+# Wire spellings the per-record validator reports as missing, every one, not just msgspec's first.
 REQUIRED_FIELDS: Final = ("id", "url", "visitedAt")
 
 # --- errors ----------------------------------------------------------------
@@ -198,7 +196,6 @@ EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     EV_STREAM_RESET: ("last_event_id", "oldest_id"),
 }
 
-RUN_STATUSES: Final = ("running", "complete", "partial", "failed")
 SYNC_MODES: Final = ("sequential", "conservative", "aggressive", "adaptive")
 
 

@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print()
     render(console, SEED, seed)
     console.print(
-        "[dim]bound: DESIGN.md section 8, max(ceil(N/C)*L, (ceil(N/R)-1)*W + L), for a run that starts at a window "
+        "[dim]bound (docs/physics.md): max(ceil(N/C)*L, (ceil(N/R)-1)*W + L), for a run that starts at a window "
         "edge. The fixed window is aligned to the clock, so a run that starts late in a window gets a second burst "
         "at the edge and can beat it by up to one window (Rack::Attack's 2x burst): a ratio below 1 is that.[/]"
     )

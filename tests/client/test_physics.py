@@ -10,7 +10,7 @@ from client.physics import lower_bound, schedule_bound, throughput
 
 
 def test_seed_figures_from_design() -> None:
-    # DESIGN.md section 8: 100 batches, L=0.3, C=5, 5 per 1 s -> about 19.3 s, not the seed's 6 s.
+    # docs/physics.md, the seed's example: 100 batches, L=0.3, C=5, 5 per 1 s -> about 19.3 s, not the seed's 6 s.
     assert lower_bound(100, 0.3, 5, 5, 1.0) == pytest.approx(19.3)
     assert lower_bound(100, 0.3, 5) == pytest.approx(6.0)
 
