@@ -156,6 +156,13 @@ E_HEADERS_TOO_LARGE: Final = "headers_too_large"  # 431, from server/protocol.py
 E_REQUEST_TIMEOUT: Final = "request_timeout"  # 408, headers that never finished arriving
 MAX_REPORTED_ERRORS: Final = 50
 
+
+def is_temporary(status: int | None) -> bool:
+    """Whether a batch send that ended so (None: no answer) may succeed if sent again after a pause."""
+    # 429 is temporary too, but its wait is the server's Retry-After, not a backoff: callers test it first.
+    return status is None or status >= 500 or status == 408
+
+
 # --- events ----------------------------------------------------------------
 EV_RUN_STARTED: Final = "run.started"
 EV_BATCH_RECEIVED: Final = "batch.received"
