@@ -206,7 +206,11 @@ EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 RUN_STATUSES: Final = ("running", "complete", "partial", "failed")
-SYNC_MODES: Final = ("sequential", "conservative", "aggressive", "adaptive")
+SEQUENTIAL: Final = "sequential"
+CONSERVATIVE: Final = "conservative"
+AGGRESSIVE: Final = "aggressive"
+ADAPTIVE: Final = "adaptive"
+SYNC_MODES: Final = (SEQUENTIAL, CONSERVATIVE, AGGRESSIVE, ADAPTIVE)
 
 
 class RunStart(msgspec.Struct):
