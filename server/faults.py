@@ -13,6 +13,7 @@ from typing import Literal
 from starlette.types import Scope, Send
 
 from server.protocol import reset_of
+from syncbed.contract import CONTENT_LENGTH_KEY, CONTENT_TYPE_KEY
 
 log = logging.getLogger("syncbed.faults")
 
@@ -188,8 +189,8 @@ async def drop_connection(scope: Scope, send: Send) -> None:
             "type": "http.response.start",
             "status": 503,
             "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"64"),
+                (CONTENT_TYPE_KEY, b"application/json"),
+                (CONTENT_LENGTH_KEY, b"64"),
                 (b"connection", b"close"),
             ],
         }

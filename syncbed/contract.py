@@ -29,6 +29,17 @@ HEADER_RATELIMIT: Final = "RateLimit"
 HEADER_RATELIMIT_POLICY: Final = "RateLimit-Policy"
 HEADER_LAST_EVENT_ID: Final = "Last-Event-ID"
 
+# The same names as an ASGI scope carries them (lower case, bytes), for servers reading raw headers.
+HEADER_RUN_KEY: Final = HEADER_RUN.lower().encode()
+HEADER_BATCH_KEY: Final = HEADER_BATCH.lower().encode()
+HEADER_ATTEMPT_KEY: Final = HEADER_ATTEMPT.lower().encode()
+HEADER_RETRY_AFTER_KEY: Final = HEADER_RETRY_AFTER.lower().encode()
+HEADER_RATELIMIT_KEY: Final = HEADER_RATELIMIT.lower().encode()
+HEADER_RATELIMIT_POLICY_KEY: Final = HEADER_RATELIMIT_POLICY.lower().encode()
+AUTHORIZATION_KEY: Final = b"authorization"
+CONTENT_TYPE_KEY: Final = b"content-type"
+CONTENT_LENGTH_KEY: Final = b"content-length"
+
 # --- limits ----------------------------------------------------------------
 DEFAULT_BATCH_RECORDS: Final = 1000
 DEFAULT_BODY_BYTES: Final = 2 * 1024 * 1024
