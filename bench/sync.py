@@ -33,13 +33,13 @@ from client.manager import SyncManager
 from client.outbox import Outbox
 from client.physics import lower_bound, schedule_bound
 from client.scheduler import MODES
-from syncbed.contract import DEFAULT_BATCH_RECORDS
+from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES
 from syncbed.demo import WIDE_LIMITS
 from syncbed.gc_settle import settle
 
 LATENCY_MS = 300
 LATENCY = LATENCY_MS / 1000
-CLIENTS = ("sequential", "conservative", "aggressive", "adaptive", "reference")
+CLIENTS = (*SYNC_MODES, "reference")
 # The floor: the least any client with aggressive's concurrency can do here; only where limits do not bind.
 MINIMAL = ("minimal, outbox", "minimal, memory")
 # Adaptive with the RateLimit fields ignored: what it finds from 429s alone (CUBIC); only where limits bind.

@@ -32,6 +32,7 @@ from syncbed.contract import (
     RunFinish,
     RunStart,
     SyncResponse,
+    is_temporary,
 )
 
 log = logging.getLogger("client.sync")
@@ -344,7 +345,7 @@ class SyncManager:
                 batch.failed.append((part.records, self._abort, 401))
                 continue
             outcome, ack = await self._send(http, batch, part)
-            if outcome.status is None or outcome.status >= 500 or outcome.status == 408:
+            if is_temporary(outcome.status):
                 batch.failures += 1
             if outcome.status == 429:
                 batch.throttled += 1

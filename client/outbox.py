@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from syncbed.paths import private_dir, private_sqlite
+from syncbed.sqlite import CLIENT_BUSY_TIMEOUT_MS, apply_pragmas_async
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -114,11 +115,7 @@ class Outbox:
     async def open(self) -> Outbox:
         private_sqlite(self.path)  # pending records are a person's browsing history
         self._db = await aiosqlite.connect(self.path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL loses no committed transaction on a process kill, only on power loss,
-        # and a lost delete merely resends an already stored (idempotent) batch.
-        await self._db.execute("PRAGMA synchronous=NORMAL")
-        await self._db.execute("PRAGMA busy_timeout=10000")
+        await apply_pragmas_async(self._db, CLIENT_BUSY_TIMEOUT_MS)
         await self._db.executescript(_SCHEMA)
         await self._db.commit()
         await self.compact()  # finish what a killed sync acknowledged but did not delete

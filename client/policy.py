@@ -6,6 +6,8 @@ import enum
 import random
 from dataclasses import dataclass
 
+from syncbed.contract import is_temporary
+
 
 class Action(enum.Enum):
     DONE = "done"  # acknowledged: drop the records from the outbox
@@ -60,7 +62,7 @@ class RetryPolicy:
             return Decision(Action.THROTTLED, wait + rng.random() * self.throttle_jitter * wait)
         if status == 413 and records > 1:
             return Decision(Action.SPLIT, reason=_describe(outcome))
-        if status is None or status >= 500 or status == 408:
+        if is_temporary(status):
             if failures > self.max_retries:
                 return Decision(Action.FAIL, reason=f"gave up after {self.max_retries} retries: {_describe(outcome)}")
             return Decision(Action.BACKOFF, self.backoff(failures, rng), _describe(outcome))

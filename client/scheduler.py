@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from client.cubic import LossPacer, concurrency_for
 from client.pacing import Gate, WindowPacer
 from client.ratelimit_fields import Policy, Remaining
+from syncbed.contract import ADAPTIVE, AGGRESSIVE, CONSERVATIVE, SEQUENTIAL
 
-MODES: dict[str, int] = {"sequential": 1, "conservative": 5, "aggressive": 10}
-ADAPTIVE = "adaptive"
+MODES: dict[str, int] = {SEQUENTIAL: 1, CONSERVATIVE: 5, AGGRESSIVE: 10}  # the fixed modes and their concurrency
 ADAPTIVE_CAP = 16  # adaptive's ceiling on requests in flight, unless --concurrency says otherwise
 INITIAL_BURST = 5  # adaptive's first sends before it knows the server's limits (the seed's 5/s)
 

@@ -7,9 +7,9 @@ from typing import Any
 import httpx
 
 from syncbed import contract as c
+from syncbed.faults import FAULT_FIELDS
 
 TIMEOUT = httpx.Timeout(10.0)
-FAULT_FIELDS = ("latency_ms", "jitter_ms", "error_rate", "reset_rate")
 
 
 class AdminError(Exception):

@@ -24,7 +24,7 @@ import httpx
 from syncbed import contract as c
 from syncbed.paths import read_admin_token
 
-DEMO_MODES = ("sequential", "conservative", "adaptive")
+DEMO_MODES = (c.SEQUENTIAL, c.CONSERVATIVE, c.ADAPTIVE)
 DEMO_USER = "demo"
 ROOT = Path(__file__).resolve().parent.parent
 

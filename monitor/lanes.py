@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from syncbed.contract import is_temporary
+
 IN_FLIGHT = "in_flight"
 STORED = "stored"
 THROTTLED = "throttled"
@@ -48,7 +50,7 @@ class Attempt:
         """Whether a client would try this batch again after this attempt."""
         if self.state == THROTTLED:
             return True
-        return self.state == FAILED and (self.status is None or self.status >= 500 or self.status == 408)
+        return self.state == FAILED and is_temporary(self.status)
 
 
 class LaneAllocator:

@@ -12,10 +12,10 @@ from monitor.limiter import LimiterView
 from monitor.rates import RateSeries
 from monitor.runs import Run
 from syncbed import contract as c
+from syncbed.faults import FAULT_FIELDS
 
 Clock = Callable[[], float]
 MAX_RUNS = 200
-FAULT_KEYS = ("latency_ms", "jitter_ms", "error_rate", "reset_rate")
 
 
 class Model:
@@ -139,13 +139,13 @@ class Model:
         self.limiter.on_stats(ev)
         faults = ev.get("faults")
         if isinstance(faults, Mapping):
-            self.faults.update({k: v for k, v in faults.items() if k in FAULT_KEYS})
+            self.faults.update({k: v for k, v in faults.items() if k in FAULT_FIELDS})
 
     def _config(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.faults.update({k: v for k, v in ev.items() if k in FAULT_KEYS})
+        self.faults.update({k: v for k, v in ev.items() if k in FAULT_FIELDS})
         faults = ev.get("faults")
         if isinstance(faults, Mapping):
-            self.faults.update({k: v for k, v in faults.items() if k in FAULT_KEYS})
+            self.faults.update({k: v for k, v in faults.items() if k in FAULT_FIELDS})
         if ev.get("rule") is not None:
             self.limiter.set_rule(ev)
         rules = ev.get("rules")

@@ -14,7 +14,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.auth import authorization
-from server.faults import FaultError
 from server.responses import JSONResponse, error_response
 from syncbed.bounds import BoundsError, rule_values
 from syncbed.contract import (
@@ -28,6 +27,7 @@ from syncbed.contract import (
     FAULTS_PATH,
     LIMITS_PATH,
 )
+from syncbed.faults import FaultError
 from syncbed.wire import RepeatedHeader
 
 if TYPE_CHECKING:

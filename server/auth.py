@@ -10,6 +10,7 @@ import aiosqlite
 from starlette.types import Scope
 
 from server import tokens
+from syncbed.contract import AUTHORIZATION_KEY
 from syncbed.wire import RepeatedHeader, single_header
 
 # A revoked token stops working within this many seconds (the CLI revokes from another process).
@@ -23,7 +24,7 @@ def authorization(scope: Scope) -> str | None:
     Every reader goes through here: two layers that each pick "the" header of several (the first,
     or all joined) would disagree on who the caller is, and a limit keyed by user would miss it.
     """
-    return single_header(scope["headers"], b"authorization")
+    return single_header(scope["headers"], AUTHORIZATION_KEY)
 
 
 class Auth:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from server.faults import FaultError
-from server.faults import validate as validate_faults
 from syncbed import contract
 from syncbed.bounds import BoundsError, rule_values
+from syncbed.faults import FaultError
+from syncbed.faults import validate as validate_faults
 from syncbed.paths import default_data_dir
 
 KeyKind = Literal["ip", "user", "ip+user"]

@@ -4,62 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from starlette.types import Scope, Send
 
 from server.protocol import reset_of
+from syncbed.contract import CONTENT_LENGTH_KEY, CONTENT_TYPE_KEY
+from syncbed.faults import FAULT_FIELDS, validate
 
 log = logging.getLogger("syncbed.faults")
 
 Outcome = Literal["ok", "error", "reset"]
-
-FAULT_FIELDS = ("latency_ms", "jitter_ms", "error_rate", "reset_rate")
-MAX_DELAY_MS = 600_000  # ten minutes: anything longer is a typo, and would outlive every client timeout
-
-
-class FaultError(ValueError):
-    """A bad fault setting; `field` names the offending key."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.reason = message
-
-
-def _check_ms(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FaultError(field, f"expected a whole number of milliseconds, got {value!r}")
-    if isinstance(value, float) and not value.is_integer():
-        raise FaultError(field, f"expected a whole number of milliseconds, got {value!r}")
-    if not 0 <= value <= MAX_DELAY_MS:
-        raise FaultError(field, f"must be between 0 and {MAX_DELAY_MS} ms, got {value!r}")
-    return int(value)
-
-
-def _check_rate(field: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise FaultError(field, f"expected a fraction between 0 and 1, got {value!r}")
-    if math.isnan(value) or not 0.0 <= value <= 1.0:
-        raise FaultError(field, f"must be between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def validate(changes: Mapping[str, object]) -> dict[str, int | float]:
-    """Check a (partial) set of fault settings; raise FaultError naming the first bad field."""
-    clean: dict[str, int | float] = {}
-    for key, value in changes.items():
-        if key in ("latency_ms", "jitter_ms"):
-            clean[key] = _check_ms(key, value)
-        elif key in ("error_rate", "reset_rate"):
-            clean[key] = _check_rate(key, value)
-        else:
-            raise FaultError(key, f"unknown fault setting; known: {', '.join(FAULT_FIELDS)}")
-    return clean
 
 
 class Faults:
@@ -188,8 +146,8 @@ async def drop_connection(scope: Scope, send: Send) -> None:
             "type": "http.response.start",
             "status": 503,
             "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", b"64"),
+                (CONTENT_TYPE_KEY, b"application/json"),
+                (CONTENT_LENGTH_KEY, b"64"),
                 (b"connection", b"close"),
             ],
         }

@@ -17,6 +17,7 @@ from server.events import Event, EventBus
 from server.runview import BATCH_EVENTS, RunView
 from server.storage import StorageUnavailable
 from syncbed.contract import EV_BATCH_REJECTED, EV_BATCH_STORED, EV_REQUEST_THROTTLED, EV_RUN_FINISHED, EV_RUN_STARTED
+from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS, apply_pragmas_async
 from syncbed.wire import is_run_id
 
 log = logging.getLogger("syncbed.history")
@@ -167,9 +168,7 @@ class History:
         self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         for conn in (self._writer, self._reader):
-            await conn.execute("PRAGMA busy_timeout=30000")
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            await apply_pragmas_async(conn, SERVER_BUSY_TIMEOUT_MS)
         await self._writer.executescript(SCHEMA)
         if bus is not None:
             self._bus = bus

@@ -49,10 +49,13 @@ def header(scope: Scope, name: bytes) -> str | None:
 def parse_trace(scope: Scope) -> Trace | str:
     """Trace headers -> Trace, or a sentence saying which one is malformed."""
     try:
-        run = single_header(scope["headers"], b"x-sync-run")
+        run = single_header(scope["headers"], contract.HEADER_RUN_KEY)
         numbers: list[int | None] = []
-        for name, lo in ((contract.HEADER_BATCH, 0), (contract.HEADER_ATTEMPT, 1)):
-            raw = single_header(scope["headers"], name.lower().encode())
+        for name, key, lo in (
+            (contract.HEADER_BATCH, contract.HEADER_BATCH_KEY, 0),
+            (contract.HEADER_ATTEMPT, contract.HEADER_ATTEMPT_KEY, 1),
+        ):
+            raw = single_header(scope["headers"], key)
             value = ascii_int(raw)
             if raw is not None and (value is None or value < lo):
                 return f"{name} must be an integer >= {lo} in ASCII digits, got {raw[:32]!r}"
@@ -155,7 +158,11 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 405, contract.error_body(contract.E_METHOD_NOT_ALLOWED, message), [(b"allow", b"POST")])
         return
     if user is None:
-        why = "missing" if header(scope, b"authorization") is None else "not valid (unknown, revoked or malformed)"
+        why = (
+            "missing"
+            if header(scope, contract.AUTHORIZATION_KEY) is None
+            else "not valid (unknown, revoked or malformed)"
+        )
         await reject(401, contract.E_UNAUTHORIZED, f"The bearer token is {why}; send Authorization: Bearer <token>.")
         return
     if isinstance(trace, str):
@@ -163,13 +170,13 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if trace.run is not None and await own_run(scope, trace.run, user, fields, reject):
         return
-    content_type = header(scope, b"content-type")
+    content_type = header(scope, contract.CONTENT_TYPE_KEY)
     if not is_json(content_type):
         got = "none" if content_type is None else repr(content_type[:64])
         await reject(415, contract.E_UNSUPPORTED_MEDIA_TYPE, f"Send Content-Type: application/json (got {got}).")
         return
     limits = {"max_records": settings.max_batch_records, "max_bytes": settings.max_body_bytes}
-    declared = header(scope, b"content-length")
+    declared = header(scope, contract.CONTENT_LENGTH_KEY)
     too_big = f"The body is larger than {settings.max_body_bytes} bytes; split the batch and retry."
     declared_bytes = ascii_int(declared)  # the server's HTTP parser has refused anything else already
     if declared_bytes is not None and declared_bytes > settings.max_body_bytes:

@@ -8,7 +8,7 @@ import msgspec
 from starlette.responses import Response
 from starlette.types import Send
 
-from syncbed.contract import error_body
+from syncbed.contract import CONTENT_LENGTH_KEY, CONTENT_TYPE_KEY, error_body
 
 _encode = msgspec.json.Encoder().encode
 
@@ -30,8 +30,8 @@ async def send_json(send: Send, status: int, body: object, headers: list[tuple[b
     """Answer a raw ASGI request with a JSON body."""
     payload = _encode(body)
     raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(payload)).encode()),
+        (CONTENT_TYPE_KEY, b"application/json"),
+        (CONTENT_LENGTH_KEY, str(len(payload)).encode()),
         *(headers or []),
     ]
     await send({"type": "http.response.start", "status": status, "headers": raw})

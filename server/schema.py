@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from syncbed.paths import private_sqlite
+from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS, apply_pragmas
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -48,13 +49,10 @@ CREATE INDEX IF NOT EXISTS batches_run ON batches(run, batch, attempt);
 """
 
 
-def connect(path: Path, *, timeout: float = 30.0) -> sqlite3.Connection:
+def connect(path: Path, *, timeout: float = SERVER_BUSY_TIMEOUT_MS / 1000) -> sqlite3.Connection:
     """A connection in WAL mode with the schema in place, on a file only its owner can read."""
     private_sqlite(path)
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    # NORMAL in WAL survives any process crash; only an OS crash can lose the last commits.
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    apply_pragmas(conn, int(timeout * 1000))
     conn.executescript(SCHEMA)
     return conn

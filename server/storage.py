@@ -13,6 +13,7 @@ import aiosqlite
 
 from server import schema
 from syncbed.contract import PageVisit
+from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS, apply_pragmas_async
 
 log = logging.getLogger("syncbed.storage")
 
@@ -106,9 +107,7 @@ class Storage:
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             for conn in (self._writer, self._reader):
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute("PRAGMA synchronous=NORMAL")
-                await conn.execute("PRAGMA busy_timeout=30000")
+                await apply_pragmas_async(conn, SERVER_BUSY_TIMEOUT_MS)
         except sqlite3.DatabaseError as exc:
             await self.close()
             if is_damage(exc):

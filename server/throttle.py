@@ -318,7 +318,7 @@ def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes,
     """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11), one item per rule."""
     policy = ", ".join(r.policy for r, _ in matched)
     state = ", ".join(f"{r.label};r={d.remaining};t={max(0, math.ceil(d.reset))}" for r, d in matched)
-    return [(b"ratelimit-policy", policy.encode()), (b"ratelimit", state.encode())]
+    return [(contract.HEADER_RATELIMIT_POLICY_KEY, policy.encode()), (contract.HEADER_RATELIMIT_KEY, state.encode())]
 
 
 class ThrottleMiddleware:
@@ -399,7 +399,10 @@ class ThrottleMiddleware:
             rule=rule.name,
             retry_after=retry,
         )
-        headers = [(b"retry-after", str(max(1, math.ceil(d.retry_after))).encode()), *ratelimit_headers(v.matched)]
+        headers = [
+            (contract.HEADER_RETRY_AFTER_KEY, str(max(1, math.ceil(d.retry_after))).encode()),
+            *ratelimit_headers(v.matched),
+        ]
         await send_json(send, 429, body, headers)
 
     async def _report(
@@ -420,12 +423,12 @@ class ThrottleMiddleware:
             " (dry run)" if dry else "", rule.name, v.key, d.count, rule.limit, d.retry_after, v.ip,
             user or "-", scope["method"], scope["path"],
         )  # fmt: skip
-        run = _header(scope, b"x-sync-run")
+        run = _header(scope, contract.HEADER_RUN_KEY)
         state.bus.publish(
             contract.EV_REQUEST_THROTTLED,
             run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
-            batch=ascii_int(_header(scope, b"x-sync-batch")),  # for the event only: a bad one is None
-            attempt=ascii_int(_header(scope, b"x-sync-attempt")),
+            batch=ascii_int(_header(scope, contract.HEADER_BATCH_KEY)),  # for the event only: a bad one is None
+            attempt=ascii_int(_header(scope, contract.HEADER_ATTEMPT_KEY)),
             user=user,
             ip=v.ip,
             rule=rule.name,

@@ -29,6 +29,17 @@ HEADER_RATELIMIT: Final = "RateLimit"
 HEADER_RATELIMIT_POLICY: Final = "RateLimit-Policy"
 HEADER_LAST_EVENT_ID: Final = "Last-Event-ID"
 
+# The same names as an ASGI scope carries them (lower case, bytes), for servers reading raw headers.
+HEADER_RUN_KEY: Final = HEADER_RUN.lower().encode()
+HEADER_BATCH_KEY: Final = HEADER_BATCH.lower().encode()
+HEADER_ATTEMPT_KEY: Final = HEADER_ATTEMPT.lower().encode()
+HEADER_RETRY_AFTER_KEY: Final = HEADER_RETRY_AFTER.lower().encode()
+HEADER_RATELIMIT_KEY: Final = HEADER_RATELIMIT.lower().encode()
+HEADER_RATELIMIT_POLICY_KEY: Final = HEADER_RATELIMIT_POLICY.lower().encode()
+AUTHORIZATION_KEY: Final = b"authorization"
+CONTENT_TYPE_KEY: Final = b"content-type"
+CONTENT_LENGTH_KEY: Final = b"content-length"
+
 # --- limits ----------------------------------------------------------------
 DEFAULT_BATCH_RECORDS: Final = 1000
 DEFAULT_BODY_BYTES: Final = 2 * 1024 * 1024
@@ -154,6 +165,13 @@ E_HEADERS_TOO_LARGE: Final = "headers_too_large"  # 431, from server/protocol.py
 E_REQUEST_TIMEOUT: Final = "request_timeout"  # 408, headers that never finished arriving
 MAX_REPORTED_ERRORS: Final = 50
 
+
+def is_temporary(status: int | None) -> bool:
+    """Whether a batch send that ended so (None: no answer) may succeed if sent again after a pause."""
+    # 429 is temporary too, but its wait is the server's Retry-After, not a backoff: callers test it first.
+    return status is None or status >= 500 or status == 408
+
+
 # --- events ----------------------------------------------------------------
 EV_RUN_STARTED: Final = "run.started"
 EV_BATCH_RECEIVED: Final = "batch.received"
@@ -196,7 +214,11 @@ EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     EV_STREAM_RESET: ("last_event_id", "oldest_id"),
 }
 
-SYNC_MODES: Final = ("sequential", "conservative", "aggressive", "adaptive")
+SEQUENTIAL: Final = "sequential"
+CONSERVATIVE: Final = "conservative"
+AGGRESSIVE: Final = "aggressive"
+ADAPTIVE: Final = "adaptive"
+SYNC_MODES: Final = (SEQUENTIAL, CONSERVATIVE, AGGRESSIVE, ADAPTIVE)
 
 
 class RunStart(msgspec.Struct):

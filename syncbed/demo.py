@@ -16,11 +16,13 @@ from rich.console import Console
 from rich.table import Table
 
 from client.physics import lower_bound
+from client.scheduler import ADAPTIVE_CAP
+from client.scheduler import MODES as FIXED_MODES
 from monitor.demo import Demo
 from syncbed import contract
 
-MODES = ("sequential", "conservative", "aggressive", "adaptive")
-NOMINAL = {"sequential": 1, "conservative": 5, "aggressive": 10, "adaptive": 16}
+MODES = contract.SYNC_MODES
+NOMINAL = {**FIXED_MODES, contract.ADAPTIVE: ADAPTIVE_CAP}  # requests in flight per mode
 
 # Wide enough that no throttle binds at 0.3 s per batch: concurrency alone sets the pace. req/ip is
 # raised too: back-to-back runs from one address would otherwise use up its 300 per 5 minutes.

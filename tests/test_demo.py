@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from syncbed.contract import SYNC_MODES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,7 @@ def test_quick_demo_prints_both_tables_exact_counts_and_a_measured_conclusion() 
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert "seed limits" in out and "wide limits" in out
-    for mode in ("sequential", "conservative", "aggressive", "adaptive"):
+    for mode in SYNC_MODES:
         # One row per mode in each table: name, status, then figures.
         assert len(re.findall(rf"│ {mode}\s+│ complete\s+│\s+\d+\.\d\d │", out)) == 2, out
     assert "8,000/8,000 and 8,000/8,000 records - exact" in out

@@ -16,6 +16,7 @@ import pytest
 from client.manager import SyncManager
 from client.outbox import Outbox
 from client.result import Progress
+from syncbed.contract import SYNC_MODES
 from tests.client.fakes import filled
 from tests.conftest import ROOT, LiveServer, ServerFactory
 
@@ -29,7 +30,7 @@ def cli(*args: str, token: str | None = None, timeout: float = 180) -> subproces
     )
 
 
-@pytest.mark.parametrize("mode", ["sequential", "conservative", "aggressive", "adaptive"])
+@pytest.mark.parametrize("mode", SYNC_MODES)
 async def test_10k_records_under_the_seed_limits_in_each_mode(
     live_server: LiveServer, tmp_path: Path, mode: str
 ) -> None:

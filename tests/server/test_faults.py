@@ -11,8 +11,9 @@ import time
 import httpx
 import pytest
 
-from server.faults import FaultError, Faults
+from server.faults import Faults
 from syncbed import contract
+from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import auth, batch
 
