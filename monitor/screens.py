@@ -16,6 +16,8 @@ from monitor.admin import AdminClient, AdminError
 from monitor.rows import DETAIL_COLUMNS, model_rows
 from monitor.runs import Run
 from monitor.widgets_lanes import legend
+from syncbed.bounds import rule_values
+from syncbed.faults import validate
 
 HELP = """\
 [b]Keys[/b]
@@ -143,12 +145,13 @@ def parse_form(values: dict[str, str], current: dict[str, Any]) -> tuple[dict[st
             value = kind(raw)
         except ValueError:
             raise ValueError(f"{label}: {raw!r} is not a number") from None
-        if value < 0 or (kind is float and value > 1):
-            raise ValueError(f"{label}: {raw} is out of range")
-        if key == "limit":
-            limit = int(value)
-        else:
-            faults[key] = value
+        try:  # the server's own bounds, so the form refuses what the server would refuse, and says why
+            if key == "limit":
+                limit = rule_values(limit=int(value)).limit
+            else:
+                faults.update(validate({key: value}))
+        except ValueError as exc:
+            raise ValueError(f"{label}: {getattr(exc, 'reason', exc)}") from None
     return faults, limit
 
 

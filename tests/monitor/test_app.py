@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
 from monitor.app import MonitorApp
 from monitor.model import Model
 from monitor.replay import read_events
-from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
+from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen, parse_form
 from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
 from tests.monitor.servers import AdminRecorder, EventSource, free_port, serve, url_of
 
@@ -259,3 +260,25 @@ async def test_app_follows_a_stream_and_shows_connection_and_lag() -> None:
                 break
         await pilot.pause(0.2)
         assert "reconnecting" in str(app.status_bar.render())
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "says"),
+    [
+        ("latency_ms", "700000", "600000"),  # the server's cap, not just "not negative"
+        ("jitter_ms", "-1", "between 0 and"),
+        ("error_rate", "1.5", "between 0 and 1"),
+        ("limit", "0", "from 1 to"),
+        ("limit", "x", "not a number"),
+    ],
+)
+def test_the_admin_form_refuses_what_the_server_would(field: str, raw: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_form({field: raw}, {})
+
+
+def test_the_admin_form_passes_values_in_range() -> None:
+    assert parse_form({"latency_ms": "600000", "error_rate": "0.25", "limit": "10"}, {}) == (
+        {"latency_ms": 600000, "error_rate": 0.25},
+        10,
+    )
