@@ -135,8 +135,10 @@ class StreamFollower:
                 if self.connections == 0 and deadline is not None:
                     if status in (401, 403):
                         raise StreamFailed(detail, status=status)
-                    if time.monotonic() + delay > deadline:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         raise StreamFailed(detail, status=status)
+                    delay = min(delay, left)  # the last try comes at the deadline, so "within N s" is N s of tries
                 state = UNAUTHORIZED if status in (401, 403) else RECONNECTING
                 if state == UNAUTHORIZED:
                     delay = max(delay, 2.0)
