@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from monitor.stream import FIRST_CONTACT_S, StreamFailed
+from monitor.stream import StreamFailed
 from syncbed.cli import shared_options
 from syncbed.paths import ADMIN_TOKEN_FILE, default_data_dir, read_admin_token
 
@@ -56,7 +56,7 @@ def _stream_failure(server: str, token_source: str, failure: StreamFailed) -> st
             "or --data-dir DIR with the data directory of the server at that address"
         )
     return (
-        f"could not reach {server} within {FIRST_CONTACT_S:g} s ({failure.detail}); is the server running "
+        f"could not reach {server} within {failure.within:g} s ({failure.detail}); is the server running "
         "there? Start it with `python -m server`, or pass --server URL"
     )
 

@@ -128,6 +128,12 @@ class MonitorApp(App[None]):
 
     def _finish(self) -> None:
         """End a timed (scripted) run, leaving a screenshot when one was asked for."""
+        if self.follower is not None and self.follower.connections == 0 and self.failure is None:
+            # --exit-after came before the first connection: a run that saw nothing is no success.
+            assert self.exit_after is not None
+            self.failure = StreamFailed(self.conn_detail or "no answer", within=self.exit_after)
+            self.exit(return_code=1)
+            return
         if self.screenshot_path is not None:
             self.refresh_views()
             self.save_screenshot(self.screenshot_path.name, str(self.screenshot_path.parent.resolve()))

@@ -53,10 +53,11 @@ class Backoff:
 class StreamFailed(Exception):
     """The stream could not be followed at all: never connected, and retrying cannot help (or did not)."""
 
-    def __init__(self, detail: str, *, status: int | None = None) -> None:
+    def __init__(self, detail: str, *, status: int | None = None, within: float = FIRST_CONTACT_S) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
+        self.within = within  # seconds of tries before giving up
 
     @property
     def refused(self) -> bool:
@@ -137,7 +138,7 @@ class StreamFollower:
                         raise StreamFailed(detail, status=status)
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise StreamFailed(detail, status=status)
+                        raise StreamFailed(detail, status=status, within=self.first_contact or 0.0)
                     delay = min(delay, left)  # the last try comes at the deadline, so "within N s" is N s of tries
                 state = UNAUTHORIZED if status in (401, 403) else RECONNECTING
                 if state == UNAUTHORIZED:

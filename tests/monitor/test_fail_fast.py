@@ -68,6 +68,14 @@ def test_a_dead_port_fails_after_a_few_seconds_of_tries() -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_exit_after_that_comes_before_any_connection_is_a_failure() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    done, seconds = monitor("--server", url, "--admin-token", "t", "--exit-after", "2")  # the later flag wins
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"could not reach {url} within 2 s" in done.stderr, done.stderr
+    assert "no runs seen" not in done.stdout and seconds < 20
+
+
 def test_a_monitor_that_loses_its_server_keeps_retrying(server_factory: ServerFactory) -> None:
     server = server_factory()
     started = time.monotonic()
