@@ -24,13 +24,18 @@ class RepeatedHeader(ValueError):
         super().__init__(f"send one {name} header, not several")
         self.name = name
 
+    @property
+    def sentence(self) -> str:
+        """The 400's message, the same wherever a repeat is refused."""
+        return f"Send one {self.name} header, not several: which of them is meant cannot be known."
 
-def ascii_int(raw: str | None, max_digits: int = MAX_DIGITS) -> int | None:
+
+def ascii_int(raw: str | None) -> int | None:
     """A non-negative integer written in ASCII digits only, or None.
 
     `str.isdigit()` alone is true for superscripts and other scripts' digits, which `int()` refuses or misreads.
     """
-    if raw is None or not raw or len(raw) > max_digits or not (raw.isascii() and raw.isdigit()):
+    if not raw or len(raw) > MAX_DIGITS or not (raw.isascii() and raw.isdigit()):
         return None
     return int(raw)
 
@@ -44,12 +49,20 @@ def header_values(headers: RawHeaders, name: bytes) -> list[str]:
     return [v.decode("latin-1") for k, v in headers if k == name]
 
 
+def first_header(headers: RawHeaders, name: bytes) -> str | None:
+    """The first value of header `name`, for headers whose repeats do not matter (Content-Type)."""
+    return next((v.decode("latin-1") for k, v in headers if k == name), None)
+
+
 def single_header(headers: RawHeaders, name: bytes) -> str | None:
     """The one value of a header that must not repeat; RepeatedHeader if it does."""
-    found = header_values(headers, name)
-    if len(found) > 1:
-        raise RepeatedHeader(name.decode("latin-1").title())
-    return found[0] if found else None
+    found: bytes | None = None
+    for k, v in headers:  # one pass, no list: this runs on every request
+        if k == name:
+            if found is not None:
+                raise RepeatedHeader(name.decode("latin-1").title())
+            found = v
+    return None if found is None else found.decode("latin-1")
 
 
 def list_header(headers: RawHeaders, name: bytes) -> str | None:
