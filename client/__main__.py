@@ -17,7 +17,7 @@ from rich.console import Console
 from client import generate as gen
 from client.manager import SyncManager
 from client.outbox import Outbox, OutboxBusy
-from client.progress import LiveProgress, summary
+from client.progress import LiveProgress, PlainProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
@@ -203,7 +203,7 @@ async def _sync(args: argparse.Namespace, out: Console, err: Console) -> int:
         if args.json:
             result = await manager.sync()
         else:
-            with LiveProgress(out) as live:
+            with LiveProgress(out) if out.is_terminal else PlainProgress(out) as live:
                 manager.on_progress = live
                 result = await manager.sync()
     if args.json:

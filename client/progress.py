@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 from rich.console import Console
@@ -57,6 +59,29 @@ class LiveProgress:
     def __call__(self, p: Progress) -> None:
         if self._task is not None:
             self._bar.update(self._task, completed=p.records_done, total=p.records_total or 1, line=status_line(p))
+
+
+class PlainProgress:
+    """Progress for a pipe or a file: a plain status line at most every `every` seconds, never redrawn.
+
+    A live bar written to a non-terminal is one cropped line at the end; a log read with `tail -f`
+    wants whole lines while the sync runs, and a short sync wants none at all.
+    """
+
+    def __init__(self, console: Console, every: float = 5.0, now: Callable[[], float] = time.monotonic) -> None:
+        self._console, self._every, self._now = console, every, now
+        self._last = now()
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+    def __call__(self, p: Progress) -> None:
+        if self._now() - self._last >= self._every:
+            self._last = self._now()
+            self._console.print(status_line(p), highlight=False, markup=False, soft_wrap=True)
 
 
 def summary(result: SyncResult) -> list[str]:

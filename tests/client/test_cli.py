@@ -135,3 +135,8 @@ def test_help_describes_every_command() -> None:
     sync_help = cli("sync", "--help").stdout
     for flag in ("--server", "--token", "--mode", "--concurrency", "--batch-size", "--max-retries", "--json"):
         assert flag in sync_help
+
+
+def test_a_piped_sync_writes_no_cropped_progress_bar(tmp_path: Path) -> None:
+    out = cli("sync", "--db", str(tmp_path / "o.db"), "--token", "t", "--server", "http://127.0.0.1:9")
+    assert out.stdout.splitlines() == ["Sync complete (0/0 batches): nothing to sync, the outbox is empty."]

@@ -60,3 +60,21 @@ def test_stats_last_and_average() -> None:
     assert lines[0] == "Outbox: 1,000 records waiting to sync."
     assert lines[1].startswith("Last sync: partial, 4.00s, 1,000/2,000 records")
     assert "Average of the last 2 runs: 3.00s" in lines[2]
+
+
+def test_plain_progress_prints_whole_lines_at_most_every_few_seconds() -> None:
+    import io
+
+    from rich.console import Console
+
+    from client.progress import PlainProgress
+
+    t = [100.0]
+    buf = io.StringIO()
+    plain = PlainProgress(Console(file=buf, width=40), every=5.0, now=lambda: t[0])
+    p = Progress(2_500, 10_000, 2, 0, 10, in_flight=5, throttled=0, retries=0, elapsed=1.0, rate=2500.0, eta=3.0)
+    for step in (1.0, 2.0, 4.0, 1.0, 3.0, 3.0):  # 1, 3, 7 (print), 8, 11, 14 (print)
+        t[0] += step
+        plain(p)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 2 and lines[0] == status_line(p)  # whole, not cropped to the 40 columns
