@@ -12,7 +12,6 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +20,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from server.faults import RESET_EXTENSION
 from syncbed.contract import E_HEADERS_TOO_LARGE, E_REQUEST_TIMEOUT, error_body
 
 log = logging.getLogger("syncbed.http")
@@ -28,8 +28,6 @@ log = logging.getLogger("syncbed.http")
 # Where the app finds its limits: the lifespan yields them as state (uvicorn hands that to every
 # protocol instance as app_state), so one worker or many, in-process or not, read the same values.
 LIMITS_STATE_KEY = "syncbed.http_limits"
-# The scope extension that resets this request's connection (see `reset_connection`).
-RESET_EXTENSION = "syncbed.reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,18 +244,9 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
         )
 
 
-def reset_of(scope: MutableMapping[str, Any]) -> Callable[[], None] | None:
-    """The scope's reset extension, or None when the server is not syncbed's protocol."""
-    extensions = scope.get("extensions") or {}
-    reset = extensions.get(RESET_EXTENSION)
-    return reset if callable(reset) else None
-
-
 __all__ = [
     "LIMITS_STATE_KEY",
-    "RESET_EXTENSION",
     "HttpLimits",
     "SyncbedHttpProtocol",
     "reset_connection",
-    "reset_of",
 ]
