@@ -115,18 +115,19 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         faults = Faults(
             latency_ms=f.latency_ms, jitter_ms=f.jitter_ms, error_rate=f.error_rate, reset_rate=f.reset_rate
         )
+        history = History(data_dir / SERVER_DB_FILE)
+        await history.open(bus)  # before any event: ids continue after the last one stored
         state = AppState(
             settings=settings,
             storage=storage,
             auth=Auth(storage.reader, admin),
             bus=bus,
             faults=faults,
+            history=history,
             admin_token=admin,
         )
         app.state.syncbed = state
-        history = History(data_dir / SERVER_DB_FILE)
-        await history.open(bus)  # before any event: ids continue after the last one stored
-        app.state.history = history
+        app.state.history = history  # the run routes' way in (server/runs.py)
         bus.stats.add_source("faults", faults.snapshot)
         c = state.counters  # ingest and throttle count here; the 1 Hz stats event reads it
         bus.stats.read_from(lambda: (c.records, c.requests, c.throttled, state.in_flight))
@@ -143,7 +144,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             await storage.close()
 
     routes = [
-        Route("/healthz", healthz, methods=["GET"]),
+        Route(contract.HEALTH_PATH, healthz, methods=["GET"]),
         Route(contract.COUNT_PATH, count, methods=["GET"]),
         Route(contract.SYNC_PATH, SyncEndpoint()),
         Route(contract.LIMITER_PATH, limiter_view, methods=["GET"]),

@@ -6,18 +6,20 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Literal
 
 from starlette.types import Scope, Send
 
-from server.protocol import reset_of
 from syncbed.contract import CONTENT_LENGTH_KEY, CONTENT_TYPE_KEY
 from syncbed.faults import FAULT_FIELDS, validate
 
 log = logging.getLogger("syncbed.faults")
 
 Outcome = Literal["ok", "error", "reset"]
+
+# The scope extension that resets this request's connection: server/protocol.py puts it there.
+RESET_EXTENSION = "syncbed.reset"
 
 
 class Faults:
@@ -45,7 +47,8 @@ class Faults:
         self.error_rate = float(clean["error_rate"])
         self.reset_rate = float(clean["reset_rate"])
         self._rng = rng or random.Random()
-        self._changed: set[asyncio.Future[None]] = set()  # one per waiting hold: update() wakes them
+        # Shared by every waiting hold; update() sets it (never cancels it) and the next wait makes a new one.
+        self._changed: asyncio.Future[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: object) -> Faults:
@@ -56,7 +59,7 @@ class Faults:
         """A request's draw of the jitter, as a fraction: kept while jitter_ms changes under it."""
         return self._rng.random() if self.jitter_ms else 0.0
 
-    def delay_s(self, share: float = 0.0) -> float:
+    def delay_s(self, share: float) -> float:
         """The service time, in seconds, of a request that drew `share` of the jitter."""
         return (self.latency_ms + share * self.jitter_ms) / 1000.0
 
@@ -75,29 +78,28 @@ class Faults:
         """Wait until the service time after `since` (a perf_counter time) is over; the request's own work
         ran inside it. The target is read again whenever the settings change, so a lowered latency frees
         holds already waiting. False when `gone()` (it returns when the client hangs up) returned first."""
-        if since + self.delay_s(share) <= time.perf_counter():
-            return True  # no wait: no watcher either (the common case costs nothing)
-        loop = asyncio.get_running_loop()
-        watcher = None if gone is None else asyncio.ensure_future(gone())
+        watcher: asyncio.Future[None] | None = None
         try:
             while (left := since + self.delay_s(share) - time.perf_counter()) > 0:
-                changed: asyncio.Future[None] = loop.create_future()
-                self._changed.add(changed)
-                timer = loop.call_later(left, _wake, changed)
-                try:
-                    await asyncio.wait(
-                        [changed] if watcher is None else [changed, watcher], return_when="FIRST_COMPLETED"
-                    )
-                finally:
-                    timer.cancel()
-                    self._changed.discard(changed)
-                    changed.cancel()
+                if watcher is None and gone is not None:
+                    watcher = asyncio.ensure_future(gone())  # only once there is a wait: no wait costs nothing
+                changed = self._changed_future()
+                await asyncio.wait(
+                    [changed] if watcher is None else [changed, watcher], timeout=left, return_when="FIRST_COMPLETED"
+                )
                 if watcher is not None and watcher.done():
                     return False
             return True
         finally:
             if watcher is not None:
                 watcher.cancel()
+
+    def _changed_future(self) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        # One left unset by an earlier event loop (a test's) cannot be awaited on this one.
+        if self._changed is None or self._changed.get_loop() is not loop:
+            self._changed = loop.create_future()
+        return self._changed
 
     def update(self, **changes: object) -> dict[str, int | float]:
         """Apply a validated partial change atomically (all or nothing); return the new settings."""
@@ -106,8 +108,9 @@ class Faults:
             setattr(self, key, value)
         if clean:
             log.info("faults changed: %s", ", ".join(f"{k}={v}" for k, v in clean.items()))
-            for changed in list(self._changed):
-                _wake(changed)
+            if self._changed is not None:
+                self._changed.set_result(None)  # every waiting hold reads the new target
+                self._changed = None
         return self.snapshot()
 
     def snapshot(self) -> dict[str, int | float]:
@@ -119,9 +122,11 @@ class Faults:
         }
 
 
-def _wake(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def reset_of(scope: MutableMapping[str, Any]) -> Callable[[], None] | None:
+    """The scope's reset extension, or None when the server is not syncbed's protocol."""
+    extensions = scope.get("extensions") or {}
+    reset = extensions.get(RESET_EXTENSION)
+    return reset if callable(reset) else None
 
 
 async def drop_connection(scope: Scope, send: Send) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -15,10 +15,9 @@ from server.responses import send_error, send_json
 from server.storage import StorageUnavailable, Trace
 from server.validation import Problem, parse_body
 from syncbed import contract
-from syncbed.wire import RUN_ID_RULE, RepeatedHeader, ascii_int, is_run_id, single_header
+from syncbed.wire import RUN_ID_RULE, RepeatedHeader, ascii_int, first_header, is_run_id, single_header
 
 if TYPE_CHECKING:
-    from server.history import History
     from server.state import AppState
 
 log = logging.getLogger("syncbed.ingest")
@@ -31,19 +30,15 @@ _STATUS = {
 }
 
 
+STORAGE_UNAVAILABLE = "Storage is unavailable right now; retry the batch later."
+
+
 class BodyTooLarge(Exception):
     pass
 
 
 class ClientGone(Exception):
     pass
-
-
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 def parse_trace(scope: Scope) -> Trace | str:
@@ -68,15 +63,14 @@ def parse_trace(scope: Scope) -> Trace | str:
 
 
 async def own_run(
-    scope: Scope, run: str, user: str, fields: dict[str, object], reject: Callable[..., Awaitable[None]]
+    state: AppState, run: str, user: str, fields: dict[str, object], reject: Callable[..., Awaitable[None]]
 ) -> bool:
     """Claim the run for `user`, or answer why not (another user's run: 403; no storage: 503); True if answered."""
-    history: History = scope["app"].state.history
     try:
-        owner = await history.claim(run, user)
+        owner = await state.history.claim(run, user)
     except StorageUnavailable as exc:
         log.warning("storage unavailable: %s", exc)
-        await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")
+        await reject(503, contract.E_UNAVAILABLE, STORAGE_UNAVAILABLE)
         return True
     if owner == user:
         return False
@@ -147,7 +141,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     if isinstance(trace, Trace):
         fields.update(run=trace.run, batch=trace.batch, attempt=trace.attempt)
 
-    async def reject(status: int, code: str, message: str, **details: object) -> None:
+    # Any, not object: the details are the error body's fields, never send_error's `headers`.
+    async def reject(status: int, code: str, message: str, **details: Any) -> None:
         state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=status, error=code)
         state.stats_request(records=0, status=status)
         scope["state"]["syncbed.error"] = code
@@ -155,28 +150,25 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
 
     if scope["method"] != "POST":
         message = f"Use POST for {contract.SYNC_PATH}, not {scope['method']}."
-        await send_json(send, 405, contract.error_body(contract.E_METHOD_NOT_ALLOWED, message), [(b"allow", b"POST")])
+        await send_error(send, 405, contract.E_METHOD_NOT_ALLOWED, message, headers=[(b"allow", b"POST")])
         return
     if user is None:
-        why = (
-            "missing"
-            if header(scope, contract.AUTHORIZATION_KEY) is None
-            else "not valid (unknown, revoked or malformed)"
-        )
+        sent = any(key == contract.AUTHORIZATION_KEY for key, _ in scope["headers"])
+        why = "not valid (unknown, revoked or malformed)" if sent else "missing"
         await reject(401, contract.E_UNAUTHORIZED, f"The bearer token is {why}; send Authorization: Bearer <token>.")
         return
     if isinstance(trace, str):
         await reject(400, contract.E_INVALID_REQUEST, trace + ".")
         return
-    if trace.run is not None and await own_run(scope, trace.run, user, fields, reject):
+    if trace.run is not None and await own_run(state, trace.run, user, fields, reject):
         return
-    content_type = header(scope, contract.CONTENT_TYPE_KEY)
+    content_type = first_header(scope["headers"], contract.CONTENT_TYPE_KEY)
     if not is_json(content_type):
         got = "none" if content_type is None else repr(content_type[:64])
         await reject(415, contract.E_UNSUPPORTED_MEDIA_TYPE, f"Send Content-Type: application/json (got {got}).")
         return
     limits = {"max_records": settings.max_batch_records, "max_bytes": settings.max_body_bytes}
-    declared = header(scope, contract.CONTENT_LENGTH_KEY)
+    declared = first_header(scope["headers"], contract.CONTENT_LENGTH_KEY)
     too_big = f"The body is larger than {settings.max_body_bytes} bytes; split the batch and retry."
     declared_bytes = ascii_int(declared)  # the server's HTTP parser has refused anything else already
     if declared_bytes is not None and declared_bytes > settings.max_body_bytes:
@@ -233,7 +225,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await drop_connection(scope, send)
         return
     if result is None:
-        await reject(503, contract.E_UNAVAILABLE, "Storage is unavailable right now; retry the batch later.")
+        await reject(503, contract.E_UNAVAILABLE, STORAGE_UNAVAILABLE)
         return
     ms = round((time.perf_counter() - started) * 1000, 2)
     state.bus.publish(contract.EV_BATCH_STORED, **fields, stored=result.stored, duplicates=result.duplicates, ms=ms)

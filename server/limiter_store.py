@@ -207,7 +207,8 @@ class RedisStore:
         self._monotonic = monotonic
         self._quiet_until = 0.0
         # Retried once, at once, only when a pooled socket turns out dead (Redis restarted): that fails
-        # in microseconds. A timeout is never retried: it would only double the wait.
+        # in microseconds. A timeout is never retried (redis-py's default retry_on_timeout=False, left so):
+        # it would only double the wait.
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -215,7 +216,6 @@ class RedisStore:
             socket_connect_timeout=timeout,
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
-            retry_on_timeout=False,
         )
         self._redis = aioredis.Redis.from_pool(pool)
         self._fixed = self._redis.register_script(_FIXED)

@@ -12,16 +12,15 @@ import contextlib
 import logging
 import socket
 import struct
-from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import httptools
 import msgspec
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from server.faults import RESET_EXTENSION
 from syncbed.contract import E_HEADERS_TOO_LARGE, E_REQUEST_TIMEOUT, error_body
 
 log = logging.getLogger("syncbed.http")
@@ -29,8 +28,6 @@ log = logging.getLogger("syncbed.http")
 # Where the app finds its limits: the lifespan yields them as state (uvicorn hands that to every
 # protocol instance as app_state), so one worker or many, in-process or not, read the same values.
 LIMITS_STATE_KEY = "syncbed.http_limits"
-# The scope extension that resets this request's connection (see `reset_connection`).
-RESET_EXTENSION = "syncbed.reset"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +42,9 @@ class HttpLimits:
     body_timeout: float = 10.0  # longest silence within a body
 
 
+DEFAULT_LIMITS = HttpLimits()
+
+
 def reset_connection(transport: asyncio.Transport) -> None:
     """Close with an RST, not a FIN: SO_LINGER on with a zero timeout, then abort (drops unsent bytes)."""
     sock = transport.get_extra_info("socket")
@@ -55,7 +55,7 @@ def reset_connection(transport: asyncio.Transport) -> None:
 
 
 class _HeadersTooLarge(Exception):
-    pass
+    """Raised in a parser callback to stop the parse; `_too_large` tells the refusal to answer 431."""
 
 
 class SyncbedHttpProtocol(HttpToolsProtocol):
@@ -70,66 +70,61 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         limits = app_state.get(LIMITS_STATE_KEY)
-        self.limits: HttpLimits = limits if isinstance(limits, HttpLimits) else HttpLimits()
+        self.limits: HttpLimits = limits if isinstance(limits, HttpLimits) else DEFAULT_LIMITS
         self._awaiting_headers = True
         self._in_request = False  # between a request's first byte and its last
         self._header_bytes = 0  # of the current header block, as the parser's callbacks hand it over
         self._fed_bytes = 0  # of the current header block, as fed in chunks that lay wholly inside it
         self._header_fields = 0
-        self._header_blocks = 0  # header blocks completed on this connection
+        self._too_large = False  # the parser stopped because the header block crossed a cap
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._last_data = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_header_timer()  # a connection that never sends a byte is closed too
+        # A connection that never sends a byte is closed too.
+        self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._unset_keepalive_if_required()
         self._last_data = self.loop.time()
-        was_awaiting, blocks = self._awaiting_headers, self._header_blocks
-        if was_awaiting:
-            self._arm_header_timer()
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadersTooLarge):
-                self._refuse(431, E_HEADERS_TOO_LARGE, self._too_large_message())
-                return
-            self._invalid()
+        was_awaiting, cycle = self._awaiting_headers, self.cycle
+        super().data_received(data)  # a parser error ends in send_400_response, which answers 431 for a cap
+        if self.transport.is_closing():
             return
-        except httptools.HttpParserError:
-            self._invalid()
-            return
-        except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
-        # A header line still incomplete sits in the parser's own buffer, unseen by the callbacks:
-        # a chunk that began and ended inside the header block counts whole.
-        if was_awaiting and self._header_blocks == blocks:
-            self._fed_bytes += len(data)
-            if self._fed_bytes > self.limits.max_header_bytes:
-                self._refuse(431, E_HEADERS_TOO_LARGE, self._too_large_message())
+        if self._awaiting_headers:
+            # A header line still incomplete sits in the parser's own buffer, unseen by the callbacks:
+            # a chunk that began and ended inside the header block counts whole. Every completed header
+            # block gets a new cycle, so an unchanged one means no block ended in this chunk.
+            if was_awaiting and self.cycle is cycle:
+                self._fed_bytes += len(data)
+                if self._fed_bytes > self.limits.max_header_bytes:
+                    self._refuse(431, E_HEADERS_TOO_LARGE, self._too_large_message())
+                    return
+            # Armed only for a request that a chunk left incomplete (most fit in one): this chunk holds
+            # the request's first byte, so the timeout still runs from that byte.
+            if self._header_timer is None:
+                at = self._last_data + self.limits.header_timeout
+                self._header_timer = self.loop.call_at(at, self._header_timeout)
+        elif self._in_request and self._body_timer is None and self._serving_this_request():
+            # Mid-body: armed, like the header timer, only when a chunk leaves the request unfinished.
+            self._body_timer = self.loop.call_at(self._last_data + self.limits.body_timeout, self._body_timeout)
 
-    def _invalid(self) -> None:
-        msg = "Invalid HTTP request received."
-        self.logger.warning(msg)
-        self.send_400_response(msg)
+    def send_400_response(self, msg: str) -> None:
+        if self._too_large:
+            self._refuse(431, E_HEADERS_TOO_LARGE, self._too_large_message())
+        else:
+            super().send_400_response(msg)
 
     # Parser callbacks: exact counts once the parser hands a piece over.
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_request = True
-        self._awaiting_headers = True
-        self._header_bytes = self._fed_bytes = self._header_fields = 0
+        self._new_header_block()
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
@@ -138,6 +133,7 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_fields += 1
         if self._header_fields > self.limits.max_header_fields:
+            self._too_large = True
             raise _HeadersTooLarge
         self._count(len(name) + len(value) + 4)  # ": " and CRLF
         super().on_header(name, value)
@@ -145,16 +141,19 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
     def _count(self, n: int) -> None:
         self._header_bytes += n
         if self._header_bytes > self.limits.max_header_bytes:
+            self._too_large = True
             raise _HeadersTooLarge
+
+    def _new_header_block(self) -> None:
+        self._awaiting_headers = True
+        self._header_bytes = self._fed_bytes = self._header_fields = 0
 
     def on_headers_complete(self) -> None:
         self._awaiting_headers = False
-        self._header_blocks += 1
         self._cancel_header_timer()
         super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:
-            transport = self.transport
+        if self._serving_this_request():
+            cycle, transport = self.cycle, self.transport
 
             def reset() -> None:
                 # Marked gone first, so uvicorn neither answers 500 nor logs an unfinished response.
@@ -163,20 +162,18 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
 
             extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
             extensions[RESET_EXTENSION] = reset
-            self._arm_body_timer()
+
+    def _serving_this_request(self) -> bool:
+        """The app runs for the current request: false for an upgrade, whose connection is no longer HTTP."""
+        return self.cycle is not None and self.cycle.scope is self.scope
 
     def on_message_complete(self) -> None:
         self._cancel_body_timer()
         self._in_request = False
-        self._awaiting_headers = True
-        self._header_bytes = self._fed_bytes = self._header_fields = 0
+        self._new_header_block()
         super().on_message_complete()
 
     # Timers
-    def _arm_header_timer(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
-
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
@@ -189,17 +186,15 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
         if self.cycle is not None and not self.cycle.response_complete:
             # Bytes after a request still being answered (a pipelined request, a stray CRLF): that
             # request's answer comes first, so the next one's headers are judged after it.
-            self._arm_header_timer()
+            self._header_timer = self.loop.call_later(self.limits.header_timeout, self._header_timeout)
             return
         if not self._in_request:
             self.transport.close()  # an idle connection that never began a request: nothing to answer
             return
-        log.debug("closing a connection: request headers incomplete after %g s", self.limits.header_timeout)
-        self._refuse(408, E_REQUEST_TIMEOUT, self._timeout_message("headers", self.limits.header_timeout))
-
-    def _arm_body_timer(self) -> None:
-        self._cancel_body_timer()
-        self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_timeout)
+        seconds = self.limits.header_timeout
+        log.debug("closing a connection: request headers incomplete after %g s", seconds)
+        message = f"The request's headers did not arrive within {seconds:g} s; send the whole request promptly."
+        self._refuse(408, E_REQUEST_TIMEOUT, message)
 
     def _cancel_body_timer(self) -> None:
         if self._body_timer is not None:
@@ -248,23 +243,10 @@ class SyncbedHttpProtocol(HttpToolsProtocol):
             f"{self.limits.max_header_fields} fields; send fewer or shorter headers."
         )
 
-    @staticmethod
-    def _timeout_message(what: str, seconds: float) -> str:
-        return f"The request's {what} did not arrive within {seconds:g} s; send the whole request promptly."
-
-
-def reset_of(scope: MutableMapping[str, Any]) -> Callable[[], None] | None:
-    """The scope's reset extension, or None when the server is not syncbed's protocol."""
-    extensions = scope.get("extensions") or {}
-    reset = extensions.get(RESET_EXTENSION)
-    return reset if callable(reset) else None
-
 
 __all__ = [
     "LIMITS_STATE_KEY",
-    "RESET_EXTENSION",
     "HttpLimits",
     "SyncbedHttpProtocol",
     "reset_connection",
-    "reset_of",
 ]

@@ -38,6 +38,15 @@ async def send_json(send: Send, status: int, body: object, headers: list[tuple[b
     await send({"type": "http.response.body", "body": payload})
 
 
-async def send_error(send: Send, status: int, code: str, message: str, **details: object) -> None:
-    headers = [(b"www-authenticate", b"Bearer")] if status == 401 else None
-    await send_json(send, status, error_body(code, message, **details), headers)
+async def send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    **details: object,
+) -> None:
+    """Answer a raw ASGI request in the error shape; a 401 always names its scheme (RFC 9110 11.6.1)."""
+    challenge = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+    await send_json(send, status, error_body(code, message, **details), [*challenge, *(headers or [])])

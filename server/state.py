@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from server.config import Settings
     from server.events import EventBus
     from server.faults import Faults
+    from server.history import History
     from server.storage import Storage
 
 
@@ -29,6 +30,7 @@ class AppState:
     auth: Auth
     bus: EventBus
     faults: Faults
+    history: History
     admin_token: str
     limiter: Any = None
     in_flight: int = 0

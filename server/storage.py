@@ -50,6 +50,12 @@ def damaged_message(path: Path, detail: str, *, running: bool = False) -> str:
     )
 
 
+def _raise_if_damage(path: Path, exc: sqlite3.DatabaseError) -> None:
+    """A damaged file raises StorageDamaged with the operator's sentence (the driver's traceback adds nothing)."""
+    if is_damage(exc):
+        raise StorageDamaged(damaged_message(path, str(exc))) from None
+
+
 def check_database(path: Path) -> None:
     """Raise StorageDamaged unless `path` is missing, empty or passes SQLite's quick_check.
 
@@ -62,12 +68,11 @@ def check_database(path: Path) -> None:
             return
     except FileNotFoundError:
         return
-    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    conn = sqlite3.connect(path, timeout=SERVER_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
         rows = conn.execute("PRAGMA quick_check(5)").fetchall()
     except sqlite3.DatabaseError as exc:
-        if is_damage(exc):
-            raise StorageDamaged(damaged_message(path, str(exc))) from None
+        _raise_if_damage(path, exc)
         raise StorageUnavailable(f"the database {path} cannot be read ({exc})") from None
     finally:
         conn.close()
@@ -110,8 +115,7 @@ class Storage:
                 await apply_pragmas_async(conn, SERVER_BUSY_TIMEOUT_MS)
         except sqlite3.DatabaseError as exc:
             await self.close()
-            if is_damage(exc):
-                raise StorageDamaged(damaged_message(self.path, str(exc))) from None
+            _raise_if_damage(self.path, exc)
             raise
 
     def note(self, exc: BaseException) -> StorageUnavailable:
@@ -123,10 +127,13 @@ class Storage:
             return exc
         return StorageDamaged(str(exc)) if is_damage(exc) else StorageUnavailable(str(exc))
 
+    def _damaged(self) -> str:
+        return f"the database is damaged ({self.damage})"
+
     def _usable(self) -> aiosqlite.Connection:
         """The writer, unless the file is damaged: writing into a corrupt b-tree can spread the damage."""
         if self.damage is not None:
-            raise StorageDamaged(f"the database is damaged ({self.damage})")
+            raise StorageDamaged(self._damaged())
         if self._writer is None:
             raise StorageUnavailable("storage is closed")
         return self._writer
@@ -198,7 +205,7 @@ class Storage:
 
     async def count(self, user: str) -> int:
         if self.damage is not None:
-            raise StorageDamaged(f"the database is damaged ({self.damage})")
+            raise StorageDamaged(self._damaged())
         try:
             uid = await self.user_id(user)
             async with self.reader.execute("SELECT count(*) FROM records WHERE user_id = ?", (uid,)) as cur:
@@ -210,7 +217,7 @@ class Storage:
     async def problem(self) -> str | None:
         """Why storage cannot serve, or None: a real read of every table's first page, not `SELECT 1`."""
         if self.damage is not None:
-            return f"the database is damaged ({self.damage})"
+            return self._damaged()
         try:
             async with self.reader.execute(
                 "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
@@ -226,6 +233,3 @@ class Storage:
         except (StorageUnavailable, ValueError) as exc:  # closed: ValueError from aiosqlite
             return str(exc) or "storage is closed"
         return None
-
-    async def healthy(self) -> bool:
-        return await self.problem() is None
