@@ -61,9 +61,7 @@ async def caller(request: Request) -> Caller | Response:
     try:
         header = authorization(request.scope)
     except RepeatedHeader as exc:
-        return error_response(
-            400, E_INVALID_REQUEST, f"Send one {exc.name} header, not several: which of them is meant cannot be known."
-        )
+        return error_response(400, E_INVALID_REQUEST, exc.sentence)
     if header is None:
         return unauthorized("A bearer token is required; send Authorization: Bearer <token>.")
     if state.auth.is_admin(header):

@@ -21,7 +21,7 @@ from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counte
 from server.responses import JSONResponse, error_response, send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
-from syncbed.wire import RepeatedHeader, ascii_int, is_run_id
+from syncbed.wire import RepeatedHeader, ascii_int, first_header, is_run_id
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -307,13 +307,6 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope["headers"]:
-        if k == name:
-            return v.decode("latin-1")
-    return None
-
-
 def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes, bytes]]:
     """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11), one item per rule."""
     policy = ", ".join(r.policy for r, _ in matched)
@@ -338,12 +331,7 @@ class ThrottleMiddleware:
             # Decided here, before anything is counted, for every endpoint: which of two tokens is "the"
             # caller is exactly what a limit keyed by user must not have to guess.
             st["syncbed.error"] = contract.E_INVALID_REQUEST
-            await send_error(
-                send,
-                400,
-                contract.E_INVALID_REQUEST,
-                f"Send one {exc.name} header, not several: which of them is meant cannot be known.",
-            )
+            await send_error(send, 400, contract.E_INVALID_REQUEST, exc.sentence)
             return
         state: AppState | None = getattr(scope["app"].state, "syncbed", None)
         limiter: Limiter | None = state.limiter if state is not None else None
@@ -423,12 +411,13 @@ class ThrottleMiddleware:
             " (dry run)" if dry else "", rule.name, v.key, d.count, rule.limit, d.retry_after, v.ip,
             user or "-", scope["method"], scope["path"],
         )  # fmt: skip
-        run = _header(scope, contract.HEADER_RUN_KEY)
+        headers = scope["headers"]
+        run = first_header(headers, contract.HEADER_RUN_KEY)
         state.bus.publish(
             contract.EV_REQUEST_THROTTLED,
             run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
-            batch=ascii_int(_header(scope, contract.HEADER_BATCH_KEY)),  # for the event only: a bad one is None
-            attempt=ascii_int(_header(scope, contract.HEADER_ATTEMPT_KEY)),
+            batch=ascii_int(first_header(headers, contract.HEADER_BATCH_KEY)),  # for the event only: a bad one is None
+            attempt=ascii_int(first_header(headers, contract.HEADER_ATTEMPT_KEY)),
             user=user,
             ip=v.ip,
             rule=rule.name,
