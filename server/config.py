@@ -17,7 +17,7 @@ from syncbed import contract
 from syncbed.bounds import BoundsError, rule_values
 from syncbed.faults import FaultError
 from syncbed.faults import validate as validate_faults
-from syncbed.paths import default_data_dir
+from syncbed.paths import default_data_dir, private_dir
 
 KeyKind = Literal["ip", "user", "ip+user"]
 Algorithm = Literal["fixed_window", "sliding_window", "gcra"]
@@ -87,16 +87,6 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     limits: LimitsSettings = field(default_factory=LimitsSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
-
-
-def parse_period(value: object, where: str = "period") -> float:
-    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds, within syncbed.bounds' range."""
-    try:
-        period = rule_values(period=value).period
-    except BoundsError as exc:
-        raise ConfigError(f"{where}: {exc.reason}") from None
-    assert period is not None
-    return period
 
 
 def _typed(where: str, value: object, kind: type | tuple[type, ...]) -> Any:
@@ -327,7 +317,7 @@ def _with_origin(exc: ConfigError, origin: Mapping[Key, str]) -> ConfigError:
 def check_data_dir(path: Path) -> None:
     """The data directory exists (made 0700 if not) and takes a new file: else a ConfigError saying why."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
