@@ -148,7 +148,7 @@ class Limiter:
         self._user_for = user_for
 
     def blocked(self, ip: str) -> bool:
-        return ip in self.blocklist and ip not in self.safelist
+        return self._lists and ip in self.blocklist and ip not in self.safelist
 
     async def user(self, v: Verdict, authorization: str | None) -> str | None:
         if not v.user_known:
