@@ -12,11 +12,11 @@ from pathlib import Path
 from server import schema, tokens
 from server.config import (
     LOG_LEVELS,
+    SETTING_KEYS,
     ConfigError,
     Settings,
     check_data_dir,
     env_name,
-    known_env_names,
     load_data_dir,
     load_settings,
 )
@@ -198,20 +198,14 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
 
 def _settings_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
     env = {} if config_file is None else {"SYNCBED_CONFIG": str(config_file)}
-    known = set(known_env_names())  # rules (throttles, tracks) reach the workers through the config file
-    for section in ("server", "limits", "faults"):
-        for key, value in vars_of(getattr(settings, section)).items():
-            if env_name(section, key) not in known:
-                continue
-            if isinstance(value, str | int | float | bool | Path) and value is not None:
-                env[env_name(section, key)] = str(value).lower() if isinstance(value, bool) else str(value)
-            elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
-                env[env_name(section, key)] = ",".join(value)
+    # Rules (throttles, tracks) have no variable: they reach the workers through the config file.
+    for section, key in SETTING_KEYS:
+        value = getattr(getattr(settings, section), key)
+        if isinstance(value, str | int | float | bool | Path):
+            env[env_name(section, key)] = str(value).lower() if isinstance(value, bool) else str(value)
+        elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+            env[env_name(section, key)] = ",".join(value)
     return env
-
-
-def vars_of(obj: object) -> dict[str, object]:
-    return {name: getattr(obj, name) for name in getattr(obj, "__slots__", ())}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncbed.admin")
 
 MAX_ADMIN_BODY = 64 * 1024
+# Request state: whether the request carries the admin token, when the throttle already checked.
+ADMIN_STATE_KEY = "syncbed.admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +57,22 @@ def unauthorized(why: str) -> Response:
     return error_response(401, E_UNAUTHORIZED, why, headers={"WWW-Authenticate": "Bearer"})
 
 
+def is_admin(request: Request, header: str | None) -> bool:
+    """Whether `header` (the request's Authorization) is the admin token: the throttle's answer if it has one."""
+    known: bool | None = request.scope.get("state", {}).get(ADMIN_STATE_KEY)
+    return app_state(request).auth.is_admin(header) if known is None else known
+
+
 async def caller(request: Request) -> Caller | Response:
     """The admin or a user; a 401 response when the token is missing or unknown."""
     state = app_state(request)
     try:
         header = authorization(request.scope)
     except RepeatedHeader as exc:
-        return error_response(
-            400, E_INVALID_REQUEST, f"Send one {exc.name} header, not several: which of them is meant cannot be known."
-        )
+        return error_response(400, E_INVALID_REQUEST, exc.sentence)
     if header is None:
         return unauthorized("A bearer token is required; send Authorization: Bearer <token>.")
-    if state.auth.is_admin(header):
+    if is_admin(request, header):
         return Caller(admin=True)
     user = await state.auth.user_for_authorization(header)
     if user is None:

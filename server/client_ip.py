@@ -94,18 +94,23 @@ class ClientIp:
     def for_scope(self, scope: Scope) -> str:
         """The client address of an ASGI request: the only place forwarding headers are read."""
         client = scope.get("client")
-        peer = client[0] if client else None
-        if not self.any_trusted:
-            return self.resolve(peer)  # nobody is trusted: not even worth reading the headers
+        peer = _peer(client[0] if client else None)
+        if not self.any_trusted or peer not in self.trusted:
+            return peer  # what an untrusted peer says about others is worthless: not even read
         headers = scope["headers"]
-        return self.resolve(peer, list_header(headers, b"x-forwarded-for"), list_header(headers, b"forwarded"))
+        xff = list_header(headers, b"x-forwarded-for")
+        forwarded = list_header(headers, b"forwarded") if xff is None else None  # XFF wins when both come
+        return self._behind(peer, xff, forwarded)
 
     def resolve(self, peer: str | None, xff: str | None = None, forwarded: str | None = None) -> str:
-        if not peer:
-            return "unknown"
-        client = parse_ip(peer) or peer if peer.startswith("::ffff:") else peer
+        """for_scope's answer from values already read."""
+        client = _peer(peer)
         if not self.any_trusted or client not in self.trusted:
             return client
+        return self._behind(client, xff, forwarded)
+
+    def _behind(self, client: str, xff: str | None, forwarded: str | None) -> str:
+        """Walk the hops right to left from a trusted peer, while each hop is trusted."""
         if xff is not None:
             hops = xff.split(",")
         elif forwarded is not None:
@@ -120,3 +125,10 @@ class ClientIp:
                 break  # garbage, 'unknown' or an obfuscated name: the last trusted hop is all we know
             client = hop
         return client
+
+
+def _peer(peer: str | None) -> str:
+    """The socket peer as an address; an IPv4-mapped IPv6 one as plain IPv4."""
+    if not peer:
+        return "unknown"
+    return parse_ip(peer) or peer if peer.startswith("::ffff:") else peer

@@ -17,7 +17,7 @@ from syncbed import contract
 from syncbed.bounds import BoundsError, rule_values
 from syncbed.faults import FaultError
 from syncbed.faults import validate as validate_faults
-from syncbed.paths import default_data_dir
+from syncbed.paths import default_data_dir, private_dir
 
 KeyKind = Literal["ip", "user", "ip+user"]
 Algorithm = Literal["fixed_window", "sliding_window", "gcra"]
@@ -89,16 +89,6 @@ class Settings:
     faults: FaultSettings = field(default_factory=FaultSettings)
 
 
-def parse_period(value: object, where: str = "period") -> float:
-    """'1s', '5m', '1h', '250ms' or a number of seconds -> seconds, within syncbed.bounds' range."""
-    try:
-        period = rule_values(period=value).period
-    except BoundsError as exc:
-        raise ConfigError(f"{where}: {exc.reason}") from None
-    assert period is not None
-    return period
-
-
 def _typed(where: str, value: object, kind: type | tuple[type, ...]) -> Any:
     if isinstance(value, bool) and kind is not bool and (kind is int or kind == (int, float)):
         raise ConfigError(f"{where}: expected {_kind_name(kind)}, got a boolean")
@@ -160,8 +150,9 @@ def merge_throttles(custom: tuple[ThrottleRule, ...]) -> tuple[ThrottleRule, ...
     return (*merged, *(r for r in custom if r.name in by_name))
 
 
+Key = tuple[str, str]
 # (section, key) -> (type, converter) for the scalar settings; env var SYNCBED_<SECTION>_<KEY>.
-_SCALARS: dict[tuple[str, str], type | tuple[type, ...]] = {
+_SCALARS: dict[Key, type | tuple[type, ...]] = {
     ("server", "host"): str,
     ("server", "port"): int,
     ("server", "data_dir"): str,
@@ -180,8 +171,10 @@ _SCALARS: dict[tuple[str, str], type | tuple[type, ...]] = {
     ("faults", "error_rate"): (int, float),
     ("faults", "reset_rate"): (int, float),
 }
-_CIDR_LISTS = {("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist")}
-_LISTS = {*_CIDR_LISTS, ("server", "cors_origins")}
+_CIDR_LISTS = (("limits", "trusted_proxies"), ("limits", "safelist"), ("limits", "blocklist"))
+_LISTS = (*_CIDR_LISTS, ("server", "cors_origins"))
+# Every setting an environment variable can carry (rules, being tables, come only from the file).
+SETTING_KEYS: tuple[Key, ...] = (*_SCALARS, *_LISTS)
 # An origin is scheme://host[:port] exactly as a browser sends it (no path, no trailing slash).
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
 _TABLES = {("limits", "throttle"), ("limits", "track")}
@@ -218,18 +211,18 @@ def _from_env(section: str, key: str, raw: str) -> object:
 
 SETTINGS_PREFIXES = ("SYNCBED_SERVER_", "SYNCBED_LIMITS_", "SYNCBED_FAULTS_")
 LOG_LEVELS = ("debug", "info", "warning", "error")
-Key = tuple[str, str]
 
 
 def known_env_names() -> list[str]:
-    return sorted(env_name(section, key) for section, key in [*_SCALARS, *_LISTS])
+    return sorted(env_name(section, key) for section, key in SETTING_KEYS)
 
 
 def check_env_names(environ: Mapping[str, str]) -> None:
     """An unknown SYNCBED_SERVER_/LIMITS_/FAULTS_ variable is a typo: name it (other SYNCBED_* are not settings)."""
     known = known_env_names()
+    known_set = set(known)
     for name in sorted(environ):
-        if name.startswith(SETTINGS_PREFIXES) and name not in known:
+        if name.startswith(SETTINGS_PREFIXES) and name not in known_set:
             near = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
             hint = f"did you mean {near[0]}?" if near else f"known: {', '.join(known)}"
             raise ConfigError(f"{name}: unknown environment variable ({hint})")
@@ -267,12 +260,12 @@ def _merge(
             if not isinstance(table, dict):
                 raise ConfigError(f"{section}: expected a table")
             for key, value in table.items():
-                if (section, key) not in _SCALARS and (section, key) not in _LISTS | _TABLES:
+                if (section, key) not in SETTING_KEYS and (section, key) not in _TABLES:
                     raise ConfigError(f"{section}.{key}: unknown key")
                 merged[section][key] = value
     environ = os.environ if env is None else env
     check_env_names(environ)
-    for section, key in [*_SCALARS, *_LISTS]:
+    for section, key in SETTING_KEYS:
         name = env_name(section, key)
         if name in environ and (wanted is None or (section, key) in wanted):
             merged[section][key] = _from_env(section, key, environ[name])
@@ -308,10 +301,14 @@ def load_data_dir(
     if "data_dir" not in merged["server"]:
         return ServerSettings().data_dir
     try:
-        raw = _typed("server.data_dir", merged["server"]["data_dir"], str)
+        return _data_dir(merged["server"]["data_dir"])
     except ConfigError as exc:
         raise _with_origin(exc, origin) from None
-    return Path(raw).expanduser()
+
+
+def _data_dir(value: object) -> Path:
+    """server.data_dir as a path with ~ expanded; a ConfigError when it is not a string."""
+    return Path(_typed("server.data_dir", value, str)).expanduser()
 
 
 def _with_origin(exc: ConfigError, origin: Mapping[Key, str]) -> ConfigError:
@@ -327,7 +324,7 @@ def _with_origin(exc: ConfigError, origin: Mapping[Key, str]) -> ConfigError:
 def check_data_dir(path: Path) -> None:
     """The data directory exists (made 0700 if not) and takes a new file: else a ConfigError saying why."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
@@ -342,26 +339,25 @@ def _build(m: dict[str, dict[str, object]]) -> Settings:
     for (section, key), kind in _SCALARS.items():
         if key in m[section]:
             values[section][key] = _typed(f"{section}.{key}", m[section][key], kind)
-    for section, key in _LISTS:
-        if key in m[section]:
-            items = _str_list(f"{section}.{key}", m[section][key])
-            values[section][key] = items
-            if (section, key) == ("server", "cors_origins"):
-                for i, origin in enumerate(items):
-                    if origin != "*" and not _ORIGIN.match(origin):
-                        raise ConfigError(
-                            f"{section}.{key}[{i}]: {origin!r} is not an origin; write scheme://host[:port] "
-                            "in lower case, no path or trailing slash (e.g. 'https://app.example'), or '*'"
-                        )
-                continue
-            for i, cidr in enumerate(items):
-                try:
-                    ipaddress.ip_network(cidr.strip(), strict=False)
-                except ValueError:
-                    raise ConfigError(f"{section}.{key}[{i}]: {cidr!r} is not an IP address or CIDR range") from None
+    # Every list's type first, then what its items must look like.
+    lists = {(s, k): _str_list(f"{s}.{k}", m[s][k]) for s, k in _LISTS if k in m[s]}
+    for (section, key), items in lists.items():
+        values[section][key] = items
+    for section, key in _CIDR_LISTS:
+        for i, cidr in enumerate(lists.get((section, key), ())):
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ConfigError(f"{section}.{key}[{i}]: {cidr!r} is not an IP address or CIDR range") from None
+    for i, origin in enumerate(lists.get(("server", "cors_origins"), ())):
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"server.cors_origins[{i}]: {origin!r} is not an origin; write scheme://host[:port] "
+                "in lower case, no path or trailing slash (e.g. 'https://app.example'), or '*'"
+            )
     srv = values["server"]
     if "data_dir" in srv:
-        srv["data_dir"] = Path(str(srv["data_dir"])).expanduser()
+        srv["data_dir"] = _data_dir(srv["data_dir"])
     for key, lo, hi in (("port", 0, 65535), ("max_batch_records", 1, 1_000_000), ("workers", 1, 64)):
         if key in srv and not lo <= int(srv[key]) <= hi:  # type: ignore[call-overload]
             raise ConfigError(f"server.{key}: must be between {lo} and {hi}, got {srv[key]}")

@@ -152,7 +152,6 @@ class History:
         self.interval = interval
         self.chunk = chunk
         self.lost = 0
-        self.foreign = 0  # events naming a run of another user: published live, never stored under it
         self._owners: dict[str, str] = {}  # run -> its user; an owner never changes, so this never goes stale
         self._queue: deque[Event] = deque()
         self._wake = asyncio.Event()
@@ -262,8 +261,11 @@ class History:
                 self._remember(run, owner)
         return owner
 
-    async def _owned(self, conn: aiosqlite.Connection, chunk: list[Event]) -> list[Event]:
-        """The events whose user owns their run; a run nobody owns yet goes to its first event's user."""
+    async def _owned(self, conn: aiosqlite.Connection, chunk: list[Event]) -> tuple[list[Event], dict[str, str]]:
+        """The events whose user owns their run, and those runs' owners.
+
+        A run nobody owns yet goes to its first event's user; an event naming another user's run is
+        published live but never stored under it."""
         owners: dict[str, str | None] = {}
         unknown = []
         for event in chunk:
@@ -276,30 +278,33 @@ class History:
             async with conn.execute(_OWNERS, (json.dumps(unknown),)) as cur:
                 for run, user in await cur.fetchall():
                     owners[str(run)] = user
-        kept = []
+        kept: list[Event] = []
+        settled: dict[str, str] = {}
         for event in chunk:
             assert event.run is not None
             user = event.data.get("user")
-            if owners.get(event.run) is None:
-                owners[event.run] = user  # type: ignore[assignment]
-            if user == owners[event.run]:
+            if not isinstance(user, str):
+                continue  # tap() queues none of these
+            owner = owners.get(event.run)
+            if owner is None:
+                owner = owners[event.run] = user
+            if user == owner:
                 kept.append(event)
-            else:
-                self.foreign += 1
-        return kept
+                settled[event.run] = owner
+        return kept, settled
 
     async def _write(self, conn: aiosqlite.Connection, chunk: list[Event]) -> None:
-        chunk = await self._owned(conn, chunk)
-        seen: dict[str, tuple[object, float, float]] = {}
+        chunk, owners = await self._owned(conn, chunk)
+        spans: dict[str, tuple[float, float]] = {}  # run -> its first and last event time in this chunk
         for event in chunk:
             assert event.run is not None
             ts = float(event.data.get("ts") or 0.0)  # type: ignore[arg-type]
-            user, first, last = seen.get(event.run, (None, ts, ts))
-            seen[event.run] = (user or event.data.get("user"), min(first, ts), max(last, ts))
+            first, last = spans.get(event.run, (ts, ts))
+            spans[event.run] = (min(first, ts), max(last, ts))
         await conn.execute("BEGIN IMMEDIATE")
         try:
             await conn.executemany(_INSERT_EVENT, [_row(e) for e in chunk])
-            await conn.executemany(_SEEN_RUN, [(run, u, f, la) for run, (u, f, la) in seen.items()])
+            await conn.executemany(_SEEN_RUN, [(run, owners[run], f, la) for run, (f, la) in spans.items()])
             for event in chunk:
                 d = event.data
                 if event.type == EV_RUN_STARTED:
@@ -331,9 +336,8 @@ class History:
             if self._bus is not None:
                 await self._save_last_id(conn, self._bus.last_id)
             await conn.execute("COMMIT")
-            for run, (user, _, _) in seen.items():
-                if isinstance(user, str):
-                    self._remember(run, user)
+            for run in spans:
+                self._remember(run, owners[run])
         except BaseException:
             with contextlib.suppress(aiosqlite.Error):
                 await asyncio.shield(conn.execute("ROLLBACK"))

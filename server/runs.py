@@ -28,7 +28,7 @@ from syncbed.contract import (
     RunFinish,
     RunStart,
 )
-from syncbed.wire import RUN_ID_RULE, ascii_int, is_run_id
+from syncbed.wire import ascii_int, run_id_problem
 
 MAX_LIST = 500
 T = TypeVar("T", RunStart, RunFinish)
@@ -75,8 +75,9 @@ async def _user_caller(request: Request) -> Caller | Response:
 
 def _run_id(request: Request) -> str | Response:
     run = str(request.path_params["run"])
-    if not is_run_id(run):
-        return _invalid(f"run: expected {RUN_ID_RULE}, got {run[:72]!r}", "run")
+    problem = run_id_problem(run)
+    if problem is not None:
+        return _invalid(f"run: {problem}", "run")
     return run
 
 

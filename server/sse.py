@@ -23,7 +23,7 @@ from syncbed.contract import (
     EVENTS_PATH,
     HEADER_LAST_EVENT_ID,
 )
-from syncbed.wire import RUN_ID_RULE, ascii_int, is_run_id
+from syncbed.wire import ascii_int, run_id_problem
 
 log = logging.getLogger("syncbed.sse")
 
@@ -73,8 +73,9 @@ class EventStream(EventSourceResponse):
 def parse_filter(request: Request) -> Filter | Response:
     """?run=ID&types=a,b -> Filter, or a 422 naming the bad parameter."""
     run = request.query_params.get("run")
-    if run is not None and not is_run_id(run):
-        return error_response(422, E_INVALID_REQUEST, f"run: expected {RUN_ID_RULE}, got {run[:72]!r}", field="run")
+    problem = None if run is None else run_id_problem(run)
+    if problem is not None:
+        return error_response(422, E_INVALID_REQUEST, f"run: {problem}", field="run")
     types: frozenset[str] | None = None
     raw = request.query_params.get("types")
     if raw:
@@ -94,15 +95,14 @@ def parse_filter(request: Request) -> Filter | Response:
 def parse_last_event_id(request: Request) -> int | Response | None:
     """Last-Event-ID header (or ?last_event_id= for clients that cannot set headers)."""
     raw = request.headers.get(HEADER_LAST_EVENT_ID) or request.query_params.get("last_event_id")
-    if raw is None or raw.strip() == "":
+    if raw is None or not (raw := raw.strip()):
         return None
-    last_id = ascii_int(raw.strip())
+    last_id = ascii_int(raw)
     if last_id is None:
         return error_response(
             422,
             E_INVALID_REQUEST,
-            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer in ASCII digits), "
-            f"got {raw.strip()[:32]!r}",
+            f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer in ASCII digits), got {raw[:32]!r}",
             field=HEADER_LAST_EVENT_ID,
         )
     return last_id

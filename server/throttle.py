@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.admin import ADMIN_STATE_KEY, is_admin
 from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet, check_cidrs
 from server.config import ThrottleRule
@@ -21,7 +22,7 @@ from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counte
 from server.responses import JSONResponse, error_response, send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
-from syncbed.wire import RepeatedHeader, ascii_int, is_run_id
+from syncbed.wire import RepeatedHeader, ascii_int, first_header, is_run_id
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
@@ -147,7 +148,7 @@ class Limiter:
         self._user_for = user_for
 
     def blocked(self, ip: str) -> bool:
-        return ip in self.blocklist and ip not in self.safelist
+        return self._lists and ip in self.blocklist and ip not in self.safelist
 
     async def user(self, v: Verdict, authorization: str | None) -> str | None:
         if not v.user_known:
@@ -307,13 +308,6 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope["headers"]:
-        if k == name:
-            return v.decode("latin-1")
-    return None
-
-
 def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes, bytes]]:
     """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11), one item per rule."""
     policy = ", ".join(r.policy for r, _ in matched)
@@ -338,12 +332,7 @@ class ThrottleMiddleware:
             # Decided here, before anything is counted, for every endpoint: which of two tokens is "the"
             # caller is exactly what a limit keyed by user must not have to guess.
             st["syncbed.error"] = contract.E_INVALID_REQUEST
-            await send_error(
-                send,
-                400,
-                contract.E_INVALID_REQUEST,
-                f"Send one {exc.name} header, not several: which of them is meant cannot be known.",
-            )
+            await send_error(send, 400, contract.E_INVALID_REQUEST, exc.sentence)
             return
         state: AppState | None = getattr(scope["app"].state, "syncbed", None)
         limiter: Limiter | None = state.limiter if state is not None else None
@@ -359,7 +348,9 @@ class ThrottleMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        admin = state.auth.is_admin(authorization)
+        admin = False
+        if limiter.enabled:  # with limits off the admin bypass changes nothing: the handlers check if they need to
+            admin = st[ADMIN_STATE_KEY] = state.auth.is_admin(authorization)
         v = await limiter.check(scope["method"], scope["path"], ip, authorization, admin=admin)
         if v.user is not None:
             st["syncbed.user"] = v.user
@@ -423,12 +414,13 @@ class ThrottleMiddleware:
             " (dry run)" if dry else "", rule.name, v.key, d.count, rule.limit, d.retry_after, v.ip,
             user or "-", scope["method"], scope["path"],
         )  # fmt: skip
-        run = _header(scope, contract.HEADER_RUN_KEY)
+        headers = scope["headers"]
+        run = first_header(headers, contract.HEADER_RUN_KEY)
         state.bus.publish(
             contract.EV_REQUEST_THROTTLED,
             run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
-            batch=ascii_int(_header(scope, contract.HEADER_BATCH_KEY)),  # for the event only: a bad one is None
-            attempt=ascii_int(_header(scope, contract.HEADER_ATTEMPT_KEY)),
+            batch=ascii_int(first_header(headers, contract.HEADER_BATCH_KEY)),  # for the event only: a bad one is None
+            attempt=ascii_int(first_header(headers, contract.HEADER_ATTEMPT_KEY)),
             user=user,
             ip=v.ip,
             rule=rule.name,
@@ -444,7 +436,7 @@ async def limiter_view(request: Request) -> Response:
     """GET /api/v1/limiter (admin token): rules, store, and per rule the hottest keys."""
     state: AppState = request.app.state.syncbed
     header = authorization_of(request.scope)  # one header: the middleware refused repeats
-    if not state.auth.is_admin(header):
+    if not is_admin(request, header):
         if await state.auth.user_for_authorization(header) is not None:
             return error_response(403, contract.E_FORBIDDEN, "The limiter view needs the admin token, not a user's.")
         return error_response(

@@ -44,6 +44,13 @@ def is_run_id(value: object) -> bool:
     return isinstance(value, str) and _RUN_ID.match(value) is not None
 
 
+def run_id_problem(value: str) -> str | None:
+    """None for a run id, else what is wrong with `value`, for a 4xx message ("run: " + this)."""
+    if is_run_id(value):
+        return None
+    return f"expected {RUN_ID_RULE}, got {value[:72]!r}"
+
+
 def header_values(headers: RawHeaders, name: bytes) -> list[str]:
     """Every value of header `name` (lower-case bytes, as ASGI gives them), in order."""
     return [v.decode("latin-1") for k, v in headers if k == name]

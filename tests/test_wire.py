@@ -39,3 +39,9 @@ def test_list_header_joins_repeats() -> None:
     headers = [(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2, 3.3.3.3")]
     assert wire.list_header(headers, b"x-forwarded-for") == "1.1.1.1,2.2.2.2, 3.3.3.3"
     assert wire.list_header(headers, b"forwarded") is None
+
+
+def test_run_id_problem_names_the_rule_and_the_value() -> None:
+    assert wire.run_id_problem("run-1.a:b_c") is None
+    assert wire.run_id_problem("a b") == f"expected {wire.RUN_ID_RULE}, got 'a b'"
+    assert wire.run_id_problem("x" * 100) == f"expected {wire.RUN_ID_RULE}, got {'x' * 72!r}"
