@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -16,8 +17,8 @@ from syncbed.contract import HEADER_RATELIMIT, HEADER_RATELIMIT_POLICY, HEADER_R
 class Answer:
     outcome: Outcome
     ack: SyncResponse | None = None  # a 2xx's counts (None if its body was unreadable: still a 2xx)
-    policies: dict[str, Policy] = field(default_factory=dict)
-    remaining: dict[str, Remaining] = field(default_factory=dict)
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    remaining: Mapping[str, Remaining] = field(default_factory=dict)
 
 
 def failure(exc: Exception) -> Answer:
@@ -25,10 +26,14 @@ def failure(exc: Exception) -> Answer:
     return Answer(Outcome(None, type(exc).__name__, str(exc) or repr(exc)))
 
 
-def read(response: httpx.Response) -> Answer:
+def read(response: httpx.Response, *, fields: bool = True) -> Answer:
+    """The answer; its RateLimit fields only when `fields` (a scheduler told to ignore them never reads them)."""
     status = response.status_code
-    policies = parse_policies(response.headers.get_list(HEADER_RATELIMIT_POLICY))
-    remaining = parse_remaining(response.headers.get_list(HEADER_RATELIMIT))
+    policies: Mapping[str, Policy] = {}
+    remaining: Mapping[str, Remaining] = {}
+    if fields:
+        policies = parse_policies(response.headers.get_list(HEADER_RATELIMIT_POLICY))
+        remaining = parse_remaining(response.headers.get_list(HEADER_RATELIMIT))
     if response.is_success:
         try:
             ack: SyncResponse | None = msgspec.json.decode(response.content, type=SyncResponse)

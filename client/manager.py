@@ -18,7 +18,7 @@ import msgspec
 from client import answers
 from client.outbox import LAST_SEQ, Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
-from client.ratelimit_fields import Policy
+from client.ratelimit_fields import Policy, usable
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
 from client.transport import Http1Transport, post_json, server_url_problem
@@ -175,8 +175,7 @@ class SyncManager:
         self._run_row = asyncio.ensure_future(self.outbox.start_run(self._figures()))
         if self.remember:
             # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
-            usable = [(n, q, w) for n, q, w in limits if q >= 1 and w > 0 and math.isfinite(w)]
-            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in usable})
+            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits if usable(q, w)})
         workers = self.scheduler.cap
         own = self.transport is None
         http = self.transport or Http1Transport(max_connections=workers + 2)
@@ -405,7 +404,8 @@ class SyncManager:
         }
         try:
             answer = answers.read(
-                await post_json(http, self.server + SYNC_PATH, self.token, body, self.timeout, headers)
+                await post_json(http, self.server + SYNC_PATH, self.token, body, self.timeout, headers),
+                fields=self.scheduler.use_fields,
             )
         except httpx.HTTPError as exc:
             answer = answers.failure(exc)
