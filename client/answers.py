@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -44,13 +45,19 @@ def read(response: httpx.Response, *, fields: bool = True) -> Answer:
     return Answer(Outcome(status, error, message, retry_after, rule), None, policies, remaining)
 
 
-def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
-    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
+def error_body(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON object an error answer carries, or None when its body is anything else."""
     try:
         body = msgspec.json.decode(response.content)
     except msgspec.DecodeError:
-        body = None
-    if not isinstance(body, dict):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
+    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
+    body = error_body(response)
+    if body is None:
         return "", response.text.strip()[:200], _header_retry_after(response), None
     retry_after = body.get("retry_after")
     if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):

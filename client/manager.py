@@ -429,10 +429,7 @@ class SyncManager:
 
 def _message(response: httpx.Response) -> str:
     """The server's sentence from a JSON error body, or a short excerpt of whatever it sent."""
-    try:
-        body = msgspec.json.decode(response.content)
-    except msgspec.DecodeError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
+    body = answers.error_body(response)
+    if body is not None and isinstance(body.get("message"), str):
         return str(body["message"])[:300]
     return response.content[:200].decode("utf-8", "replace") or "no message"
