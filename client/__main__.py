@@ -21,11 +21,11 @@ from client.progress import LiveProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
-from client.transport import server_url_problem
 from syncbed.cli import fill_defaults, shared_options
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
 from syncbed.gc_settle import settle
 from syncbed.paths import CLIENT_DB_FILE, default_data_dir
+from syncbed.wire import server_url_problem
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
 TOKEN_ENV = "SYNCBED_TOKEN"

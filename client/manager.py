@@ -21,7 +21,7 @@ from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy, usable
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
-from client.transport import Http1Transport, post_json, server_url_problem
+from client.transport import Http1Transport, post_json
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
@@ -34,6 +34,7 @@ from syncbed.contract import (
     SyncResponse,
     is_temporary,
 )
+from syncbed.wire import server_url_problem
 
 log = logging.getLogger("client.sync")
 
