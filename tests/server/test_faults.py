@@ -15,7 +15,7 @@ from server.faults import Faults
 from syncbed import contract
 from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import Reader, auth, batch, data
 
 
 def test_defaults_are_harmless() -> None:
@@ -234,15 +234,9 @@ async def in_flight_until(srv: LiveServer, want: int, timeout: float) -> float:
     """Read the 1 Hz stats events until in_flight == want; return the seconds it took."""
     began = time.monotonic()
     url = srv.url + contract.EVENTS_PATH + "?types=" + contract.EV_STATS
-    async with (
-        httpx.AsyncClient(timeout=TIMEOUT) as client,
-        client.stream("GET", url, headers=srv.admin_headers()) as s,
-    ):
-        async with asyncio.timeout(timeout):
-            async for line in s.aiter_lines():
-                if line.startswith("data: ") and json.loads(line[6:])["in_flight"] == want:
-                    return time.monotonic() - began
-    raise AssertionError("unreachable")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, srv.admin_headers()) as reader:
+        await reader.wait_for(lambda evs: any(e.data and data(e)["in_flight"] == want for e in evs), timeout)
+        return time.monotonic() - began
 
 
 async def test_a_client_that_hangs_up_ends_its_hold(server_factory: ServerFactory) -> None:
