@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import time
 
 import httpx
@@ -16,6 +15,7 @@ from syncbed import contract
 from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import Reader, auth, batch, data
+from tests.server.raw import connect, sync_head
 
 
 def test_defaults_are_harmless() -> None:
@@ -176,12 +176,9 @@ def test_a_reset_sends_no_byte_of_an_answer(server_factory: ServerFactory) -> No
     srv = server_factory(args=["--no-limits", "--reset-rate", "1"])
     token = srv.token("alice")
     body = batch(20, "rawreset")
-    head = (
-        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = sync_head(token, len(body))
     for _ in range(3):
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        with connect(srv) as sock:
             sock.sendall(head + body)
             with pytest.raises(ConnectionResetError):
                 got = sock.recv(65536)

@@ -13,6 +13,7 @@ import pytest
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory, free_port
 from tests.server.helpers import auth, batch
+from tests.server.raw import connect
 
 SYNC = contract.SYNC_PATH
 TIMEOUT = httpx.Timeout(30.0)
@@ -245,7 +246,7 @@ def test_a_non_ascii_content_length_is_refused_before_the_app(digits_server: Liv
         f"POST {SYNC} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         "Content-Type: application/json\r\n"
     ).encode() + b"Content-Length: \xb2\r\n\r\n{}"
-    with socket.create_connection(("127.0.0.1", digits_server.port), timeout=10) as s:
+    with connect(digits_server) as s:
         s.sendall(raw)
         answer = s.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
