@@ -88,8 +88,7 @@ def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
     return obj
 
 
-def parse_id(raw: str) -> int | None:
-    return ascii_int(raw)
+parse_id = ascii_int  # an event id is a wire integer like any other
 
 
 class StreamFollower:
@@ -164,14 +163,12 @@ class StreamFollower:
         """
         async with contextlib.AsyncExitStack() as stack:
             opening = aconnect_sse(client, "GET", self.url, headers=self._headers(), params=self.params)
-            if deadline is None:
-                source = await stack.enter_async_context(opening)
-            else:
-                try:
-                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                        source = await stack.enter_async_context(opening)
-                except TimeoutError:
-                    return None, "no answer (timed out)"
+            # The stack keeps the stream open past the timeout block, which covers the headers only.
+            try:
+                async with asyncio.timeout(None if deadline is None else max(0.1, deadline - time.monotonic())):
+                    source = await stack.enter_async_context(opening)
+            except TimeoutError:
+                return None, "no answer (timed out)"
             response = source.response
             if response.status_code != 200:
                 await response.aread()
