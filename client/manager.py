@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from client import answers
-from client.outbox import LAST_SEQ, Chunk, Outbox, sync_lock
+from client.outbox import LAST_SEQ, RUN_RUNNING, Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy, usable
 from client.result import FailedBatch, Progress, SyncResult
@@ -261,8 +261,8 @@ class SyncManager:
     def _figures(self, *, final: bool = False) -> dict[str, Any]:
         """The run's row: final figures, or (while it runs) what is done so far, acknowledged records committed."""
         r = self._result
-        figures: dict[str, Any] = {"status": r.status} if final else {}  # a run's row says `running` until then
-        return figures | {
+        return {
+            "status": r.status if final else RUN_RUNNING,  # a run's row says `running` until it ends
             "run": r.run,
             "server": self.server,
             "started_at": r.started_at,
