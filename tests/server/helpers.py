@@ -12,7 +12,11 @@ import httpx
 import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from syncbed import contract
+
 _seq = itertools.count()
+# Generous: a test that waits this long has failed, whatever the machine's load.
+TIMEOUT = httpx.Timeout(30.0)
 
 
 def visit(i: int | None = None, prefix: str = "v", **over: object) -> dict[str, object]:
@@ -31,6 +35,12 @@ def visit(i: int | None = None, prefix: str = "v", **over: object) -> dict[str, 
 
 def batch(n: int, prefix: str = "v", start: int = 0) -> bytes:
     return msgspec.json.encode({"pageVisits": [visit(start + i, prefix) for i in range(n)]})
+
+
+def throttle(name: str, limit: int, period: str, key: str = "ip", sync: bool = False) -> str:
+    """One [[limits.throttle]] table of a TOML config; `sync`: only for POSTs to the sync endpoint."""
+    table = f'[[limits.throttle]]\nname = "{name}"\nlimit = {limit}\nperiod = "{period}"\nkey = "{key}"\n'
+    return table + (f'paths = ["{contract.SYNC_PATH}"]\nmethods = ["POST"]\n' if sync else "")
 
 
 def auth(token: str) -> dict[str, str]:
