@@ -210,7 +210,7 @@ async def _sync(args: argparse.Namespace, out: Console, err: Console) -> int:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     else:
         for line in summary(result):
-            out.print(line, highlight=False, markup=False)
+            out.print(line)
     return 0 if result.complete else EXIT_INCOMPLETE
 
 
@@ -237,7 +237,7 @@ async def _stats(args: argparse.Namespace, out: Console) -> int:
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
         for line in render(stats, pending):
-            out.print(line, highlight=False, markup=False)
+            out.print(line)
     return 0
 
 
