@@ -21,11 +21,11 @@ from client.progress import LiveProgress, PlainProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
-from client.transport import server_url_problem
 from syncbed.cli import fill_defaults, shared_options
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
 from syncbed.gc_settle import settle
 from syncbed.paths import CLIENT_DB_FILE, default_data_dir
+from syncbed.wire import server_url_problem
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
 TOKEN_ENV = "SYNCBED_TOKEN"
@@ -210,7 +210,7 @@ async def _sync(args: argparse.Namespace, out: Console, err: Console) -> int:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     else:
         for line in summary(result):
-            out.print(line, highlight=False, markup=False)
+            out.print(line)
     return 0 if result.complete else EXIT_INCOMPLETE
 
 
@@ -237,7 +237,7 @@ async def _stats(args: argparse.Namespace, out: Console) -> int:
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
         for line in render(stats, pending):
-            out.print(line, highlight=False, markup=False)
+            out.print(line)
     return 0
 
 

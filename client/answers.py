@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -16,8 +18,8 @@ from syncbed.contract import HEADER_RATELIMIT, HEADER_RATELIMIT_POLICY, HEADER_R
 class Answer:
     outcome: Outcome
     ack: SyncResponse | None = None  # a 2xx's counts (None if its body was unreadable: still a 2xx)
-    policies: dict[str, Policy] = field(default_factory=dict)
-    remaining: dict[str, Remaining] = field(default_factory=dict)
+    policies: Mapping[str, Policy] = field(default_factory=dict)
+    remaining: Mapping[str, Remaining] = field(default_factory=dict)
 
 
 def failure(exc: Exception) -> Answer:
@@ -25,10 +27,14 @@ def failure(exc: Exception) -> Answer:
     return Answer(Outcome(None, type(exc).__name__, str(exc) or repr(exc)))
 
 
-def read(response: httpx.Response) -> Answer:
+def read(response: httpx.Response, *, fields: bool = True) -> Answer:
+    """The answer; its RateLimit fields only when `fields` (a scheduler told to ignore them never reads them)."""
     status = response.status_code
-    policies = parse_policies(response.headers.get_list(HEADER_RATELIMIT_POLICY))
-    remaining = parse_remaining(response.headers.get_list(HEADER_RATELIMIT))
+    policies: Mapping[str, Policy] = {}
+    remaining: Mapping[str, Remaining] = {}
+    if fields:
+        policies = parse_policies(response.headers.get_list(HEADER_RATELIMIT_POLICY))
+        remaining = parse_remaining(response.headers.get_list(HEADER_RATELIMIT))
     if response.is_success:
         try:
             ack: SyncResponse | None = msgspec.json.decode(response.content, type=SyncResponse)
@@ -39,13 +45,19 @@ def read(response: httpx.Response) -> Answer:
     return Answer(Outcome(status, error, message, retry_after, rule), None, policies, remaining)
 
 
-def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
-    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
+def error_body(response: httpx.Response) -> dict[str, Any] | None:
+    """The JSON object an error answer carries, or None when its body is anything else."""
     try:
         body = msgspec.json.decode(response.content)
     except msgspec.DecodeError:
-        body = None
-    if not isinstance(body, dict):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
+    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
+    body = error_body(response)
+    if body is None:
         return "", response.text.strip()[:200], _header_retry_after(response), None
     retry_after = body.get("retry_after")
     if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):

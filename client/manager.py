@@ -16,12 +16,12 @@ import httpx
 import msgspec
 
 from client import answers
-from client.outbox import LAST_SEQ, Chunk, Outbox, sync_lock
+from client.outbox import LAST_SEQ, RUN_RUNNING, Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
-from client.ratelimit_fields import Policy
+from client.ratelimit_fields import Policy, usable
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
-from client.transport import Http1Transport, post_json, server_url_problem
+from client.transport import Http1Transport, post_json
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
@@ -34,6 +34,7 @@ from syncbed.contract import (
     SyncResponse,
     is_temporary,
 )
+from syncbed.wire import server_url_problem
 
 log = logging.getLogger("client.sync")
 
@@ -175,8 +176,7 @@ class SyncManager:
         self._run_row = asyncio.ensure_future(self.outbox.start_run(self._figures()))
         if self.remember:
             # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
-            usable = [(n, q, w) for n, q, w in limits if q >= 1 and w > 0 and math.isfinite(w)]
-            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in usable})
+            self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits if usable(q, w)})
         workers = self.scheduler.cap
         own = self.transport is None
         http = self.transport or Http1Transport(max_connections=workers + 2)
@@ -261,8 +261,8 @@ class SyncManager:
     def _figures(self, *, final: bool = False) -> dict[str, Any]:
         """The run's row: final figures, or (while it runs) what is done so far, acknowledged records committed."""
         r = self._result
-        figures: dict[str, Any] = {"status": r.status} if final else {}  # a run's row says `running` until then
-        return figures | {
+        return {
+            "status": r.status if final else RUN_RUNNING,  # a run's row says `running` until it ends
             "run": r.run,
             "server": self.server,
             "started_at": r.started_at,
@@ -405,7 +405,8 @@ class SyncManager:
         }
         try:
             answer = answers.read(
-                await post_json(http, self.server + SYNC_PATH, self.token, body, self.timeout, headers)
+                await post_json(http, self.server + SYNC_PATH, self.token, body, self.timeout, headers),
+                fields=self.scheduler.use_fields,
             )
         except httpx.HTTPError as exc:
             answer = answers.failure(exc)
@@ -429,10 +430,7 @@ class SyncManager:
 
 def _message(response: httpx.Response) -> str:
     """The server's sentence from a JSON error body, or a short excerpt of whatever it sent."""
-    try:
-        body = msgspec.json.decode(response.content)
-    except msgspec.DecodeError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
+    body = answers.error_body(response)
+    if body is not None and isinstance(body.get("message"), str):
         return str(body["message"])[:300]
     return response.content[:200].decode("utf-8", "replace") or "no message"

@@ -74,6 +74,10 @@ RUN_COLUMNS = (
     "retries",
 )
 
+RUN_INSERT = f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+# Every column at once: a run's figures always carry them all, so one statement serves every ack.
+RUN_UPDATE = f"UPDATE runs SET {', '.join(f'{c} = ?' for c in RUN_COLUMNS)} WHERE rowid = ?"
+
 RUN_RUNNING = "running"  # started, not finished (yet, or ever: the next sync's start tells)
 RUN_INTERRUPTED = "interrupted"  # a run that never finished (killed), marked when the next one starts
 # A run row and the figures to write into it.
@@ -230,10 +234,7 @@ class Outbox:
     # --- run history and remembered limits --------------------------------
     async def add_run(self, run: dict[str, Any]) -> None:
         async with self._write:
-            await self.db.execute(
-                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                tuple(run[c] for c in RUN_COLUMNS),
-            )
+            await self.db.execute(RUN_INSERT, tuple(run[c] for c in RUN_COLUMNS))
             await self.db.commit()
 
     async def start_run(self, run: dict[str, Any]) -> int:
@@ -241,10 +242,7 @@ class Outbox:
         async with self._write:
             # Only one sync holds the outbox (sync_lock), so a row left running is one whose sync was killed.
             await self.db.execute("UPDATE runs SET status = ? WHERE status = ?", (RUN_INTERRUPTED, RUN_RUNNING))
-            cur = await self.db.execute(
-                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                tuple((run | {"status": RUN_RUNNING})[c] for c in RUN_COLUMNS),
-            )
+            cur = await self.db.execute(RUN_INSERT, tuple((run | {"status": RUN_RUNNING})[c] for c in RUN_COLUMNS))
             await self.db.commit()
         assert cur.lastrowid is not None
         return cur.lastrowid
@@ -256,11 +254,7 @@ class Outbox:
             await self.db.commit()
 
     async def _update_run(self, row: int, figures: dict[str, Any]) -> None:
-        columns = [c for c in RUN_COLUMNS if c in figures]
-        await self.db.execute(
-            f"UPDATE runs SET {', '.join(f'{c} = ?' for c in columns)} WHERE rowid = ?",
-            (*(figures[c] for c in columns), row),
-        )
+        await self.db.execute(RUN_UPDATE, (*(figures[c] for c in RUN_COLUMNS), row))
 
     async def recent_runs(self, limit: int) -> list[dict[str, Any]]:
         """The latest runs, newest first."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from client.ratelimit_fields import Policy, Remaining
@@ -54,7 +55,7 @@ class WindowPacer:
     def known(self) -> bool:
         return bool(self.windows)
 
-    def learn(self, policies: dict[str, Policy], now: float) -> None:
+    def learn(self, policies: Mapping[str, Policy], now: float) -> None:
         """Add or update policies from a `RateLimit-Policy` field."""
         for name, policy in policies.items():
             current = self.windows.get(name)
@@ -100,7 +101,7 @@ class WindowPacer:
                 window.index, window.used = index, 0
             window.used += 1
 
-    def on_response(self, sent_at: float, remaining: dict[str, Remaining]) -> None:
+    def on_response(self, sent_at: float, remaining: Mapping[str, Remaining]) -> None:
         """Adopt the server's count when it is higher (other clients share the key)."""
         for name, rem in remaining.items():
             window = self.windows.get(name)

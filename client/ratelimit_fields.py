@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Any, cast
 
 import http_sf
 
@@ -31,7 +34,16 @@ class Remaining:
 Members = list[tuple[str, dict[str, Any]]]
 
 
-def parse_members(values: list[str]) -> Members:
+def usable(quota: float, window: float) -> bool:
+    """A policy the pacer can spend: at least one request per positive, finite window.
+
+    A zero quota gives the pacer nothing to spend (the server's 429 and Retry-After say when to come
+    back); an infinite or non-positive window would stall it.
+    """
+    return quota >= 1 and 0 < window < math.inf
+
+
+def parse_members(values: Sequence[str]) -> Members:
     """(name, parameters) of each string-named item; [] when the field is not a Structured Field list.
 
     The field's lines are one list joined by commas (RFC 9110 5.3); a field that does not parse is
@@ -45,11 +57,12 @@ def parse_members(values: list[str]) -> Members:
     except (http_sf.StructuredFieldError, UnicodeEncodeError):
         return []
     members: Members = []
-    for member in parsed if isinstance(parsed, list) else []:
-        name, params = member if isinstance(member, tuple) else (member, {})
+    # tltype="list" always gives a list of (value, parameters) pairs: parse_list collects
+    # parse_item / parse_innerlist results, both (value, dict); only the declared type is wider.
+    for name, params in cast(list[tuple[Any, dict[str, Any]]], parsed):
         if isinstance(name, http_sf.Token):
             name = str(name)
-        if type(name) is str and name and isinstance(params, dict):  # an inner list's "name" is a list
+        if type(name) is str and name:  # an inner list's "name" is a list
             members.append((name, params))
     return members
 
@@ -63,22 +76,26 @@ def _number(params: dict[str, Any], key: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def parse_policies(values: list[str]) -> dict[str, Policy]:
-    """Every usable `RateLimit-Policy` item (q >= 1, w > 0 when given), by name; the others are ignored."""
+def parse_policies(values: Sequence[str]) -> Mapping[str, Policy]:
+    """Every usable `RateLimit-Policy` item (see `usable`), by name; the others are ignored.
+
+    Read-only: one server sends the same policy text on every answer, so the result is cached on it.
+    """
+    return _policies(tuple(values))
+
+
+@lru_cache(maxsize=32)
+def _policies(values: tuple[str, ...]) -> Mapping[str, Policy]:
     found: dict[str, Policy] = {}
     for name, params in parse_members(values):
-        quota, window = _number(params, "q"), _number(params, "w")
-        # A zero quota gives the pacer nothing to spend: the server's 429 and Retry-After say when to come back.
-        if quota is None or quota < 1:
-            continue
-        if "w" in params and (window is None or window <= 0):
-            continue
         # The draft leaves a missing window to the server; one second is the common case.
-        found[name] = Policy(name, int(quota), window if window is not None else 1.0)
-    return found
+        quota, window = _number(params, "q"), _number(params, "w") if "w" in params else 1.0
+        if quota is not None and window is not None and usable(quota, window):
+            found[name] = Policy(name, int(quota), window)
+    return MappingProxyType(found)  # shared by every answer that carried this text
 
 
-def parse_remaining(values: list[str]) -> dict[str, Remaining]:
+def parse_remaining(values: Sequence[str]) -> dict[str, Remaining]:
     """Every usable `RateLimit` item (r >= 0, t >= 0 when given), by name; a missing t reads as 0."""
     found: dict[str, Remaining] = {}
     for name, params in parse_members(values):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from client.cubic import LossPacer, concurrency_for
 from client.pacing import Gate, WindowPacer
@@ -115,7 +115,7 @@ class Scheduler:
         self._freed.set()
 
     # --- learning ----------------------------------------------------------
-    def preload(self, policies: dict[str, Policy]) -> None:
+    def preload(self, policies: Mapping[str, Policy]) -> None:
         """Limits remembered from an earlier run: a hint the first answer corrects."""
         if self.use_fields:
             self.windows.learn(policies, self.clock())
@@ -125,8 +125,8 @@ class Scheduler:
         *,
         sent_at: float,
         status: int | None,
-        policies: dict[str, Policy],
-        remaining: dict[str, Remaining],
+        policies: Mapping[str, Policy],
+        remaining: Mapping[str, Remaining],
         seconds: float,
     ) -> None:
         """Feed one answer (status None: a transport failure)."""

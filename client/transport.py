@@ -22,17 +22,6 @@ import httpx
 Origin = tuple[str, str, int]  # (scheme, host, port)
 
 
-def server_url_problem(server: str) -> str | None:
-    """Why `server` cannot be synced to (a sentence), or None when it is an http(s) URL with a host."""
-    try:
-        url = httpx.URL(server)
-    except httpx.InvalidURL as exc:
-        return f"the server URL {server!r} is not valid ({exc})"
-    if url.scheme not in ("http", "https") or not url.host:
-        return f"the server URL must look like http://HOST:PORT or https://HOST, got {server!r}"
-    return None
-
-
 async def post_json(
     http: httpx.AsyncBaseTransport,
     url: str,

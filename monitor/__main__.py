@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from monitor.stream import StreamFailed
+from monitor.stream import EXIT_SETTINGS, StreamFailed
 from syncbed.cli import shared_options
-from syncbed.paths import ADMIN_TOKEN_FILE, default_data_dir, read_admin_token
+from syncbed.paths import admin_token_path, read_admin_token
+from syncbed.wire import server_url_problem
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
 
@@ -39,10 +40,6 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-EXIT_UNREACHABLE = 1
-EXIT_SETTINGS = 2  # like argparse's usage errors: the command line (or the token file) needs fixing
-
-
 def _fail(message: str, code: int) -> int:
     print(f"python -m monitor: error: {message}", file=sys.stderr)
     return code
@@ -70,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay is not None:
         if not args.replay.is_file():
             print(f"no such file: {args.replay}", file=sys.stderr)
-            return 2
+            return EXIT_SETTINGS
         app = MonitorApp(replay=args.replay, speed=args.speed, **common)
         app.run(headless=args.headless, size=size)
     elif args.demo:
@@ -81,11 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             demo.start_clients()
             app.run(headless=args.headless, size=size)
     else:
-        from client.transport import server_url_problem
-
         if (problem := server_url_problem(args.server)) is not None:
             return _fail(f"argument --server: {problem}", EXIT_SETTINGS)
-        token_file = (args.data_dir or default_data_dir()) / ADMIN_TOKEN_FILE
+        token_file = admin_token_path(args.data_dir)
         token = args.admin_token or read_admin_token(args.data_dir)
         if not token:
             return _fail(
@@ -97,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         app = MonitorApp(server=args.server, admin_token=token, **common)
         app.run(headless=args.headless, size=size)
         if app.failure is not None:
-            return _fail(_stream_failure(args.server, source, app.failure), app.return_code or EXIT_UNREACHABLE)
+            return _fail(_stream_failure(args.server, source, app.failure), app.failure.exit_code)
     lines = app.model.summary()
     print("\n".join(lines) if lines else "no runs seen")
     return app.return_code or 0

@@ -132,7 +132,7 @@ class MonitorApp(App[None]):
             # --exit-after came before the first connection: a run that saw nothing is no success.
             assert self.exit_after is not None
             self.failure = StreamFailed(self.conn_detail or "no answer", within=self.exit_after)
-            self.exit(return_code=1)
+            self.exit(return_code=self.failure.exit_code)
             return
         if self.screenshot_path is not None:
             self.refresh_views()
@@ -151,7 +151,7 @@ class MonitorApp(App[None]):
         except StreamFailed as exc:
             # Wrong settings: staying up would show a monitor that waits for nothing. The caller says why.
             self.failure = exc
-            self.exit(return_code=2 if exc.refused else 1)
+            self.exit(return_code=exc.exit_code)
 
     def _on_event(self, data: dict[str, Any], event_id: int | None) -> None:
         self.model.ingest(data, event_id)

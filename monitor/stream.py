@@ -26,6 +26,11 @@ CONNECTED = "connected"
 RECONNECTING = "reconnecting"
 UNAUTHORIZED = "unauthorized"
 STOPPED = "stopped"
+# The server answered and refused the token: a setting to fix, not a server to wait for.
+REFUSED_STATUSES = frozenset({401, 403})
+# `python -m monitor` exit codes when the stream could never be followed.
+EXIT_UNREACHABLE = 1
+EXIT_SETTINGS = 2  # like argparse's usage errors: the command line (or the token file) needs fixing
 
 EventSink = Callable[[dict[str, Any], "int | None"], None]
 StateSink = Callable[[str, str], None]
@@ -62,7 +67,12 @@ class StreamFailed(Exception):
     @property
     def refused(self) -> bool:
         """The server answered and refused the token (401/403): a setting to fix, not a server to wait for."""
-        return self.status in (401, 403)
+        return self.status in REFUSED_STATUSES
+
+    @property
+    def exit_code(self) -> int:
+        """What `python -m monitor` exits with: a setting to fix, or a server that was not there."""
+        return EXIT_SETTINGS if self.refused else EXIT_UNREACHABLE
 
 
 def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
@@ -78,8 +88,7 @@ def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
     return obj
 
 
-def parse_id(raw: str) -> int | None:
-    return ascii_int(raw)
+parse_id = ascii_int  # an event id is a wire integer like any other
 
 
 class StreamFollower:
@@ -134,13 +143,13 @@ class StreamFollower:
                     detail = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
                 delay = self.backoff.next_delay()
                 if self.connections == 0 and deadline is not None:
-                    if status in (401, 403):
+                    if status in REFUSED_STATUSES:
                         raise StreamFailed(detail, status=status)
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise StreamFailed(detail, status=status, within=self.first_contact or 0.0)
                     delay = min(delay, left)  # the last try comes at the deadline, so "within N s" is N s of tries
-                state = UNAUTHORIZED if status in (401, 403) else RECONNECTING
+                state = UNAUTHORIZED if status in REFUSED_STATUSES else RECONNECTING
                 if state == UNAUTHORIZED:
                     delay = max(delay, 2.0)
                 self.on_state(state, f"{detail}; retry in {delay:.1f} s")
@@ -154,14 +163,12 @@ class StreamFollower:
         """
         async with contextlib.AsyncExitStack() as stack:
             opening = aconnect_sse(client, "GET", self.url, headers=self._headers(), params=self.params)
-            if deadline is None:
-                source = await stack.enter_async_context(opening)
-            else:
-                try:
-                    async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                        source = await stack.enter_async_context(opening)
-                except TimeoutError:
-                    return None, "no answer (timed out)"
+            # The stack keeps the stream open past the timeout block, which covers the headers only.
+            try:
+                async with asyncio.timeout(None if deadline is None else max(0.1, deadline - time.monotonic())):
+                    source = await stack.enter_async_context(opening)
+            except TimeoutError:
+                return None, "no answer (timed out)"
             response = source.response
             if response.status_code != 200:
                 await response.aread()

@@ -27,9 +27,14 @@ SERVER_DB_FILE = "server.sqlite3"
 CLIENT_DB_FILE = "outbox.sqlite3"
 
 
+def admin_token_path(data_dir: Path | None = None) -> Path:
+    """Where the local server writes its admin token: in `data_dir`, else the default data directory."""
+    return (data_dir or default_data_dir()) / ADMIN_TOKEN_FILE
+
+
 def read_admin_token(data_dir: Path | None = None) -> str | None:
     """The admin token the local server wrote, or None when there is none."""
-    path = (data_dir or default_data_dir()) / ADMIN_TOKEN_FILE
+    path = admin_token_path(data_dir)
     try:
         return path.read_text().strip() or None
     except OSError:

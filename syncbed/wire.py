@@ -76,3 +76,16 @@ def list_header(headers: RawHeaders, name: bytes) -> str | None:
     """A list-valued header (X-Forwarded-For): repeated fields joined by commas (RFC 9110 5.3)."""
     found = header_values(headers, name)
     return ",".join(found) if found else None
+
+
+def server_url_problem(server: str) -> str | None:
+    """Why `server` cannot be synced to (a sentence), or None when it is an http(s) URL with a host."""
+    import httpx  # here, not at the top: the server imports this module and never needs httpx
+
+    try:
+        url = httpx.URL(server)
+    except httpx.InvalidURL as exc:
+        return f"the server URL {server!r} is not valid ({exc})"
+    if url.scheme not in ("http", "https") or not url.host:
+        return f"the server URL must look like http://HOST:PORT or https://HOST, got {server!r}"
+    return None

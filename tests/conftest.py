@@ -47,6 +47,7 @@ class LiveServer:
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    command: list[str] = field(default_factory=list)  # a subcommand (e.g. ["serve"]), before the options
 
     @property
     def url(self) -> str:
@@ -74,7 +75,8 @@ class LiveServer:
             return ""
 
     def start(self, timeout: float = 30.0) -> LiveServer:
-        cmd = [sys.executable, "-m", "server", "--data-dir", str(self.data_dir), "--port", str(self.port), *self.args]
+        where = ["--data-dir", str(self.data_dir), "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "server", *self.command, *where, *self.args]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         out = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -14,7 +11,7 @@ import pytest
 
 from syncbed import contract
 from tests.cli_run import run_cli
-from tests.conftest import ROOT, ServerFactory, free_port, wait_until
+from tests.conftest import ROOT, LiveServer, ServerFactory, free_port
 
 
 @pytest.mark.parametrize(
@@ -50,25 +47,13 @@ def test_token_commands_do_not_check_serving_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("order", ["after", "before"])
 def test_serve_takes_its_options_after_the_subcommand(tmp_path: Path, order: str) -> None:
-    port = free_port()
-    opts = ["--port", str(port), "--data-dir", str(tmp_path / "data"), "--no-limits"]
-    cmd = ["serve", *opts] if order == "after" else [*opts, "serve"]
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "server", *cmd], cwd=ROOT, stdout=log, stderr=log)
+    # LiveServer writes `server [command] --data-dir D --port P [args]`: "serve" first, or last.
+    command, args = (["serve"], ["--no-limits"]) if order == "after" else ([], ["--no-limits", "serve"])
+    srv = LiveServer(data_dir=tmp_path, port=free_port(), args=args, command=command)
     try:
-
-        def up() -> bool:
-            assert proc.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_until(up, 30, "the server")
+        srv.start()  # up means /healthz answered 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(15)
-        log.close()
+        srv.stop(15)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,8 @@ import httpx
 from monitor.export import export_run
 from monitor.model import Model
 from syncbed.paths import ADMIN_TOKEN_FILE, CLIENT_DB_FILE, SERVER_DB_FILE
-from tests.conftest import ROOT, ServerFactory
+from tests.cli_run import run_cli
+from tests.conftest import ServerFactory
 from tests.monitor.helpers import DEMO, ManualClock, load
 from tests.server.helpers import auth, batch
 
@@ -27,14 +27,7 @@ def modes(directory: Path) -> dict[str, int]:
 
 
 def client(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "client", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("client", *args, env=env, timeout=120)
 
 
 def test_a_server_in_a_fresh_directory_creates_it_0700_and_its_files_0600(

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import msgspec
 
 from client.outbox import Outbox
-from tests.conftest import ROOT
+from tests.cli_run import run_cli
 
 GOOD = {"id": "imp-1", "url": "https://example.org/a", "visitedAt": 1_700_000_000_000, "title": "A"}
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "client", *args],
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_cli("client", *args, env=env, timeout=120)
 
 
 def jsonl(path: Path, records: list[object]) -> Path:

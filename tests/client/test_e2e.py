@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,17 +15,15 @@ from client.manager import SyncManager
 from client.outbox import Outbox
 from client.result import Progress
 from syncbed.contract import SYNC_MODES
+from tests.cli_run import run_cli
 from tests.client.fakes import filled
-from tests.conftest import ROOT, LiveServer, ServerFactory
+from tests.conftest import LiveServer, ServerFactory
 
 BAD_ID = "pv-000000000001-0003500"  # replaced records move to the back: it will be in batch 9 of 10
 
 
 def cli(*args: str, token: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SYNCBED_TOKEN": token} if token else dict(os.environ)
-    return subprocess.run(
-        [sys.executable, "-m", "client", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return run_cli("client", *args, env={"SYNCBED_TOKEN": token} if token else None, timeout=timeout)
 
 
 @pytest.mark.parametrize("mode", SYNC_MODES)

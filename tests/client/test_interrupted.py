@@ -12,7 +12,7 @@ import pytest
 
 from tests.client.fakes import filled
 from tests.client.test_cli import cli
-from tests.client.test_crash import count, sync_process
+from tests.client.test_crash import sync_process
 from tests.conftest import ServerFactory
 
 pytestmark = pytest.mark.slow
@@ -30,18 +30,18 @@ async def test_a_killed_sync_is_listed_as_interrupted_with_its_partial_figures(
         pass
     proc = sync_process(db, server.url, token)
     deadline = time.monotonic() + 120
-    while count(server.url, token) < 10_000 and proc.poll() is None and time.monotonic() < deadline:
+    while server.count(token) < 10_000 and proc.poll() is None and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     assert proc.poll() is None, "the sync ended before the kill"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    at_kill = count(server.url, token)
+    at_kill = server.count(token)
     assert at_kill < TOTAL
 
     rerun = sync_process(db, server.url, token, capture=True)
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
-    assert json.loads(out)["status"] == "complete" and count(server.url, token) == TOTAL
+    assert json.loads(out)["status"] == "complete" and server.count(token) == TOTAL
 
     stats = json.loads(cli("stats", "--db", str(db), "--json").stdout)
     seen = [(run["status"], run["synced"]) for run in stats["recent"]]

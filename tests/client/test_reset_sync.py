@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, ServerFactory
-
-
-def cli(*args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SYNCBED_TOKEN": token} if token else dict(os.environ)
-    return subprocess.run(
-        [sys.executable, "-m", "client", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
-    )
+from tests.client.test_e2e import cli
+from tests.conftest import ServerFactory
 
 
 def test_a_sync_through_30_percent_resets_completes_with_exact_counts(

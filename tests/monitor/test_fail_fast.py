@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from tests.cli_run import run_cli
 from tests.conftest import ROOT, ServerFactory, free_port, wait_until
 
 # Long enough that a monitor which waits for nothing is told apart from one that gives up.
@@ -16,13 +16,8 @@ EXIT_AFTER = "30"
 
 def monitor(*args: str, timeout: float = 60) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "monitor", "--headless", "--exit-after", EXIT_AFTER, *args],
-        cwd=ROOT,
-        env={**os.environ, "SYNCBED_SERVER": ""},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+    done = run_cli(
+        "monitor", "--headless", "--exit-after", EXIT_AFTER, *args, env={"SYNCBED_SERVER": ""}, timeout=timeout
     )
     return done, time.monotonic() - started
 

@@ -10,18 +10,9 @@ import pytest
 
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import TIMEOUT, auth, batch, throttle
 
-TIMEOUT = httpx.Timeout(30.0)
-ONE_PER_MINUTE = """
-[[limits.throttle]]
-name = "sync/user"
-limit = 100
-period = "60s"
-key = "user"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-"""
+ONE_PER_MINUTE = throttle("sync/user", 100, "60s", key="user", sync=True)
 
 
 @pytest.fixture

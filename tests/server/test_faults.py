@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import time
 
 import httpx
@@ -15,7 +14,8 @@ from server.faults import Faults
 from syncbed import contract
 from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import Reader, auth, batch, data
+from tests.server.raw import connect, sync_head
 
 
 def test_defaults_are_harmless() -> None:
@@ -176,12 +176,9 @@ def test_a_reset_sends_no_byte_of_an_answer(server_factory: ServerFactory) -> No
     srv = server_factory(args=["--no-limits", "--reset-rate", "1"])
     token = srv.token("alice")
     body = batch(20, "rawreset")
-    head = (
-        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = sync_head(token, len(body))
     for _ in range(3):
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        with connect(srv) as sock:
             sock.sendall(head + body)
             with pytest.raises(ConnectionResetError):
                 got = sock.recv(65536)
@@ -234,15 +231,9 @@ async def in_flight_until(srv: LiveServer, want: int, timeout: float) -> float:
     """Read the 1 Hz stats events until in_flight == want; return the seconds it took."""
     began = time.monotonic()
     url = srv.url + contract.EVENTS_PATH + "?types=" + contract.EV_STATS
-    async with (
-        httpx.AsyncClient(timeout=TIMEOUT) as client,
-        client.stream("GET", url, headers=srv.admin_headers()) as s,
-    ):
-        async with asyncio.timeout(timeout):
-            async for line in s.aiter_lines():
-                if line.startswith("data: ") and json.loads(line[6:])["in_flight"] == want:
-                    return time.monotonic() - began
-    raise AssertionError("unreachable")
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, srv.admin_headers()) as reader:
+        await reader.wait_for(lambda evs: any(e.data and data(e)["in_flight"] == want for e in evs), timeout)
+        return time.monotonic() - began
 
 
 async def test_a_client_that_hangs_up_ends_its_hold(server_factory: ServerFactory) -> None:

@@ -16,25 +16,9 @@ from syncbed import contract
 from syncbed.bounds import MAX_LIMIT, MAX_PERIOD_S, MIN_LIMIT, MIN_PERIOD_S
 from tests.cli_run import server_refuses
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import TIMEOUT, auth, batch, throttle
 
-TIMEOUT = httpx.Timeout(30.0)
-ROOMY = """
-[[limits.throttle]]
-name = "sync/user"
-limit = 1000
-period = "60s"
-key = "user"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-
-[[limits.throttle]]
-name = "sync/ip"
-limit = 1000
-period = "60s"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-"""
+ROOMY = throttle("sync/user", 1000, "60s", key="user", sync=True) + throttle("sync/ip", 1000, "60s", sync=True)
 
 BAD_EDITS: list[tuple[dict[str, Any], str]] = [
     ({"period": 1e-300}, "period"),

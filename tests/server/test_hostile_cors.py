@@ -10,26 +10,14 @@ import pytest
 from syncbed import contract
 from tests.cli_run import server_refuses
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import auth, batch, throttle
 
 ORIGIN = "https://app.example"
-CONFIG = f"""
-[server]
-cors_origins = ["{ORIGIN}", "chrome-extension://abcdefghijklmnop"]
-
-[[limits.throttle]]
-name = "req/ip"
-limit = 5
-period = "60s"
-
-[[limits.throttle]]
-name = "sync/user"
-limit = 1
-period = "60s"
-key = "user"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-"""
+CONFIG = (
+    f'[server]\ncors_origins = ["{ORIGIN}", "chrome-extension://abcdefghijklmnop"]\n\n'
+    + throttle("req/ip", 5, "60s")
+    + throttle("sync/user", 1, "60s", key="user", sync=True)
+)
 PREFLIGHT = {
     "Origin": ORIGIN,
     "Access-Control-Request-Method": "POST",

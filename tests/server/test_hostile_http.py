@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -12,37 +11,12 @@ import psutil
 import pytest
 
 from server.protocol import HttpLimits
-from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import batch
+from tests.server.raw import connect, read_all, send_quietly, sync_head
 
 CAP = HttpLimits().max_header_bytes
 TIMEOUTS = {"SYNCBED_SERVER_HEADER_TIMEOUT_S": "1.5", "SYNCBED_SERVER_BODY_TIMEOUT_S": "1.5"}
-
-
-def connect(srv: LiveServer, timeout: float = 10.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
-    sock.settimeout(timeout)
-    return sock
-
-
-def read_all(sock: socket.socket) -> bytes:
-    """Everything until EOF; a reset after some bytes keeps those bytes."""
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-    except ConnectionResetError:
-        pass
-    return got
-
-
-def send_quietly(sock: socket.socket, data: bytes) -> None:
-    """Send what the server lets us: it may close (or reset) once it has seen enough."""
-    try:
-        sock.sendall(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass
 
 
 def status_of(answer: bytes) -> int | None:
@@ -151,10 +125,7 @@ def test_a_stalled_body_is_closed_and_stores_nothing(server_factory: ServerFacto
     srv = server_factory(args=["--no-limits"], env=TIMEOUTS)
     token = srv.token("alice")
     body = batch(10, "stall")
-    head = (
-        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = sync_head(token, len(body))
     sock = connect(srv)
     began = time.monotonic()
     sock.sendall(head + body[:40])
@@ -171,10 +142,7 @@ def test_a_slow_but_steady_body_and_a_slow_answer_are_not_cut(server_factory: Se
     srv = server_factory(args=["--no-limits", "--latency-ms", "2500"], env=TIMEOUTS)
     token = srv.token("alice")
     body = batch(5, "steady")
-    head = (
-        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = sync_head(token, len(body))
     sock = connect(srv)
     sock.sendall(head)
     step = len(body) // 4 + 1
@@ -193,10 +161,7 @@ def test_headers_and_a_large_body_in_one_write_are_served(unlimited_server: Live
     srv = unlimited_server
     token = srv.token("alice")
     body = batch(1000, "onewrite")  # about 125 KB: four times the header cap
-    head = (
-        f"POST {contract.SYNC_PATH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = sync_head(token, len(body))
     for _ in range(5):
         sock = connect(srv)
         sock.sendall(head + body)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import sys
 
 import pytest
 
 from server.log_escape import EscapingFormatter, escape
 from tests.conftest import LiveServer, ServerFactory, wait_until
+from tests.server.raw import exchange
 
 FORGED = "2026-12-02 07:00:00,000 WARNING syncbed.admin: FORGED"
 # A log record starts with the formatter's timestamp; a forged one starts with the attacker's.
@@ -19,12 +19,7 @@ RECORD_START = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
 
 def raw_request(srv: LiveServer, head: bytes) -> bytes:
     """Send bytes as they are (no client library normalises them) and read the answer until close."""
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
-        s.sendall(head)
-        answer = b""
-        while chunk := s.recv(65536):
-            answer += chunk
-    return answer
+    return exchange(srv, head, timeout=5)
 
 
 def hostile_requests(srv: LiveServer) -> list[bytes]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,8 @@ import pytest
 
 from syncbed import contract
 from syncbed.paths import SERVER_DB_FILE
-from tests.conftest import ROOT, LiveServer, ServerFactory, free_port
+from tests.cli_run import run_cli
+from tests.conftest import LiveServer, ServerFactory, free_port
 from tests.server.helpers import auth, batch
 
 PAGE = 4096
@@ -38,8 +38,7 @@ def root_pages(db: Path, tables: tuple[str, ...]) -> list[int]:
 
 def start(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """`python -m server` on a port of its own, expected to refuse to start (so it returns)."""
-    cmd = [sys.executable, "-m", "server", "--data-dir", str(data_dir), "--port", str(free_port()), *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return run_cli("server", "--data-dir", str(data_dir), "--port", str(free_port()), *args, timeout=60)
 
 
 def synced_server(server_factory: ServerFactory, batches: int = 5) -> tuple[LiveServer, str]:

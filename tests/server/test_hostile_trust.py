@@ -12,7 +12,8 @@ import pytest
 
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory, free_port
-from tests.server.helpers import auth, batch
+from tests.server.helpers import auth, batch, throttle
+from tests.server.raw import connect
 
 SYNC = contract.SYNC_PATH
 TIMEOUT = httpx.Timeout(30.0)
@@ -127,7 +128,7 @@ async def test_a_second_authorization_does_not_switch_off_sync_user(server_facto
 
 
 def req_ip(limit: int) -> str:
-    return f'[[limits.throttle]]\nname = "req/ip"\nlimit = {limit}\nperiod = "5m"\nkey = "ip"\n'
+    return throttle("req/ip", limit, "5m")
 
 
 def hot(srv: LiveServer, rule: str) -> list[dict[str, object]]:
@@ -245,7 +246,7 @@ def test_a_non_ascii_content_length_is_refused_before_the_app(digits_server: Liv
         f"POST {SYNC} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         "Content-Type: application/json\r\n"
     ).encode() + b"Content-Length: \xb2\r\n\r\n{}"
-    with socket.create_connection(("127.0.0.1", digits_server.port), timeout=10) as s:
+    with connect(digits_server) as s:
         s.sendall(raw)
         answer = s.recv(65536)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
@@ -254,8 +255,7 @@ def test_a_non_ascii_content_length_is_refused_before_the_app(digits_server: Liv
 
 
 async def test_a_throttled_sync_with_a_superscript_batch_is_a_429(server_factory: ServerFactory) -> None:
-    srv = server_factory('[[limits.throttle]]\nname = "sync/ip"\nlimit = 1\nperiod = "60s"\nkey = "ip"\n'
-                         'paths = ["/api/v1/data/sync"]\nmethods = ["POST"]\n')  # fmt: skip
+    srv = server_factory(throttle("sync/ip", 1, "60s", sync=True))
     token = srv.token("slow")
     headers = [*auth(token).items(), ("X-Sync-Batch", "²"), ("X-Sync-Attempt", "³")]
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
@@ -270,10 +270,7 @@ async def test_a_throttled_sync_with_a_superscript_batch_is_a_429(server_factory
 
 # --- run history: a run belongs to its user; nothing unauthenticated is stored ------------------------
 
-ONE_PER_MINUTE = (
-    '[[limits.throttle]]\nname = "sync/user"\nlimit = 1\nperiod = "60s"\nkey = "user"\n'
-    'paths = ["/api/v1/data/sync"]\nmethods = ["POST"]\n'
-)
+ONE_PER_MINUTE = throttle("sync/user", 1, "60s", key="user", sync=True)
 
 
 def run_headers(token: str | None, run: str, b: int = 0) -> dict[str, str]:
@@ -328,10 +325,7 @@ def test_a_run_id_claimed_first_gets_the_late_announcer_a_clear_403(server_facto
         assert mine.status_code == 403
 
 
-SYNC_IP_3 = (
-    '[[limits.throttle]]\nname = "sync/ip"\nlimit = 3\nperiod = "1h"\nkey = "ip"\n'
-    'paths = ["/api/v1/data/sync"]\nmethods = ["POST"]\n'
-)
+SYNC_IP_3 = throttle("sync/ip", 3, "1h", sync=True)
 
 
 def database_bytes(srv: LiveServer) -> int:

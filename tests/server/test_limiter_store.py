@@ -4,7 +4,7 @@ fails open (once-logged, reported) while it is down."""
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
 import random
@@ -30,8 +30,9 @@ from server.limiter_store import (
     counter_id,
     redact,
 )
-from syncbed.contract import EV_LIMITER_STORE, LIMITER_PATH
+from syncbed.contract import EV_LIMITER_STORE, EVENTS_PATH, LIMITER_PATH
 from tests.conftest import RedisServer, ServerFactory, wait_until
+from tests.server.helpers import Reader, data
 from tests.server.test_throttle import serve
 
 T0 = 1_700_000_400.0
@@ -315,27 +316,18 @@ def hung_config(redis_url: str) -> str:
     )
 
 
-async def collect_store_events(url: str, headers: dict[str, str], into: list[dict[str, Any]]) -> None:
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(60.0)) as c,
-        c.stream("GET", f"{url}/api/v1/events?types={EV_LIMITER_STORE}", headers=headers) as stream,
-    ):
-        async for line in stream.aiter_lines():
-            if line.startswith("data: "):
-                into.append(json.loads(line[6:]))
-
-
 async def test_a_hung_redis_costs_milliseconds_and_the_breaker_recovers(
     redis_server: RedisServer, server_factory: ServerFactory
 ) -> None:
     srv = await asyncio.to_thread(server_factory, config=hung_config(redis_server.url))
     assert redis_server.proc is not None
     pid = redis_server.proc.pid
-    events: list[dict[str, Any]] = []
-    watcher = asyncio.ensure_future(collect_store_events(srv.url, srv.admin_headers(), events))
+    url = f"{srv.url}{EVENTS_PATH}?types={EV_LIMITER_STORE}"
     try:
-        async with httpx.AsyncClient(base_url=srv.url, timeout=httpx.Timeout(30.0)) as c:
-            await asyncio.sleep(0.3)  # the event stream is subscribed
+        async with (
+            httpx.AsyncClient(base_url=srv.url, timeout=httpx.Timeout(30.0)) as c,
+            Reader(c, url, srv.admin_headers()) as reader,
+        ):
             assert [(await c.get("/x")).status_code for _ in range(3)] == [404, 404, 429]
             os.kill(pid, signal.SIGSTOP)  # hung: connections are accepted, nothing is answered
             took: list[float] = []
@@ -355,13 +347,11 @@ async def test_a_hung_redis_costs_milliseconds_and_the_breaker_recovers(
                 await asyncio.sleep(0.05)
             else:
                 pytest.fail("limits did not apply again after SIGCONT")
-            for _ in range(40):
-                if len(events) >= 2:
-                    break
-                await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):  # fewer than two is for the assertion below to show
+                await reader.wait_for(lambda evs: len(evs) >= 2, timeout=2.0)
+            events = [data(e) for e in reader.events if e.data]  # not the empty events after heartbeats
     finally:
         os.kill(pid, signal.SIGCONT)
-        watcher.cancel()
     assert [(e["store"], e["status"]) for e in events] == [(redis_server.url, "down"), (redis_server.url, "up")]
     log = srv.log()
     assert log.count("is unreachable") == 1 and "limits apply again" in log

@@ -15,18 +15,9 @@ from server.history import History
 from server.runview import RunView
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import TIMEOUT, auth, batch, throttle
 
-TIMEOUT = httpx.Timeout(30.0)
-THROTTLED_CONFIG = """
-[[limits.throttle]]
-name = "sync/user"
-limit = 2
-period = "5s"
-key = "user"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-"""
+THROTTLED_CONFIG = throttle("sync/user", 2, "5s", key="user", sync=True)
 
 
 def trace(token: str, run: str, batch_no: int, attempt: int) -> dict[str, str]:

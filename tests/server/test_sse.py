@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -12,13 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-from httpx_sse import ServerSentEvent, aconnect_sse
 
 from server import sse as sse_endpoint
 from syncbed import contract
 from syncbed.contract import EVENT_FIELDS
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import auth, batch
+from tests.server.helpers import Reader, auth, batch, data
 from tests.server.inprocess import InProcessServer, serve
 
 TIMEOUT = httpx.Timeout(30.0, read=60.0)
@@ -34,52 +32,6 @@ def server(server_factory: ServerFactory) -> LiveServer:
 async def inproc(tmp_path: Path) -> AsyncIterator[InProcessServer]:
     async with serve(tmp_path) as srv:
         yield srv
-
-
-class Reader:
-    """An SSE subscription read in a background task into a list."""
-
-    def __init__(self, client: httpx.AsyncClient, url: str, headers: dict[str, str]) -> None:
-        self.events: list[ServerSentEvent] = []
-        self.status: int | None = None
-        self._client, self._url, self._headers = client, url, headers
-        self._task: asyncio.Task[None] | None = None
-        self._connected = asyncio.Event()
-
-    async def __aenter__(self) -> Reader:
-        self._task = asyncio.create_task(self._read())
-        await asyncio.wait_for(self._connected.wait(), 30)
-        return self
-
-    async def _read(self) -> None:
-        try:
-            async with aconnect_sse(self._client, "GET", self._url, headers=self._headers) as source:
-                self.status = source.response.status_code
-                self._connected.set()
-                async for event in source.aiter_sse():
-                    self.events.append(event)
-        finally:
-            self._connected.set()
-
-    async def wait_for(self, check: Any, timeout: float = 30.0) -> None:
-        for _ in range(int(timeout / 0.02)):
-            if check(self.events):
-                return
-            if self._task is not None and self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.02)
-        raise TimeoutError(f"events so far: {[e.event for e in self.events]}")
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-
-def data(event: ServerSentEvent) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(event.data)
-    return value
 
 
 def headers_for(token: str, run: str, batch_no: int, attempt: int = 1) -> dict[str, str]:
