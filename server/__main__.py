@@ -9,28 +9,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from msgspec import inspect as mi
+
 from server import schema, tokens
 from server.config import (
-    LOG_LEVELS,
-    SETTING_KEYS,
+    SOURCES,
     ConfigError,
     Settings,
+    Source,
+    as_text,
     check_data_dir,
-    env_name,
     load_data_dir,
     load_settings,
+    settings_env,
 )
 from server.logs import configure_logging
 from server.serving import uvicorn_options
 from syncbed.cli import shared_options
 from syncbed.gc_settle import settle
-from syncbed.paths import SERVER_DB_FILE, default_data_dir
+from syncbed.paths import SERVER_DB_FILE
 
 DESCRIPTION = """\
 Run the syncbed server: POST /api/v1/data/sync with Rack::Attack-style throttles,
 a live event stream and fault injection. Settings come from --config (TOML), then
-SYNCBED_* environment variables (e.g. SYNCBED_SERVER_PORT, SYNCBED_LIMITS_STORE,
-SYNCBED_FAULTS_LATENCY_MS), then these flags; the later wins.
+SYNCBED_* environment variables, then these flags; the later wins. Every key of
+[server], [limits] and [faults] is all three: server.port is SYNCBED_SERVER_PORT
+and --port (lists comma-separated; --limits and --dry-run-limits are the flags of
+limits.enabled and limits.dry_run). Rules ([[limits.throttle]]) come only from the file.
 
   python -m server                          serve on 127.0.0.1:3001
   python -m server token create alice       print a new bearer token for alice
@@ -40,55 +45,41 @@ SYNCBED_FAULTS_LATENCY_MS), then these flags; the later wins.
 Options go before or after the subcommand (python -m server token list --data-dir DIR).
 Token commands read only --config and --data-dir; serving settings are checked when serving.
 """
+# The one setting the token commands read too; every other flag is for serving only.
+_COMMON = "server.data_dir"
+
+
+def _add_flag(group: argparse._ActionsContainer, s: Source) -> None:
+    """The flag of one schema field: its help from the schema, its default and its variable shown."""
+    default = s.default()
+    shown = "" if default in (None, ()) else f"default {as_text(default)}; "
+    listed = ", comma-separated" if isinstance(s.kind, mi.VarTupleType) else ""
+    help = f"{s.help}{listed} ({shown}${s.env})".replace("%", "%%")
+    if isinstance(s.kind, mi.BoolType):
+        group.add_argument(s.flag, dest=s.dotted, action=argparse.BooleanOptionalAction, help=help)
+    else:  # text, read by the same rule as the variable's, so a bad value gets the same one line
+        group.add_argument(s.flag, dest=s.dotted, metavar=s.key.upper(), help=help)
 
 
 def _common() -> argparse.ArgumentParser:
     """Options every command reads: where the settings and the data live."""
     p = shared_options()
     p.add_argument("--config", type=Path, help="TOML config file (sections [server], [limits], [faults])")
-    p.add_argument(
-        "--data-dir",
-        type=Path,
-        help=f"database and admin token (default {default_data_dir()}, or $XDG_DATA_HOME)",
-    )
+    _add_flag(p, next(s for s in SOURCES if s.dotted == _COMMON))
     return p
 
 
 def _serving() -> argparse.ArgumentParser:
     """Options only serving reads (the token commands neither take nor check them)."""
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to bind (default 3001; 0 picks a free one)")
-    p.add_argument("--workers", type=int, help="worker processes (default 1; >1 wants a redis:// limiter store)")
-    p.add_argument("--log-level", choices=LOG_LEVELS, help="default info")
-    p.add_argument("--admin-token", help="admin token to use instead of the one in the data dir")
-    p.add_argument("--max-batch-records", type=int, help="records per batch (default 1000)")
-    p.add_argument("--max-body-bytes", type=int, help="bytes per request body (default 2097152)")
-    g = p.add_argument_group("limits")
-    g.add_argument(
-        "--limits",
-        action=argparse.BooleanOptionalAction,
-        help="throttles on (the default) or off: --no-limits is the rollback; either wins over the config file",
-    )
-    g.add_argument(
-        "--dry-run-limits",
-        action=argparse.BooleanOptionalAction,
-        help="decide and report, never refuse; --no-dry-run-limits enforces again (default off)",
-    )
-    g.add_argument("--store", help="limiter store: memory (default) or redis://host:port/db")
-    f = p.add_argument_group("faults")
-    f.add_argument(
-        "--latency-ms",
-        type=int,
-        help="each sync request's service time: answered no sooner than this, own work included (default 0)",
-    )
-    f.add_argument("--jitter-ms", type=int, help="uniform extra latency up to this (default 0)")
-    f.add_argument("--error-rate", type=float, help="fraction of sync requests answered 503 (default 0)")
-    f.add_argument("--reset-rate", type=float, help="fraction of sync requests dropped unanswered (default 0)")
+    groups = {s.section: p.add_argument_group(s.section) for s in SOURCES}
+    for s in SOURCES:
+        if s.dotted != _COMMON:
+            _add_flag(groups[s.section], s)
     return p
 
 
-def _parser() -> argparse.ArgumentParser:
+def parser() -> argparse.ArgumentParser:
     # Options come before or after the subcommand: each parser gets the same parents (syncbed/cli.py).
     common, serving = _common(), _serving()
     p = argparse.ArgumentParser(
@@ -109,29 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-_FLAGS = {
-    "server.host": "host",
-    "server.port": "port",
-    "server.workers": "workers",
-    "server.log_level": "log_level",
-    "server.admin_token": "admin_token",
-    "server.max_batch_records": "max_batch_records",
-    "server.max_body_bytes": "max_body_bytes",
-    "limits.enabled": "limits",
-    "limits.dry_run": "dry_run_limits",
-    "limits.store": "store",
-    "faults.latency_ms": "latency_ms",
-    "faults.jitter_ms": "jitter_ms",
-    "faults.error_rate": "error_rate",
-    "faults.reset_rate": "reset_rate",
-}
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    """'section.key' -> the flag's value; None where the flag was not given."""
-    data_dir = getattr(args, "data_dir", None)
-    flags = {key: getattr(args, name, None) for key, name in _FLAGS.items()}
-    return {"server.data_dir": str(data_dir) if data_dir else None, **flags}
+def flags(args: argparse.Namespace) -> dict[str, object]:
+    """'section.key' -> the flag's text (or a switch's bool) for every flag given."""
+    return {s.dotted: getattr(args, s.dotted) for s in SOURCES if getattr(args, s.dotted, None) is not None}
 
 
 def _token_command(args: argparse.Namespace, data_dir: Path) -> int:
@@ -197,28 +168,21 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
 
 
 def _settings_env(settings: Settings, config_file: Path | None) -> dict[str, str]:
-    env = {} if config_file is None else {"SYNCBED_CONFIG": str(config_file)}
     # Rules (throttles, tracks) have no variable: they reach the workers through the config file.
-    for section, key in SETTING_KEYS:
-        value = getattr(getattr(settings, section), key)
-        if isinstance(value, str | int | float | bool | Path):
-            env[env_name(section, key)] = str(value).lower() if isinstance(value, bool) else str(value)
-        elif isinstance(value, tuple) and all(isinstance(v, str) for v in value):
-            env[env_name(section, key)] = ",".join(value)
-    return env
+    return {**({} if config_file is None else {"SYNCBED_CONFIG": str(config_file)}), **settings_env(settings)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     given = getattr(args, "config", None)
     config_file = given or (Path(os.environ["SYNCBED_CONFIG"]) if os.environ.get("SYNCBED_CONFIG") else None)
     try:
         if args.command == "token":
             # Only the data directory: a bad serving setting must not stop token management.
-            data_dir = load_data_dir(config_file, overrides=_overrides(args))
+            data_dir = load_data_dir(config_file, flags=flags(args))
             check_data_dir(data_dir)
         else:
-            settings = load_settings(config_file, overrides=_overrides(args))
+            settings = load_settings(config_file, flags=flags(args))
             check_data_dir(settings.server.data_dir)
     except ConfigError as exc:
         print(f"error: configuration: {exc}", file=sys.stderr)

@@ -70,13 +70,22 @@ class IpSet:
         return found
 
 
+class CidrError(ValueError):
+    """An entry of a CIDR list that is not an address or range; `field` names it, as 'safelist[2]'."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 def check_cidrs(cidrs: Iterable[str], where: str) -> None:
-    """Raise ValueError naming the setting when one entry is not an address or CIDR range."""
-    for c in cidrs:
+    """Raise CidrError naming the setting and the entry when one is not an address or CIDR range."""
+    for i, c in enumerate(cidrs):
         try:
             ipaddress.ip_network(c.strip(), strict=False)
         except ValueError:
-            raise ValueError(f"{where}: {c!r} is not an IP address or CIDR range") from None
+            raise CidrError(f"{where}[{i}]", f"{c!r} is not an IP address or CIDR range") from None
 
 
 class ClientIp:

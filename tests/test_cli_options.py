@@ -78,6 +78,18 @@ def test_an_environment_setting_is_turned_back_by_a_flag(server_factory: ServerF
     assert view["enabled"] is True
 
 
+def test_flags_derived_from_the_schema_reach_the_running_server(server_factory: ServerFactory) -> None:
+    """--cors-origins and --blocklist had no flag before the schema gave every key one."""
+    origin = "https://app.example"
+    srv = server_factory(args=("--cors-origins", f"{origin},https://b.example", "--blocklist", "127.0.0.2"))
+    preflight = {"Origin": origin, "Access-Control-Request-Method": "POST"}
+    r = httpx.options(srv.url + contract.SYNC_PATH, headers=preflight, timeout=10)
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=srv.url, transport=transport, timeout=10) as blocked:
+        assert blocked.get("/healthz").status_code == 403
+
+
 @pytest.mark.parametrize(
     "args",
     [
