@@ -119,6 +119,7 @@ class BenchState:
 
     limiter: object
     bus: object
+    admin_token: str = "bench-admin-token-never-sent"
     counters: dict[int, int] = field(default_factory=dict)
 
     def stats_request(self, *, records: int, status: int) -> None:

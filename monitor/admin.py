@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+import msgspec
 
 from syncbed import contract as c
-from syncbed.faults import FAULT_FIELDS
+from syncbed.faults import FAULT_FIELDS, FaultSettings
+from syncbed.responses import LimitChanged
 
 TIMEOUT = httpx.Timeout(10.0)
+T = TypeVar("T")
 
 
 class AdminError(Exception):
@@ -25,7 +28,7 @@ class AdminClient:
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def _send(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
         try:
             async with httpx.AsyncClient(timeout=TIMEOUT, transport=self._transport) as client:
                 response = await client.request(method, self.base_url + path, json=body, headers=self._headers())
@@ -37,20 +40,32 @@ class AdminClient:
             except ValueError:
                 detail = response.text
             raise AdminError(f"{method} {path}: {response.status_code} {detail}".strip())
+        return response
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = await self._send(method, path, body)
         try:
             return response.json()
         except ValueError:
             return response.text
 
-    async def set_faults(self, **fields: float) -> Any:
-        """PUT the given fault knobs (any of latency_ms, jitter_ms, error_rate, reset_rate)."""
+    async def _answer(self, method: str, path: str, body: dict[str, Any], kind: type[T]) -> T:
+        """The 2xx answer decoded as `kind`, the type the server encodes it with."""
+        response = await self._send(method, path, body)
+        try:
+            return msgspec.json.decode(response.content, type=kind)
+        except msgspec.DecodeError as exc:
+            raise AdminError(f"{method} {path}: the answer is not a {kind.__name__} ({exc})") from exc
+
+    async def set_faults(self, **fields: float) -> FaultSettings:
+        """PUT the given fault knobs (any of latency_ms, jitter_ms, error_rate, reset_rate); the settings now."""
         unknown = set(fields) - set(FAULT_FIELDS)
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        return await self._call("PUT", c.FAULTS_PATH, dict(fields))
+        return await self._answer("PUT", c.FAULTS_PATH, dict(fields), FaultSettings)
 
-    async def set_limit(self, rule: str, limit: int) -> Any:
-        return await self._call("PUT", c.LIMITS_PATH, {"rule": rule, "limit": limit})
+    async def set_limit(self, rule: str, limit: int) -> LimitChanged:
+        return await self._answer("PUT", c.LIMITS_PATH, {"rule": rule, "limit": limit}, LimitChanged)
 
     async def run_details(self, run: str) -> Any:
         return await self._call("GET", f"{c.RUNS_PATH}/{run}")

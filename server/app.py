@@ -26,11 +26,11 @@ from server.events import EventBus
 from server.faults import Faults
 from server.history import History
 from server.ingest import SyncEndpoint
-from server.responses import JSONResponse, error_response
+from server.responses import ApiError, JSONResponse, error_response
 from server.serving import LIMITS_STATE_KEY, http_limits
 from server.state import AppState
 from server.storage import Storage, StorageUnavailable
-from server.throttle import ThrottleMiddleware, limiter_view, open_limiter
+from server.throttle import ThrottleMiddleware, open_limiter
 from syncbed import contract
 from syncbed.gc_settle import settle
 from syncbed.paths import SERVER_DB_FILE, private_dir
@@ -45,26 +45,26 @@ def _state(request: Request) -> AppState:
 
 async def healthz(request: Request) -> Response:
     problem = await _state(request).storage.problem()
-    if problem is None:
-        return JSONResponse({"status": "ok"})
-    return error_response(503, contract.E_UNAVAILABLE, f"Storage cannot serve: {problem}.")
+    if problem is not None:
+        raise ApiError(503, contract.E_UNAVAILABLE, f"Storage cannot serve: {problem}.")
+    return JSONResponse({"status": "ok"})
 
 
 async def count(request: Request) -> Response:
     state = _state(request)
     user = await state.auth.user_for_scope(request.scope)
     if user is None:
-        return error_response(
-            401,
-            contract.E_UNAUTHORIZED,
-            "A valid bearer token is required; send Authorization: Bearer <token>.",
-            headers={"WWW-Authenticate": "Bearer"},
+        raise ApiError(
+            401, contract.E_UNAUTHORIZED, "A valid bearer token is required; send Authorization: Bearer <token>."
         )
     return JSONResponse({"count": await state.storage.count(user)})  # a storage error: storage_error's 503
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
+    """Every HTTPException in the error shape: the routes' ApiError, and the router's own 404 and 405."""
     assert isinstance(exc, HTTPException)
+    if isinstance(exc, ApiError):
+        return exc.response()
     if exc.status_code == 404:
         return error_response(404, contract.E_NOT_FOUND, f"No such endpoint: {request.url.path}.")
     if exc.status_code == 405:
@@ -117,21 +117,22 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         )
         history = History(data_dir / SERVER_DB_FILE)
         await history.open(bus)  # before any event: ids continue after the last one stored
+        auth = Auth(storage.reader, admin)
         state = AppState(
             settings=settings,
             storage=storage,
-            auth=Auth(storage.reader, admin),
+            auth=auth,
             bus=bus,
             faults=faults,
             history=history,
             admin_token=admin,
+            limiter=await open_limiter(settings, bus, auth.user_for_authorization),
         )
         app.state.syncbed = state
         app.state.history = history  # the run routes' way in (server/runs.py)
         bus.stats.add_source("faults", faults.snapshot)
         c = state.counters  # ingest and throttle count here; the 1 Hz stats event reads it
         bus.stats.read_from(lambda: (c.records, c.requests, c.throttled, state.in_flight))
-        state.limiter = await open_limiter(settings, bus, state.auth.user_for_authorization)
         bus.stats.add_source("limiter", state.limiter.top_keys)
         bus.stats.add_source("rules", state.limiter.snapshot)
         await bus.start()
@@ -147,7 +148,6 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         Route(contract.HEALTH_PATH, healthz, methods=["GET"]),
         Route(contract.COUNT_PATH, count, methods=["GET"]),
         Route(contract.SYNC_PATH, SyncEndpoint()),
-        Route(contract.LIMITER_PATH, limiter_view, methods=["GET"]),
         *sse.routes(),
         *runs.routes(),
         *admin_api.routes(),

@@ -9,10 +9,11 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
+import msgspec
 from starlette.types import Scope, Send
 
 from syncbed.contract import CONTENT_LENGTH_KEY, CONTENT_TYPE_KEY
-from syncbed.faults import FAULT_FIELDS, validate
+from syncbed.faults import FAULT_FIELDS, FaultSettings, validate
 
 log = logging.getLogger("syncbed.faults")
 
@@ -113,13 +114,11 @@ class Faults:
                 self._changed = None
         return self.snapshot()
 
+    def settings(self) -> FaultSettings:
+        return FaultSettings(self.latency_ms, self.jitter_ms, self.error_rate, self.reset_rate)
+
     def snapshot(self) -> dict[str, int | float]:
-        return {
-            "latency_ms": self.latency_ms,
-            "jitter_ms": self.jitter_ms,
-            "error_rate": self.error_rate,
-            "reset_rate": self.reset_rate,
-        }
+        return msgspec.structs.asdict(self.settings())
 
 
 def reset_of(scope: MutableMapping[str, Any]) -> Callable[[], None] | None:

@@ -231,4 +231,4 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     state.bus.publish(contract.EV_BATCH_STORED, **fields, stored=result.stored, duplicates=result.duplicates, ms=ms)
     state.stats_request(records=n, status=200)
     scope["state"].update({"syncbed.records": n, "syncbed.stored": result.stored})
-    await send_json(send, 200, {"accepted": n, "stored": result.stored, "duplicates": result.duplicates})
+    await send_json(send, 200, contract.SyncResponse(accepted=n, stored=result.stored, duplicates=result.duplicates))

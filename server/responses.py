@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import msgspec
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Send
 
 from syncbed.contract import CONTENT_LENGTH_KEY, CONTENT_TYPE_KEY, error_body
 
 _encode = msgspec.json.Encoder().encode
+# A 401 always names its scheme (RFC 9110 11.6.1).
+_CHALLENGE: dict[str, str] = {"WWW-Authenticate": "Bearer"}
 
 
 class JSONResponse(Response):
@@ -23,7 +26,23 @@ class JSONResponse(Response):
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **details: object
 ) -> JSONResponse:
+    if status == 401:
+        headers = {**_CHALLENGE, **(headers or {})}
     return JSONResponse(error_body(code, message, **details), status_code=status, headers=headers)
+
+
+class ApiError(HTTPException):
+    """A refusal raised by a route; the app's HTTPException handler answers it with `response()`."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None, **details: object
+    ) -> None:
+        super().__init__(status, message, headers)
+        self.code = code
+        self.details = details
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status_code, self.code, self.detail, self.headers, **self.details)
 
 
 async def send_json(send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None) -> None:
@@ -47,6 +66,6 @@ async def send_error(
     headers: list[tuple[bytes, bytes]] | None = None,
     **details: object,
 ) -> None:
-    """Answer a raw ASGI request in the error shape; a 401 always names its scheme (RFC 9110 11.6.1)."""
-    challenge = [(b"www-authenticate", b"Bearer")] if status == 401 else []
+    """Answer a raw ASGI request in the error shape."""
+    challenge = [(k.lower().encode(), v.encode()) for k, v in _CHALLENGE.items()] if status == 401 else []
     await send_json(send, status, error_body(code, message, **details), [*challenge, *(headers or [])])

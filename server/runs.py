@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 from server.admin import Caller, app_state, caller, read_json_object
 from server.history import History
-from server.responses import JSONResponse, error_response
+from server.responses import ApiError, JSONResponse
 from server.storage import StorageUnavailable
 from syncbed.contract import (
     E_FORBIDDEN,
@@ -43,75 +43,65 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def _invalid(message: str, field: str | None = None) -> Response:
+def _invalid(message: str, field: str | None = None) -> ApiError:
     if field is None:
-        return error_response(422, E_INVALID_REQUEST, message)
-    return error_response(422, E_INVALID_REQUEST, message, field=field)
+        return ApiError(422, E_INVALID_REQUEST, message)
+    return ApiError(422, E_INVALID_REQUEST, message, field=field)
 
 
-async def _body(request: Request, kind: type[T]) -> T | Response:
+async def _body(request: Request, kind: type[T]) -> T:
     raw = await read_json_object(request)
-    if isinstance(raw, Response):
-        return raw
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:
         # msgspec says e.g. "Expected `int` >= 1 - at `$.batch_size`": name the field plainly.
         text = str(exc)
         m = re.search(r"\$\.(\w+)", text)
-        return _invalid(f"Invalid {kind.__name__} body: {text}.", m.group(1) if m else None)
+        raise _invalid(f"Invalid {kind.__name__} body: {text}.", m.group(1) if m else None) from None
 
 
-async def _user_caller(request: Request) -> Caller | Response:
+async def _user_caller(request: Request) -> Caller:
     who = await caller(request)
-    if isinstance(who, Response):
-        return who
     if who.admin or who.user is None:
-        return error_response(
+        raise ApiError(
             403, E_FORBIDDEN, "Runs are announced and finished with the syncing user's token, not the admin token."
         )
     return who
 
 
-def _run_id(request: Request) -> str | Response:
+def _run_id(request: Request) -> str:
     run = str(request.path_params["run"])
     problem = run_id_problem(run)
     if problem is not None:
-        return _invalid(f"run: {problem}", "run")
+        raise _invalid(f"run: {problem}", "run")
     return run
 
 
-async def _visible_run(request: Request, who: Caller) -> tuple[str, dict[str, object]] | Response:
+async def _visible_run(request: Request, who: Caller) -> tuple[str, dict[str, object]]:
     """The run's row if this caller may see it: the admin sees all, a user only their own."""
     run = _run_id(request)
-    if isinstance(run, Response):
-        return run
     history = history_of(request)
     await history.flush()
     row = await history.run_row(run)
     if row is None:
-        return error_response(404, E_NOT_FOUND, f"There is no run {run!r}.")
+        raise ApiError(404, E_NOT_FOUND, f"There is no run {run!r}.")
     if not who.admin and row.get("user") != who.user:  # a run without an owner (older data) is the admin's
-        return error_response(403, E_FORBIDDEN, f"Run {run!r} belongs to another user.")
+        raise ApiError(403, E_FORBIDDEN, f"Run {run!r} belongs to another user.")
     return run, row
 
 
 async def start_run(request: Request) -> Response:
     """POST /api/v1/runs: announce a run; re-announcing one's own run id is allowed (a client retry)."""
     who = await _user_caller(request)
-    if isinstance(who, Response):
-        return who
     body = await _body(request, RunStart)
-    if isinstance(body, Response):
-        return body
     run = body.run or new_run_id()
     assert who.user is not None
     try:
         owner = await history_of(request).claim(run, who.user)
     except StorageUnavailable:
-        return error_response(503, E_UNAVAILABLE, "Storage is unavailable right now; retry the announcement later.")
+        raise ApiError(503, E_UNAVAILABLE, "Storage is unavailable right now; retry the announcement later.") from None
     if owner != who.user:
-        return error_response(
+        raise ApiError(
             403,
             E_FORBIDDEN,
             f"Run {run!r} belongs to another user; announce a run id of your own, or leave run out and the "
@@ -134,15 +124,8 @@ async def start_run(request: Request) -> Response:
 async def finish_run(request: Request) -> Response:
     """POST /api/v1/runs/{run}/finish: the client's verdict on its run."""
     who = await _user_caller(request)
-    if isinstance(who, Response):
-        return who
-    found = await _visible_run(request, who)
-    if isinstance(found, Response):
-        return found
+    run, _ = await _visible_run(request, who)
     body = await _body(request, RunFinish)
-    if isinstance(body, Response):
-        return body
-    run, _ = found
     app_state(request).bus.publish(
         EV_RUN_FINISHED,
         run=run,
@@ -158,12 +141,10 @@ async def finish_run(request: Request) -> Response:
 async def list_runs(request: Request) -> Response:
     """GET /api/v1/runs[?limit=N]: recent runs, newest first, with totals and status."""
     who = await caller(request)
-    if isinstance(who, Response):
-        return who
     raw = request.query_params.get("limit", "50")
     limit = ascii_int(raw)
     if limit is None or not 1 <= limit <= MAX_LIST:
-        return _invalid(
+        raise _invalid(
             f"limit: expected a whole number from 1 to {MAX_LIST} in ASCII digits, got {raw[:16]!r}", "limit"
         )
     history = history_of(request)
@@ -174,13 +155,7 @@ async def list_runs(request: Request) -> Response:
 
 async def get_run(request: Request) -> Response:
     """GET /api/v1/runs/{run}: the run, its totals and every batch with every attempt."""
-    who = await caller(request)
-    if isinstance(who, Response):
-        return who
-    found = await _visible_run(request, who)
-    if isinstance(found, Response):
-        return found
-    run, row = found
+    run, row = await _visible_run(request, await caller(request))
     view = await history_of(request).view(run)
     summary = view.summary()
     summary["announced"] = summary["announced"] or None
@@ -190,13 +165,7 @@ async def get_run(request: Request) -> Response:
 
 async def export_events(request: Request) -> Response:
     """GET /api/v1/runs/{run}/events: the run's events as JSON Lines, oldest first (replayable)."""
-    who = await caller(request)
-    if isinstance(who, Response):
-        return who
-    found = await _visible_run(request, who)
-    if isinstance(found, Response):
-        return found
-    run, _ = found
+    run, _ = await _visible_run(request, await caller(request))
     history = history_of(request)
 
     async def lines() -> AsyncIterator[bytes]:

@@ -15,13 +15,14 @@ from starlette.types import Receive, Scope, Send
 
 from server.admin import app_state, require_admin
 from server.events import Filter, Subscriber, TooManySubscribers
-from server.responses import error_response
+from server.responses import ApiError
 from syncbed.contract import (
     E_INVALID_REQUEST,
     E_TOO_MANY_SUBSCRIBERS,
     EVENT_TYPES,
     EVENTS_PATH,
     HEADER_LAST_EVENT_ID,
+    HEADER_RETRY_AFTER,
 )
 from syncbed.wire import ascii_int, run_id_problem
 
@@ -70,19 +71,19 @@ class EventStream(EventSourceResponse):
             sub.close()
 
 
-def parse_filter(request: Request) -> Filter | Response:
+def parse_filter(request: Request) -> Filter:
     """?run=ID&types=a,b -> Filter, or a 422 naming the bad parameter."""
     run = request.query_params.get("run")
     problem = None if run is None else run_id_problem(run)
     if problem is not None:
-        return error_response(422, E_INVALID_REQUEST, f"run: {problem}", field="run")
+        raise ApiError(422, E_INVALID_REQUEST, f"run: {problem}", field="run")
     types: frozenset[str] | None = None
     raw = request.query_params.get("types")
     if raw:
         wanted = frozenset(t.strip() for t in raw.split(",") if t.strip())
         unknown = sorted(wanted - set(EVENT_TYPES))
         if unknown:
-            return error_response(
+            raise ApiError(
                 422,
                 E_INVALID_REQUEST,
                 f"types: unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}",
@@ -92,14 +93,14 @@ def parse_filter(request: Request) -> Filter | Response:
     return Filter(run=run, types=types)
 
 
-def parse_last_event_id(request: Request) -> int | Response | None:
+def parse_last_event_id(request: Request) -> int | None:
     """Last-Event-ID header (or ?last_event_id= for clients that cannot set headers)."""
     raw = request.headers.get(HEADER_LAST_EVENT_ID) or request.query_params.get("last_event_id")
     if raw is None or not (raw := raw.strip()):
         return None
     last_id = ascii_int(raw)
     if last_id is None:
-        return error_response(
+        raise ApiError(
             422,
             E_INVALID_REQUEST,
             f"{HEADER_LAST_EVENT_ID}: expected an event id (a non-negative integer in ASCII digits), got {raw[:32]!r}",
@@ -109,26 +110,20 @@ def parse_last_event_id(request: Request) -> int | Response | None:
 
 
 async def events(request: Request) -> Response:
-    denied = await require_admin(request)
-    if denied is not None:
-        return denied
+    await require_admin(request)
     filt = parse_filter(request)
-    if isinstance(filt, Response):
-        return filt
     last_id = parse_last_event_id(request)
-    if isinstance(last_id, Response):
-        return last_id
     bus = app_state(request).bus
     try:
         sub = bus.subscribe(filt, last_id)
     except TooManySubscribers as exc:
-        return error_response(
+        raise ApiError(
             503,
             E_TOO_MANY_SUBSCRIBERS,
             f"{exc}; close one or retry later.",
             max_subscribers=bus.max_subscribers,
-            headers={"Retry-After": "5"},
-        )
+            headers={HEADER_RETRY_AFTER: "5"},
+        ) from None
     log.info("event subscriber joined (%d now); filter %s, after id %s", bus.subscriber_count, filt, last_id)
     return EventStream(sub, HEARTBEAT_S)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from server.auth import Auth
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from server.faults import Faults
     from server.history import History
     from server.storage import Storage
+    from server.throttle import Limiter
 
 
 @dataclass
@@ -32,7 +33,7 @@ class AppState:
     faults: Faults
     history: History
     admin_token: str
-    limiter: Any = None
+    limiter: Limiter
     in_flight: int = 0
     counters: Counters = field(default_factory=Counters)
 

@@ -9,19 +9,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
-from starlette.responses import Response
+import msgspec
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.admin import ADMIN_STATE_KEY, is_admin
+from server.admin_token import is_admin
 from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet, check_cidrs
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
-from server.responses import JSONResponse, error_response, send_error, send_json
+from server.responses import send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
+from syncbed.responses import HotKey, LimiterView, RuleSettings, RuleView
 from syncbed.wire import RepeatedHeader, ascii_int, first_header, is_run_id
 
 if TYPE_CHECKING:
@@ -90,18 +90,21 @@ class Rule:
             return True
         return path in self._exact or any(path.startswith(p) for p in self._prefixes)
 
+    def settings(self) -> RuleSettings:
+        return RuleSettings(
+            name=self.name,
+            kind=self.kind,
+            limit=self.limit,
+            period=self.period,
+            key=self.key,
+            paths=list(self.paths),
+            methods=list(self.methods),
+            algorithm=self.algorithm,
+            enabled=self.enabled,
+        )
+
     def as_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "limit": self.limit,
-            "period": self.period,
-            "key": self.key,
-            "paths": list(self.paths),
-            "methods": list(self.methods),
-            "algorithm": self.algorithm,
-            "enabled": self.enabled,
-        }
+        return msgspec.structs.asdict(self.settings())
 
 
 @dataclass(slots=True)
@@ -221,7 +224,7 @@ class Limiter:
         period: float | str | None = None,
         enabled: bool | None = None,
         kind: str | None = None,
-    ) -> dict[str, object]:
+    ) -> RuleSettings:
         """Change one rule live (a throttle unless kind='track'); KeyError if unknown, ValueError if bad."""
         rule = self.rule(name, kind or ("throttle" if any(r.name == name for r in self.throttles) else None))
         checked = rule_values(limit=limit, period=period)  # BoundsError is a ValueError
@@ -235,8 +238,9 @@ class Limiter:
             rule.reset_counter()
         if enabled is not None:
             rule.enabled = enabled
-        log.info("limiter rule %s changed: %s", name, rule.as_dict())
-        return rule.as_dict()
+        settings = rule.settings()
+        log.info("limiter rule %s changed: %s", name, msgspec.structs.asdict(settings))
+        return settings
 
     def set_mode(self, enabled: bool | None = None, dry_run: bool | None = None) -> None:
         if enabled is not None:
@@ -262,24 +266,22 @@ class Limiter:
             if r.enabled
         }
 
-    def describe(self, n: int = 10) -> dict[str, object]:
+    def describe(self, n: int = 10) -> LimiterView:
         now = self.clock()
         rules = []
         for _, r in self._rules_by_label():
-            hot = [
-                {"key": u.key, "count": u.count, "reset": round(u.reset, 3)} for u in self.store.top(r.counter, n, now)
-            ]
-            rules.append({**r.as_dict(), "hot": hot})
-        return {
-            "enabled": self.enabled,
-            "dry_run": self.dry_run,
-            "store": self.store.name,
-            "store_status": "up" if self.store.up else "down",
-            "trusted_proxies": list(self.client_ip.trusted.cidrs),
-            "safelist": list(self.safelist.cidrs),
-            "blocklist": list(self.blocklist.cidrs),
-            "rules": rules,
-        }
+            hot = [HotKey(u.key, u.count, round(u.reset, 3)) for u in self.store.top(r.counter, n, now)]
+            rules.append(RuleView(**msgspec.structs.asdict(r.settings()), hot=hot))
+        return LimiterView(
+            enabled=self.enabled,
+            dry_run=self.dry_run,
+            store=self.store.name,
+            store_status="up" if self.store.up else "down",
+            trusted_proxies=list(self.client_ip.trusted.cidrs),
+            safelist=list(self.safelist.cidrs),
+            blocklist=list(self.blocklist.cidrs),
+            rules=rules,
+        )
 
     async def aclose(self) -> None:
         await self.store.aclose()
@@ -335,10 +337,10 @@ class ThrottleMiddleware:
             await send_error(send, 400, contract.E_INVALID_REQUEST, exc.sentence)
             return
         state: AppState | None = getattr(scope["app"].state, "syncbed", None)
-        limiter: Limiter | None = state.limiter if state is not None else None
-        if state is None or limiter is None:
+        if state is None:  # before the lifespan has built it
             await self.app(scope, receive, send)
             return
+        limiter = state.limiter
         ip = limiter.client_ip.for_scope(scope)
         if scope["path"] == contract.HEALTH_PATH:
             # Never counted, and never waits on a limiter store that may be hung: only the blocklist
@@ -348,9 +350,8 @@ class ThrottleMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        admin = False
-        if limiter.enabled:  # with limits off the admin bypass changes nothing: the handlers check if they need to
-            admin = st[ADMIN_STATE_KEY] = state.auth.is_admin(authorization)
+        # With limits off the bypass changes nothing; the admin routes ask is_admin for themselves.
+        admin = limiter.enabled and is_admin(authorization, state.admin_token)
         v = await limiter.check(scope["method"], scope["path"], ip, authorization, admin=admin)
         if v.user is not None:
             st["syncbed.user"] = v.user
@@ -430,28 +431,3 @@ class ThrottleMiddleware:
         )
         if not dry and scope["path"] == contract.SYNC_PATH:
             state.stats_request(records=0, status=429)
-
-
-async def limiter_view(request: Request) -> Response:
-    """GET /api/v1/limiter (admin token): rules, store, and per rule the hottest keys."""
-    state: AppState = request.app.state.syncbed
-    header = authorization_of(request.scope)  # one header: the middleware refused repeats
-    if not is_admin(request, header):
-        if await state.auth.user_for_authorization(header) is not None:
-            return error_response(403, contract.E_FORBIDDEN, "The limiter view needs the admin token, not a user's.")
-        return error_response(
-            401,
-            contract.E_UNAUTHORIZED,
-            "The limiter view needs the admin token; send Authorization: Bearer <admin token>.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    limiter: Limiter | None = state.limiter
-    if limiter is None:
-        return error_response(503, contract.E_UNAVAILABLE, "The limiter is not running.")
-    raw = request.query_params.get("top", "10")
-    top = ascii_int(raw)
-    if top is None or not 1 <= top <= 100:
-        return error_response(
-            400, contract.E_INVALID_REQUEST, f"top must be an integer from 1 to 100 in ASCII digits, got {raw[:32]!r}."
-        )
-    return JSONResponse(limiter.describe(top))

@@ -1,15 +1,29 @@
 """The fault settings (latency, jitter, injected 503s and resets), their names and their bounds.
 
 The server's settings and its admin API both check values with `validate`, so what is refused at
-start-up is refused live too, in the same words; the monitor takes the field names from here.
+start-up is refused live too, in the same words; the monitor takes the field names from here and
+decodes the admin API's answers with `FaultSettings`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Final
 
-FAULT_FIELDS = ("latency_ms", "jitter_ms", "error_rate", "reset_rate")
+import msgspec
+
+
+class FaultSettings(msgspec.Struct):
+    """The four settings as they now are: the answer of GET and PUT /api/v1/admin/faults."""
+
+    latency_ms: int = 0
+    jitter_ms: int = 0
+    error_rate: float = 0.0
+    reset_rate: float = 0.0
+
+
+FAULT_FIELDS: Final = FaultSettings.__struct_fields__
 MAX_DELAY_MS = 600_000  # ten minutes: anything longer is a typo, and would outlive every client timeout
 
 

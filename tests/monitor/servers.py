@@ -8,14 +8,17 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server.serving import uvicorn_options
 from syncbed import contract as c
+from syncbed.faults import FaultSettings
+from syncbed.responses import LimitChanged
 
 
 @contextlib.asynccontextmanager
@@ -65,13 +68,20 @@ class AdminRecorder:
             ]
         )
 
-    async def handle(self, request: Request) -> JSONResponse:
+    async def handle(self, request: Request) -> Response:
         body = await request.json()
         auth = request.headers.get("authorization")
         self.requests.append((request.method, request.url.path, auth, body))
         if auth != f"Bearer {self.token}":
             return JSONResponse(c.error_body(c.E_UNAUTHORIZED, "bad admin token"), status_code=401)
-        return JSONResponse({"ok": True, **body})
+        # Answered in the server's own types, so the monitor decodes what it would get from a real one.
+        answer: FaultSettings | LimitChanged
+        if request.url.path == c.LIMITS_PATH:
+            name, limit = body["rule"], body["limit"]
+            answer = LimitChanged(name, "throttle", limit, 1.0, "user", [c.SYNC_PATH], ["POST"], "gcra", True, name)
+        else:
+            answer = FaultSettings(**body)  # the settings not sent stay at their defaults
+        return Response(msgspec.json.encode(answer), media_type="application/json")
 
     async def run(self, request: Request) -> JSONResponse:
         run = request.path_params["run"]

@@ -196,7 +196,7 @@ async def test_the_subscriber_cap_answers_a_clear_error_and_frees_slots(inproc: 
     async with httpx.AsyncClient(timeout=TIMEOUT) as client:
         async with Reader(client, url, inproc.admin_headers()), Reader(client, url, inproc.admin_headers()):
             over = await client.get(url, headers=inproc.admin_headers())
-            assert over.status_code == 503
+            assert over.status_code == 503 and over.headers[contract.HEADER_RETRY_AFTER] == "5"
             body = over.json()
             assert body["error"] == contract.E_TOO_MANY_SUBSCRIBERS and body["max_subscribers"] == 2
             assert "2 subscribers" in body["message"]

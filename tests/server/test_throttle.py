@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -38,6 +39,7 @@ from syncbed.contract import (
     SYNC_PATH,
 )
 from syncbed.paths import SERVER_DB_FILE
+from syncbed.responses import HotKey, LimiterView
 from tests.conftest import LiveServer
 
 T0 = 1_700_000_400.0
@@ -168,7 +170,7 @@ async def test_update_limit_changes_the_limit_live_and_a_period_change_starts_fr
         await sync(lim)
     assert await sync(lim) == (False, "sync/user")
     out = lim.update_limit("sync/user", limit=8)
-    assert out["limit"] == 8 and out["kind"] == "throttle"
+    assert out.limit == 8 and out.kind == "throttle"
     assert await sync(lim) == (True, None)  # counts kept (7 of 8), limit raised
     lim.update_limit("sync/user", period="2s")
     assert lim.rule("sync/user").period == 2.0
@@ -191,10 +193,11 @@ async def test_top_keys_and_describe() -> None:
     assert top["sync/user"] == [{"key": "user:alice", "count": 3}, {"key": "user:bob", "count": 1}]
     assert top["track:sync/user"][0] == {"key": "user:alice", "count": 3}
     d = lim.describe()
-    assert d["store"] == "memory" and d["store_status"] == "up" and d["enabled"] is True
-    rules = d["rules"]
-    assert isinstance(rules, list) and [r["name"] for r in rules] == ["req/ip", "sync/ip", "sync/user", "sync/user"]
-    assert rules[2]["hot"][0] == {"key": "user:alice", "count": 3, "reset": 0.75}
+    assert d.store == "memory" and d.store_status == "up" and d.enabled is True
+    assert [(r.name, r.kind) for r in d.rules] == [
+        ("req/ip", "throttle"), ("sync/ip", "throttle"), ("sync/user", "throttle"), ("sync/user", "track"),
+    ]  # fmt: skip
+    assert d.rules[2].hot[0] == HotKey("user:alice", 3, 0.75)
 
 
 async def test_ratelimit_fields_are_structured_field_lists() -> None:
@@ -391,11 +394,13 @@ async def test_http_limiter_view_needs_the_admin_and_shows_hot_keys(tmp_path: Pa
             assert (await c.get(LIMITER_PATH, headers={"Authorization": f"Bearer {token}"})).status_code == 403
             admin = {"Authorization": f"Bearer {srv.state.admin_token}"}
             assert (await c.get(LIMITER_PATH, params={"top": "x"}, headers=admin)).status_code == 400
-            view = (await c.get(LIMITER_PATH, headers=admin)).json()
-        assert view["store"] == "memory" and view["store_status"] == "up"
-        by_name = {r["name"]: r for r in view["rules"]}
-        assert by_name["sync/user"]["hot"] == [{"key": "user:alice", "count": 3, "reset": 0.75}]
-        assert by_name["req/ip"]["hot"][0]["key"] == "ip:127.0.0.1"
+            body = (await c.get(LIMITER_PATH, headers=admin)).content
+        view = msgspec.json.decode(body, type=LimiterView)
+        assert msgspec.json.encode(view) == body  # every field the server sent is one the type reads
+        assert view.store == "memory" and view.store_status == "up"
+        by_name = {r.name: r for r in view.rules if r.kind == "throttle"}
+        assert by_name["sync/user"].hot == [HotKey("user:alice", 3, 0.75)]
+        assert by_name["req/ip"].hot[0].key == "ip:127.0.0.1"
         assert srv.state.limiter.top_keys()["sync/user"] == [{"key": "user:alice", "count": 3}]
 
 

@@ -1,0 +1,55 @@
+"""The limiter's JSON answers as Structs: the server encodes them and readers decode them with these types.
+
+The sync answer is `contract.SyncResponse`, the fault settings `faults.FaultSettings`.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class RuleSettings(msgspec.Struct):
+    """One throttle or track as it now is."""
+
+    name: str
+    kind: str  # "throttle" | "track"
+    limit: int
+    period: float  # seconds
+    key: str  # "ip" | "user" | "ip+user"
+    paths: list[str]
+    methods: list[str]
+    algorithm: str  # "fixed_window" | "sliding_window" | "gcra"
+    enabled: bool
+
+
+class LimitChanged(RuleSettings):
+    """200 answer of PUT /api/v1/admin/limits: the edited rule, and the name the edit asked for."""
+
+    rule: str
+
+
+class HotKey(msgspec.Struct):
+    """A key's use of a rule in the current window; `reset`: seconds until its quota is back."""
+
+    key: str
+    count: int
+    reset: float
+
+
+class RuleView(RuleSettings):
+    """A rule in the limiter view, with its hottest keys first."""
+
+    hot: list[HotKey]
+
+
+class LimiterView(msgspec.Struct):
+    """200 answer of GET /api/v1/limiter."""
+
+    enabled: bool
+    dry_run: bool
+    store: str
+    store_status: str  # "up" | "down"
+    trusted_proxies: list[str]
+    safelist: list[str]
+    blocklist: list[str]
+    rules: list[RuleView]
