@@ -15,8 +15,10 @@ from statistics import median
 import httpx
 import psutil
 
-from bench.common import ROOT, Proc, syncbed_server, table
+from bench.common import syncbed_server, table
 from bench.ingest import make_bodies
+from harness.processes import ROOT
+from harness.server import LiveServer
 from syncbed import contract
 
 CONCURRENCY = 5
@@ -24,7 +26,7 @@ SUBSCRIBERS = 3
 TARGET = 0.95
 
 
-async def push_run(srv: Proc, token: str, bodies: list[bytes], run: str) -> float:
+async def push_run(srv: LiveServer, token: str, bodies: list[bytes], run: str) -> float:
     """Announce a run, push every body CONCURRENCY at a time (all must be 200), finish it; seconds taken."""
     auth = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=CONCURRENCY + 1)
@@ -90,7 +92,7 @@ async def read_streams(url: str, admin: str, n: int, run: str) -> list[dict[str,
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-def start_readers(srv: Proc, n: int, run: str) -> subprocess.Popen[str]:
+def start_readers(srv: LiveServer, n: int, run: str) -> subprocess.Popen[str]:
     """The subscribers live in their own process, as a monitor would, so they cost the server, not the pusher."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.events", "--read", srv.url, "--subscribers", str(n), "--run", run],
@@ -128,11 +130,11 @@ def split_cpus() -> tuple[set[int] | None, set[int] | None]:
     return {available[0]}, set(available[1:])
 
 
-def segment(srv: Proc, token: str, n_batches: int, subscribers: int, tag: str) -> Round:
+def segment(srv: LiveServer, token: str, n_batches: int, subscribers: int, tag: str) -> Round:
     """One run of `n_batches` into `srv` with `subscribers` attached: rate, server CPU, what each one saw."""
     bodies = make_bodies(n_batches, 1000, tag)
     run = f"bench-{tag}"
-    server = psutil.Process(srv.proc.pid)
+    server = psutil.Process(srv.pid)
     readers = start_readers(srv, subscribers, run) if subscribers else None
     try:
         before = server.cpu_times()

@@ -8,16 +8,16 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from bench.common import free_port, python_server, table
+from bench.common import python_server, table
+from harness.processes import RedisServer
 
 ALGORITHMS = ("fixed_window", "sliding_window", "gcra")
 KEYS = [f"ip:10.0.{i // 256}.{i % 256}" for i in range(1000)]
@@ -85,29 +85,16 @@ async def redis_decisions(url: str, algorithm: str, n: int, in_flight: int) -> f
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str | None]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    """A throwaway redis-server's URL, or None when none is installed (the Redis rows are then left out)."""
+    if shutil.which("redis-server") is None:
         yield None
         return
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        redis = RedisServer(data_dir=Path(tmp)).start()
         try:
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-                time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield redis.url
         finally:
-            proc.kill()
-            proc.wait()
+            redis.kill()
 
 
 # --- the two servers (run as `python -m bench.limiter --serve ours|slowapi --port P`) -------------------

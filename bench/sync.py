@@ -26,15 +26,16 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.common import ROOT, syncbed_server, table
+from bench.common import syncbed_server, table
 from bench.minimal_client import MinimalClient, outbox_bodies
 from bench.reference_client import GROUP, ReferenceSyncManager
 from client.manager import SyncManager
 from client.outbox import Outbox
 from client.physics import lower_bound, schedule_bound
 from client.scheduler import MODES
+from harness.demo import WIDE_LIMITS
+from harness.processes import ROOT
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES
-from syncbed.demo import WIDE_LIMITS
 from syncbed.gc_settle import settle
 
 LATENCY_MS = 300
@@ -261,7 +262,7 @@ def million(records: int, work: Path) -> str:
     generated = time.perf_counter() - started
     with syncbed_server("--no-limits") as server:
         token = server.token("million")
-        server_rss = PeakRss(server.proc.pid)
+        server_rss = PeakRss(server.pid)
         proc = subprocess.Popen(
             [sys.executable, "-m", "client", "sync", "--db", str(db), "--server", server.url, "--json"],
             cwd=ROOT,

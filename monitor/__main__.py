@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         app = MonitorApp(replay=args.replay, speed=args.speed, **common)
         app.run(headless=args.headless, size=size)
     elif args.demo:
-        from monitor.demo import Demo
+        # The one place the monitor reaches the layer above it: --demo starts a server and clients to watch,
+        # which only the harness may do. Imported here, so the dashboard itself never depends on it.
+        from harness.demo_clients import Demo
 
         with Demo() as demo:
             app = MonitorApp(server=demo.url, admin_token=demo.admin_token, **common)

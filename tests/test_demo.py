@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_quick_demo_prints_both_tables_exact_counts_and_a_measured_conclusion() -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "syncbed.demo", "--quick"],
+        [sys.executable, "-m", "harness.demo", "--quick"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -49,7 +49,7 @@ def helps() -> str:
         ["-m", "client", "sync", "--help"],
         ["-m", "client", "stats", "--help"],
         ["-m", "monitor", "--help"],
-        ["-m", "syncbed.demo", "--help"],
+        ["-m", "harness.demo", "--help"],
         ["-m", "bench", "--help"],
     ]
     out = []

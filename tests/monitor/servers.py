@@ -1,57 +1,26 @@
-"""Tiny real HTTP servers for the monitor tests: uvicorn on a free 127.0.0.1 port in the test's loop."""
+"""Stand-in servers for the monitor tests (an admin API, an event stream), served in the test's loop."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from server.serving import uvicorn_options
+from harness.in_loop import serve_app as serve
+from harness.in_loop import url_of
+from harness.processes import free_port
 from syncbed import contract as c
 from syncbed.faults import FaultSettings
 from syncbed.responses import LimitChanged
 
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, port: int = 0) -> AsyncIterator[uvicorn.Server]:
-    """Run `app` until the block ends; the bound port is `server.servers[0].sockets[0]`."""
-    from sse_starlette.sse import AppStatus
-
-    AppStatus.should_exit = False  # sse-starlette's shutdown flag is global: a stopped server leaves it set
-    config = uvicorn.Config(
-        app,
-        **uvicorn_options(
-            host="127.0.0.1", port=port, log_level="warning", lifespan="off", timeout_graceful_shutdown=2
-        ),
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.025)
-    if not server.started:
-        task.result() if task.done() else None
-        raise RuntimeError("test server did not start")
-    try:
-        yield server
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
-
-
-def url_of(server: uvicorn.Server) -> str:
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+__all__ = ["AdminRecorder", "EventSource", "free_port", "serve", "url_of"]
 
 
 class AdminRecorder:
@@ -88,14 +57,6 @@ class AdminRecorder:
         self.requests.append((request.method, request.url.path, request.headers.get("authorization"), None))
         attempt = {"batch": 1, "attempt": 1, "status": "stored", "http_status": 200, "records": 1000, "ms": 301}
         return JSONResponse({"run": run, "batches": [{"batch": 1, "status": "stored", "attempts": [attempt]}]})
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EventSource:

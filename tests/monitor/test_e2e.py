@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
+from harness.demo_clients import Demo
 from monitor.app import MonitorApp
-from monitor.demo import Demo
 from syncbed import contract as c
 from tests.conftest import ROOT, ServerFactory
 

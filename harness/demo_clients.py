@@ -1,4 +1,4 @@
-"""`python -m monitor --demo`: a throwaway server and demo clients to watch, all as subprocesses.
+"""A throwaway server and demo clients to watch, all as subprocesses (`python -m monitor --demo`, `scripts/demo`).
 
 The server runs with the seed's 0.3 s per batch (`--latency-ms 300`) and the seed limits; the clients
 sync 10,000 records sequentially, then concurrently, then adaptively, one after another, each from its
@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from harness.processes import ROOT, stop
+from harness.server import LiveServer
 from syncbed import contract as c
-from syncbed.paths import read_admin_token
 
 DEMO_MODES = (c.SEQUENTIAL, c.CONSERVATIVE, c.ADAPTIVE)
 DEMO_USER = "demo"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Demo:
@@ -44,67 +33,48 @@ class Demo:
         modes: tuple[str, ...] = DEMO_MODES,
         latency_ms: int = 300,
         pause: float = 2.0,
-        server_args: tuple[str, ...] = (),
+        config: str | None = None,
     ) -> None:
         self.records = records
         self.modes = modes
-        self.latency_ms = latency_ms
         self.pause = pause
-        self.server_args = server_args
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.admin_token: str | None = None
+        self.latency_ms = latency_ms
+        self.config = config
         self.results: list[dict[str, Any]] = []
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self._server: subprocess.Popen[bytes] | None = None
-        self._client_proc: subprocess.Popen[bytes] | None = None
+        self._server: LiveServer | None = None
         self.token = ""
+        self.admin_token = ""
+        self._client_proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
     @property
-    def data_dir(self) -> Path:
-        assert self._tmp is not None
-        return Path(self._tmp.name)
+    def server(self) -> LiveServer:
+        if self._server is None:
+            raise RuntimeError("the demo server starts when the `with` block is entered")
+        return self._server
 
-    def _server_cmd(self) -> list[str]:
-        return [sys.executable, "-m", "server", "--data-dir", str(self.data_dir)]
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.server.data_dir
 
     def __enter__(self) -> Demo:
         self._tmp = tempfile.TemporaryDirectory(prefix="syncbed-demo-")
-        log = (self.data_dir / "server.log").open("ab")
-        cmd = [*self._server_cmd(), "--port", str(self.port), "--latency-ms", str(self.latency_ms), *self.server_args]
-        self._server = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        args = ("--latency-ms", str(self.latency_ms))
+        self._server = LiveServer.at(Path(self._tmp.name), config=self.config, args=args)
         try:
-            self._wait_healthy()
-            self.token = subprocess.run(
-                [*self._server_cmd(), "token", "create", DEMO_USER],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            self.admin_token = read_admin_token(self.data_dir)
+            self.server.start(timeout=60)
+            self.token = self.server.token(DEMO_USER)
+            self.admin_token = self.server.admin_token
         except BaseException:
             self.__exit__()
             raise
         return self
-
-    def _wait_healthy(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self._server is not None
-            if self._server.poll() is not None:
-                log = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the demo server exited with {self._server.returncode}:\n{log}")
-            try:
-                if httpx.get(self.url + c.HEALTH_PATH, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"the demo server did not answer on {self.url} within {timeout:.0f} s")
 
     def start_clients(self) -> None:
         """Run the demo syncs one after another in a background thread."""
@@ -116,6 +86,10 @@ class Demo:
         if self._thread is not None:
             self._thread.join(timeout)
         return self._thread is not None and not self._thread.is_alive()
+
+    def count(self) -> int:
+        """The records the server holds for the demo user."""
+        return self.server.count(self.token)
 
     def _run_client(self, *args: str) -> subprocess.CompletedProcess[bytes] | None:
         if self._stopping.is_set():
@@ -145,14 +119,9 @@ class Demo:
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
-        for proc in (self._client_proc, self._server):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop(self._client_proc)
+        if self._server is not None:
+            self._server.stop()
         if self._thread is not None:
             self._thread.join(15)
         if self._tmp is not None:

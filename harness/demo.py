@@ -5,20 +5,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from client.physics import lower_bound
 from client.scheduler import ADAPTIVE_CAP
 from client.scheduler import MODES as FIXED_MODES
-from monitor.demo import Demo
+from harness.demo_clients import Demo
 from syncbed import contract
 
 MODES = contract.SYNC_MODES
@@ -101,14 +98,8 @@ def row_of(result: dict[str, Any], setting: Setting, latency: float) -> Row:
 
 def run_setting(console: Console, setting: Setting, records: int, latency_ms: int) -> tuple[list[Row], int, int]:
     """Sync `records` in every mode against a fresh server; returns the rows and the server's final count."""
-    with tempfile.TemporaryDirectory(prefix="syncbed-demo-config-") as tmp:
-        args: tuple[str, ...] = ()
-        if setting.config:
-            path = Path(tmp) / "limits.toml"
-            path.write_text(setting.config)
-            args = ("--config", str(path))
-        with Demo(records=records, modes=MODES, latency_ms=latency_ms, pause=1.2, server_args=args) as demo:
-            return _run(console, demo, setting, records, latency_ms)
+    with Demo(records=records, modes=MODES, latency_ms=latency_ms, pause=1.2, config=setting.config) as demo:
+        return _run(console, demo, setting, records, latency_ms)
 
 
 def _run(console: Console, demo: Demo, setting: Setting, records: int, latency_ms: int) -> tuple[list[Row], int, int]:
@@ -123,11 +114,8 @@ def _run(console: Console, demo: Demo, setting: Setting, records: int, latency_m
                 f"{r.get('throttled', 0)} x 429"
             )
             shown += 1
-    count = httpx.get(
-        demo.url + contract.COUNT_PATH, headers={"Authorization": f"Bearer {demo.token}"}, timeout=10
-    ).json()["count"]
     rows = [row_of(r, setting, latency_ms / 1000) for r in demo.results]
-    return rows, int(count), records * len(MODES)
+    return rows, demo.count(), records * len(MODES)
 
 
 def render(console: Console, setting: Setting, rows: list[Row]) -> None:
