@@ -19,7 +19,7 @@ from monitor.stream import (
     parse_data,
     parse_id,
 )
-from tests.monitor.servers import EventSource, free_port, serve
+from tests.monitor.servers import EventSource, free_port, serve, url_of
 
 
 async def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -75,8 +75,7 @@ async def test_a_wrong_token_at_first_contact_fails_at_once() -> None:
     source = EventSource("right")
     sink = Sink()
     async with serve(source.app) as server:
-        port = server.servers[0].sockets[0].getsockname()[1]
-        follower = StreamFollower(f"http://127.0.0.1:{port}", "wrong", sink.event, sink.state)
+        follower = StreamFollower(url_of(server), "wrong", sink.event, sink.state)
         with pytest.raises(StreamFailed) as failed:
             await asyncio.wait_for(follower.run(), 10)
     assert failed.value.refused and failed.value.status == 401 and failed.value.detail.startswith("401")

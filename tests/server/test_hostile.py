@@ -93,12 +93,8 @@ CASES: list[tuple[str, str, dict[str, str] | None, bytes | None, int, str]] = [
 
 
 @pytest.fixture(scope="module")
-def hostile_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    from tests.conftest import LiveServer, free_port
-
-    srv = LiveServer(data_dir=tmp_path_factory.mktemp("hostile"), port=free_port(), args=["--no-limits"]).start()
-    yield srv
-    srv.stop()
+def hostile_server(shared_unlimited_server: LiveServer) -> LiveServer:
+    return shared_unlimited_server
 
 
 def test_corpus_is_big_enough() -> None:

@@ -30,17 +30,23 @@ def json_body(answer: bytes) -> dict[str, object]:
     return body
 
 
+@pytest.fixture(scope="module")
+def srv(shared_server_factory: ServerFactory) -> LiveServer:
+    """One server for the module (each test its own user): no throttles; timeouts short enough to wait out."""
+    return shared_server_factory(args=["--no-limits"], env=TIMEOUTS)
+
+
 def rss(srv: LiveServer) -> int:
     assert srv.proc is not None
     return int(psutil.Process(srv.proc.pid).memory_info().rss)
 
 
-def test_a_header_block_over_the_cap_gets_431_in_the_error_shape(unlimited_server: LiveServer) -> None:
+def test_a_header_block_over_the_cap_gets_431_in_the_error_shape(srv: LiveServer) -> None:
     for name, headers in (
         ("one long header", f"X-Big: {'a' * (CAP + 1024)}\r\n"),
         ("many short headers", "".join(f"X-H{i}: v\r\n" for i in range(HttpLimits().max_header_fields + 1))),
     ):
-        sock = connect(unlimited_server)
+        sock = connect(srv)
         send_quietly(sock, f"GET /healthz HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
         answer = read_all(sock)
         sock.close()
@@ -48,12 +54,11 @@ def test_a_header_block_over_the_cap_gets_431_in_the_error_shape(unlimited_serve
         body = json_body(answer)
         assert body["error"] == "headers_too_large" and str(CAP) in str(body["message"]), name
     # A header block under the cap is served as before.
-    r = httpx.get(unlimited_server.url + "/healthz", headers={"X-Fine": "a" * (CAP // 2)}, timeout=10)
+    r = httpx.get(srv.url + "/healthz", headers={"X-Fine": "a" * (CAP // 2)}, timeout=10)
     assert r.status_code == 200
 
 
-def test_four_one_mib_headers_are_refused_quickly_and_memory_stays_flat(unlimited_server: LiveServer) -> None:
-    srv = unlimited_server
+def test_four_one_mib_headers_are_refused_quickly_and_memory_stays_flat(srv: LiveServer) -> None:
     for _ in range(3):  # warm up: the first requests allocate what every later one reuses
         httpx.get(srv.url + "/healthz", timeout=10)
     before = rss(srv)
@@ -82,8 +87,7 @@ def test_four_one_mib_headers_are_refused_quickly_and_memory_stays_flat(unlimite
     assert "Traceback" not in srv.log()
 
 
-def test_slowloris_headers_are_answered_408_and_closed(server_factory: ServerFactory) -> None:
-    srv = server_factory(args=["--no-limits"], env=TIMEOUTS)
+def test_slowloris_headers_are_answered_408_and_closed(srv: LiveServer) -> None:
     sock = connect(srv)
     began = time.monotonic()
     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
@@ -112,8 +116,7 @@ def test_slowloris_headers_are_answered_408_and_closed(server_factory: ServerFac
         assert json_body(answer)["error"] == "request_timeout"
 
 
-def test_a_connection_that_sends_nothing_is_closed(server_factory: ServerFactory) -> None:
-    srv = server_factory(args=["--no-limits"], env=TIMEOUTS)
+def test_a_connection_that_sends_nothing_is_closed(srv: LiveServer) -> None:
     sock = connect(srv)
     began = time.monotonic()
     assert read_all(sock) == b""  # closed without an answer: there was no request
@@ -121,9 +124,8 @@ def test_a_connection_that_sends_nothing_is_closed(server_factory: ServerFactory
     sock.close()
 
 
-def test_a_stalled_body_is_closed_and_stores_nothing(server_factory: ServerFactory) -> None:
-    srv = server_factory(args=["--no-limits"], env=TIMEOUTS)
-    token = srv.token("alice")
+def test_a_stalled_body_is_closed_and_stores_nothing(srv: LiveServer) -> None:
+    token = srv.token("staller")
     body = batch(10, "stall")
     head = sync_head(token, len(body))
     sock = connect(srv)
@@ -156,10 +158,9 @@ def test_a_slow_but_steady_body_and_a_slow_answer_are_not_cut(server_factory: Se
     assert srv.count(token) == 5
 
 
-def test_headers_and_a_large_body_in_one_write_are_served(unlimited_server: LiveServer) -> None:
+def test_headers_and_a_large_body_in_one_write_are_served(srv: LiveServer) -> None:
     """Only header bytes count against the cap, also when a whole request arrives in one read."""
-    srv = unlimited_server
-    token = srv.token("alice")
+    token = srv.token("onewrite")
     body = batch(1000, "onewrite")  # about 125 KB: four times the header cap
     head = sync_head(token, len(body))
     for _ in range(5):

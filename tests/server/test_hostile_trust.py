@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import httpx
 import pytest
 
 from syncbed import contract
-from tests.conftest import LiveServer, ServerFactory, free_port
+from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import auth, batch, throttle
 from tests.server.raw import connect
 
@@ -215,10 +215,8 @@ DIGITS: list[tuple[str, str, str, str | None, list[tuple[bytes, bytes]], int, st
 
 
 @pytest.fixture(scope="module")
-def digits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = LiveServer(data_dir=tmp_path_factory.mktemp("digits"), port=free_port(), args=["--no-limits"]).start()
-    yield srv
-    srv.stop()
+def digits_server(shared_unlimited_server: LiveServer) -> LiveServer:
+    return shared_unlimited_server
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import msgspec
 import pytest
@@ -11,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from syncbed import contract
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer
 
 ints = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
@@ -44,10 +42,8 @@ bodies = st.one_of(
 
 
 @pytest.fixture(scope="module")
-def prop_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    srv = LiveServer(data_dir=tmp_path_factory.mktemp("prop"), port=free_port(), args=["--no-limits"]).start()
-    yield srv
-    srv.stop()
+def prop_server(shared_unlimited_server: LiveServer) -> LiveServer:
+    return shared_unlimited_server
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
