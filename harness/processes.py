@@ -26,13 +26,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, every: float = 0.05) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     """Call `check` until it is true; TimeoutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
-        time.sleep(every)
+        time.sleep(0.05)
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
