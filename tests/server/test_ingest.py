@@ -15,6 +15,12 @@ from tests.server.helpers import auth, batch, visit
 SYNC = contract.SYNC_PATH
 
 
+@pytest.fixture(scope="module")
+def unlimited_server(shared_unlimited_server: LiveServer) -> LiveServer:
+    """One server for the module's ingest tests (limits off): each test syncs as a user of its own."""
+    return shared_unlimited_server
+
+
 def post(srv: LiveServer, body: bytes, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(srv.url + SYNC, content=body, headers=headers, timeout=30)
 
@@ -29,7 +35,7 @@ def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, object]
 
 
 def test_accepts_a_batch_and_reports_counts(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("accepts")
     r = post(unlimited_server, batch(10), auth(tok))
     assert r.status_code == 200, r.text
     assert r.json() == {"accepted": 10, "stored": 10, "duplicates": 0}
@@ -37,7 +43,7 @@ def test_accepts_a_batch_and_reports_counts(unlimited_server: LiveServer) -> Non
 
 
 def test_400_invalid_json(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("badjson")
     body = assert_error(post(unlimited_server, b'{"pageVisits": [', auth(tok)), 400, "invalid_json")
     assert "JSON" in str(body["message"])
     assert_error(post(unlimited_server, b"[1, 2]", auth(tok)), 400, "invalid_json")
@@ -46,7 +52,7 @@ def test_400_invalid_json(unlimited_server: LiveServer) -> None:
 
 def test_401_missing_unknown_and_revoked_tokens(unlimited_server: LiveServer) -> None:
     srv = unlimited_server
-    good = srv.token("alice")
+    good = srv.token("unauth")
     hdr = {"Content-Type": "application/json"}
     assert_error(post(srv, batch(1), hdr), 401, "unauthorized")
     assert_error(post(srv, batch(1), auth("sb_nope_nope")), 401, "unauthorized")
@@ -84,7 +90,7 @@ def test_413_streamed_body_without_length_is_cut_off(server_factory: ServerFacto
 
 def test_415_wrong_or_missing_content_type(unlimited_server: LiveServer) -> None:
     srv = unlimited_server
-    tok = srv.token("alice")
+    tok = srv.token("ctype")
     for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
         headers = {"Authorization": f"Bearer {tok}"}
         if ctype:
@@ -98,7 +104,7 @@ def test_415_wrong_or_missing_content_type(unlimited_server: LiveServer) -> None
 
 def test_422_lists_every_record_error(unlimited_server: LiveServer) -> None:
     srv = unlimited_server
-    tok = srv.token("alice")
+    tok = srv.token("records")
     records = [visit(0), visit(1, url="ftp://x"), visit(2, visitedAt="yesterday", durationMs=-1), visit(3)]
     del records[3]["id"]
     r = post(srv, msgspec.json.encode({"pageVisits": records}), auth(tok))
@@ -110,7 +116,7 @@ def test_422_lists_every_record_error(unlimited_server: LiveServer) -> None:
 
 
 def test_422_reports_at_most_50_errors(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("fifty")
     records = [visit(i, url="nope") for i in range(200)]
     body = assert_error(post(unlimited_server, msgspec.json.encode({"pageVisits": records}), auth(tok)), 422,
                         "invalid_records")  # fmt: skip
@@ -119,7 +125,7 @@ def test_422_reports_at_most_50_errors(unlimited_server: LiveServer) -> None:
 
 
 def test_one_invalid_record_stores_none_of_the_batch(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("atomic")
     records = [visit(i) for i in range(999)] + [visit(999, visitedAt=-5)]
     assert_error(post(unlimited_server, msgspec.json.encode({"pageVisits": records}), auth(tok)), 422,
                  "invalid_records")  # fmt: skip
@@ -127,7 +133,7 @@ def test_one_invalid_record_stores_none_of_the_batch(unlimited_server: LiveServe
 
 
 def test_same_batch_three_times_is_stored_once(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("thrice")
     body = batch(1000)
     answers = [post(unlimited_server, body, auth(tok)).json() for _ in range(3)]
     assert answers[0] == {"accepted": 1000, "stored": 1000, "duplicates": 0}
@@ -136,7 +142,7 @@ def test_same_batch_three_times_is_stored_once(unlimited_server: LiveServer) -> 
 
 
 def test_users_see_only_their_own_records(unlimited_server: LiveServer) -> None:
-    a, b = unlimited_server.token("alice"), unlimited_server.token("bob")
+    a, b = unlimited_server.token("own-a"), unlimited_server.token("own-b")
     assert post(unlimited_server, batch(5), auth(a)).json()["stored"] == 5
     # The same ids are a different user's records, not duplicates.
     assert post(unlimited_server, batch(3), auth(b)).json()["stored"] == 3
@@ -145,7 +151,7 @@ def test_users_see_only_their_own_records(unlimited_server: LiveServer) -> None:
 
 
 async def test_fifty_batches_ten_at_a_time_store_exactly_fifty_thousand(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("concurrent")
     bodies = [batch(1000, start=i * 1000) for i in range(50)]
     sem = asyncio.Semaphore(10)
     async with httpx.AsyncClient(base_url=unlimited_server.url, timeout=60) as client:
@@ -161,7 +167,7 @@ async def test_fifty_batches_ten_at_a_time_store_exactly_fifty_thousand(unlimite
 
 
 def test_trace_headers_must_be_well_formed(unlimited_server: LiveServer) -> None:
-    tok = unlimited_server.token("alice")
+    tok = unlimited_server.token("trace")
     for name, value in ((contract.HEADER_BATCH, "-1"), (contract.HEADER_ATTEMPT, "0"), (contract.HEADER_BATCH, "x")):
         body = assert_error(post(unlimited_server, batch(1), {**auth(tok), name: value}), 400, "invalid_request")
         assert name in str(body["message"])
