@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
+from collections.abc import Callable
 
 import aiosqlite
 from starlette.types import Scope
@@ -30,9 +31,12 @@ def authorization(scope: Scope) -> str | None:
 class Auth:
     """Resolves Authorization headers against the tokens table."""
 
-    def __init__(self, conn: aiosqlite.Connection, admin_token: str) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, admin_token: str, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._conn = conn
         self._admin = admin_token
+        self._clock = clock
         self._cache: dict[str, tuple[str | None, float]] = {}
         # One query per token at a time: a burst of ten requests that all miss the cache waits for
         # the first one's answer instead of queueing ten queries on the connection's thread.
@@ -61,7 +65,7 @@ class Auth:
         token = self.bearer(header)
         if token is None:
             return None
-        now = time.monotonic()
+        now = self._clock()
         hit = self._cache.get(token)
         if hit is not None and hit[1] > now:
             return hit[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from server import schema
-from server.auth import Auth
+from server import schema, tokens
+from server.auth import CACHE_SECONDS, Auth
 from server.tokens import create_token_at
 
 
@@ -21,6 +21,24 @@ async def db(tmp_path: Path) -> AsyncIterator[tuple[Path, aiosqlite.Connection]]
     conn = await aiosqlite.connect(path, isolation_level=None)
     yield path, conn
     await conn.close()
+
+
+class Clock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def revoke_at(path: Path, what: str) -> None:
+    conn = schema.connect(path)
+    try:
+        assert tokens.revoke(conn, what) == 1
+    finally:
+        conn.close()
 
 
 class CountingAuth(Auth):
@@ -67,3 +85,68 @@ async def test_a_repeated_authorization_authenticates_nobody(db: tuple[Path, aio
     assert await auth.user_for_scope(one) == "carol"
     two = {"headers": [(b"authorization", f"Bearer {token}".encode()), (b"authorization", b"x")]}
     assert await auth.user_for_scope(two) is None  # neither the first nor the joined pair is picked
+
+
+async def test_a_revoked_token_works_until_its_cache_entry_expires(db: tuple[Path, aiosqlite.Connection]) -> None:
+    path, conn = db
+    token = create_token_at(path, "dave")
+    clock = Clock()
+    auth = CountingAuth(conn, "admin", clock=clock)
+    assert await auth.user_for_authorization(f"Bearer {token}") == "dave"
+    revoke_at(path, token)  # as `python -m server token revoke` does, from another connection
+    clock.now += CACHE_SECONDS - 0.01
+    assert await auth.user_for_authorization(f"Bearer {token}") == "dave"  # still the cached answer
+    assert auth.lookups == 1
+    clock.now += 0.01  # the entry lives [t, t + CACHE_SECONDS): at its end it is gone
+    assert await auth.user_for_authorization(f"Bearer {token}") is None
+    assert auth.lookups == 2
+
+
+async def test_an_unknown_token_is_cached_as_nobody(db: tuple[Path, aiosqlite.Connection]) -> None:
+    _, conn = db
+    clock = Clock()
+    auth = CountingAuth(conn, "admin", clock=clock)
+    for _ in range(3):
+        assert await auth.user_for_authorization("Bearer sb_abc_def") is None
+    assert auth.lookups == 1  # a flood of one bad token costs one query a second, not one a request
+    clock.now += CACHE_SECONDS
+    assert await auth.user_for_authorization("Bearer sb_abc_def") is None
+    assert auth.lookups == 2
+
+
+async def test_headers_that_are_not_a_bearer_token_query_nothing(db: tuple[Path, aiosqlite.Connection]) -> None:
+    _, conn = db
+    auth = CountingAuth(conn, "admin", clock=Clock())
+    for header in (None, "", "Bearer", "Bearer   ", "Basic abc", "Token sb_a_b", "sb_a_b"):
+        assert await auth.user_for_authorization(header) is None, header
+    assert auth.lookups == 0
+
+
+def test_bearer_takes_the_scheme_in_any_case_and_trims_the_value() -> None:
+    assert Auth.bearer("Bearer abc") == "abc"
+    assert Auth.bearer("bearer  abc ") == "abc"
+    assert Auth.bearer("BEARER abc def") == "abc def"
+    assert Auth.bearer("Bearerabc") is None
+    assert Auth.bearer("Basic abc") is None
+
+
+async def test_only_the_exact_admin_token_is_admin(db: tuple[Path, aiosqlite.Connection]) -> None:
+    _, conn = db
+    auth = Auth(conn, "s3cret")
+    assert auth.is_admin("Bearer s3cret")
+    assert auth.is_admin("bearer s3cret ")
+    assert not auth.is_admin("Bearer s3cre")
+    assert not auth.is_admin("Bearer s3cret2")
+    assert not auth.is_admin("s3cret")
+    assert not auth.is_admin(None)
+
+
+async def test_a_user_found_by_an_earlier_layer_is_not_looked_up_again(db: tuple[Path, aiosqlite.Connection]) -> None:
+    _, conn = db
+    auth = CountingAuth(conn, "admin")
+    scope = {"headers": [(b"authorization", b"Bearer sb_x_y")], "state": {"syncbed.user": "erin"}}
+    assert await auth.user_for_scope(scope) == "erin"
+    assert auth.lookups == 0
+    fresh: dict[str, object] = {"headers": [(b"authorization", b"Bearer sb_x_y")]}
+    assert await auth.user_for_scope(fresh) is None
+    assert auth.lookups == 1
