@@ -39,7 +39,7 @@ class ReferenceSyncManager:
         self.max_retries = max_retries
         # The browser's fetch needs no set-up, so the client is made before any clock starts. It sends
         # through the same HTTP client as ours, so the comparison is of the logic, not of HTTP stacks.
-        self.http = open_client(concurrency, 60)
+        self.http = open_client(self.api_url, concurrency, 60)
 
     async def __aenter__(self) -> ReferenceSyncManager:
         return self

@@ -181,7 +181,7 @@ class SyncManager:
             # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
             self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits if usable(q, w)})
         workers = self.scheduler.cap
-        http = open_client(workers, self.timeout, self.transport)
+        http = open_client(self.server, workers, self.timeout, self.transport)
         try:
             # Enough read ahead for a whole burst: each batch is ~0.25 MB, held for a moment.
             queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=workers)

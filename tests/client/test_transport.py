@@ -87,7 +87,7 @@ async def test_a_reused_connection_closed_under_a_request_is_resent_at_once_on_a
 
 
 async def test_a_fresh_connection_closed_without_an_answer_is_the_policys_to_retry() -> None:
-    async with FrontProxy(decide=lambda nth, line: DROP) as proxy, open_client(1, 5.0) as http:
+    async with FrontProxy(decide=lambda nth, line: DROP) as proxy, open_client(proxy.url, 1, 5.0) as http:
         headers, sends = counting()
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
             await post_batch(http, proxy.url + SYNC_PATH, "tok", b"{}", headers, 1)
@@ -97,7 +97,7 @@ async def test_a_fresh_connection_closed_without_an_answer_is_the_policys_to_ret
 async def test_an_unasked_101_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
     # The proxy switches protocols and then waits for the client to close: only reading the head can end it.
     async with FrontProxy(decide=lambda nth, line: UNASKED_101, linger=True) as proxy:
-        async with open_client(1, 30.0) as http:
+        async with open_client(proxy.url, 1, 30.0) as http:
             with pytest.raises(httpx.RemoteProtocolError, match="without a pending proposal"):
                 await post_json(http, proxy.url + SYNC_PATH, "tok", b"{}")
         outbox = await filled(tmp_path / "outbox.db", 100)
