@@ -5,8 +5,9 @@ it did not ask for is a protocol error, not a hang), the pool (keep-alive, idle
 expiry, a closed idle connection noticed before reuse) and the environment
 (HTTP(S)_PROXY, NO_PROXY, SSL_CERT_FILE), as for the monitor. What it leaves to us is
 the one race a pool cannot see: the server closing a kept-alive connection just as a
-request goes out on it. `Route` tells that case apart, so the manager can resend at
-once on another connection instead of backing off (docs/client.md).
+request goes out on it. `Route` tells that case apart, and `post_batch` sends the
+batch again at once on another connection instead of leaving it to a backoff
+(docs/client.md#http).
 """
 
 from __future__ import annotations

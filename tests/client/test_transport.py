@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from client import transport
 from client.manager import SyncManager
 from client.policy import RetryPolicy
 from client.result import SyncResult
-from client.transport import open_client, post_batch, post_json
+from client.transport import KEEPALIVE_EXPIRY, open_client, post_batch, post_json
+from server.serving import UVICORN_OPTIONS
 from syncbed.contract import SYNC_PATH
 from tests.client.fakes import filled
 from tests.client.proxies import CLOSE_DELIMITED_503, DROP, FrontProxy
@@ -118,3 +121,18 @@ async def test_batches_share_kept_alive_connections(live_server: LiveServer, tmp
     # Five batches, the announcement and the finish: one connection, and one more for the announcement
     # that goes out beside the second batch.
     assert len(proxy.lines) == 7 and proxy.connections <= 2
+
+
+async def test_an_idle_connection_is_retired_before_the_server_would_close_it(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert UVICORN_OPTIONS["timeout_keep_alive"] > KEEPALIVE_EXPIRY
+    monkeypatch.setattr(transport, "KEEPALIVE_EXPIRY", 0.2)  # the same rule, on a scale a test can wait out
+    headers, sends = counting()
+    async with FrontProxy(upstream=live_server.url) as proxy, open_client(proxy.url, 1, 5.0) as http:
+        for pause in (0.0, 0.0, 0.4):
+            await asyncio.sleep(pause)
+            response = await post_batch(http, proxy.url + SYNC_PATH, "not-a-token", b"{}", headers, 1)
+            assert response.status_code == 401  # any answer will do: it is the connection that counts
+    assert sends == [1, 2, 3]
+    assert proxy.connections == 2  # kept alive across the quick pair; a new one after the pause
