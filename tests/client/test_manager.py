@@ -95,8 +95,9 @@ async def test_a_server_without_the_runs_endpoint_gets_a_client_made_run_id(outb
 
 @pytest.mark.parametrize(("mode", "expected"), [("sequential", 1), ("conservative", 5), ("aggressive", 10)])
 async def test_fixed_modes_keep_their_concurrency(outbox: Outbox, mode: str, expected: int) -> None:
-    server = FakeServer(latency=0.02)
-    result = await manager(outbox, server, mode=mode, batch_size=50).sync()
+    # Long enough for a burst of ten to be under way together on a loaded machine (each send costs ~2 ms of CPU).
+    server = FakeServer(latency=0.1)
+    result = await manager(outbox, server, mode=mode, batch_size=100).sync()
     assert result.complete
     assert server.max_in_flight == expected
     assert result.concurrency == expected
