@@ -1,4 +1,4 @@
-"""HTTP_PROXY reaches the client and the monitor alike: both are `python -m` subprocesses behind a recording proxy."""
+"""HTTP_PROXY reaches the client and the monitor alike, NO_PROXY bypasses it: real subprocesses, a recording proxy."""
 
 from __future__ import annotations
 
@@ -32,7 +32,9 @@ async def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_the_client_and_the_monitor_send_through_http_proxy(live_server: LiveServer, tmp_path: Path) -> None:
+async def test_the_client_and_the_monitor_send_through_http_proxy_unless_no_proxy_names_the_host(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
     db = tmp_path / "outbox.db"
     await (await filled(db, 2000)).close()
     token = live_server.token("proxied")
@@ -46,9 +48,14 @@ async def test_the_client_and_the_monitor_send_through_http_proxy(live_server: L
         watch = ["--server", live_server.url, "--admin-token", live_server.admin_token, "--headless"]
         code, _, err = await run(env, "-m", "monitor", *watch, "--exit-after", "4")
         assert code == 0, err
+        seen = len(proxy.lines)
+        await (await filled(db, 1000, seed=2)).close()
+        code, out, err = await run({**env, "NO_PROXY": "127.0.0.1"}, *sync)  # named: the proxy is bypassed
+        assert code == 0, err
+        assert json.loads(out)["synced_records"] == 1000 and len(proxy.lines) == seen
     assert result["complete"] and result["synced_records"] == 2000
-    assert live_server.count(token) == 2000
-    sends = [line for line in proxy.lines if line == b"POST " + origin + SYNC_PATH.encode() + b" HTTP/1.1"]
+    assert live_server.count(token) == 3000
+    sends = [line for line in proxy.lines[:seen] if line == b"POST " + origin + SYNC_PATH.encode() + b" HTTP/1.1"]
     assert len(sends) == result["requests"] == 2
     assert any(line.startswith(b"GET " + origin + EVENTS_PATH.encode()) for line in proxy.lines), proxy.lines
     assert tls_proxy.lines == []  # HTTPS_PROXY is for https:// URLs only
