@@ -13,9 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import httpx
-
-from client.transport import Http1Transport
+from client.transport import open_client
 from syncbed.contract import SYNC_PATH
 
 GROUP = 5
@@ -40,8 +38,8 @@ class ReferenceSyncManager:
         self.token = token
         self.max_retries = max_retries
         # The browser's fetch needs no set-up, so the client is made before any clock starts. It sends
-        # through the same transport as ours, so the comparison is of the logic, not of HTTP stacks.
-        self.http = httpx.AsyncClient(timeout=60, transport=Http1Transport(max_connections=concurrency))
+        # through the same HTTP client as ours, so the comparison is of the logic, not of HTTP stacks.
+        self.http = open_client(self.api_url, concurrency, 60)
 
     async def __aenter__(self) -> ReferenceSyncManager:
         return self

@@ -384,7 +384,7 @@ def main(quick: bool) -> str:
         "binds (adaptive's 16 in flight for 0.3 s is 53/s against 50/s), and shows `=` elsewhere. "
         "The reference is the original plan's browser client ported literally "
         "(`bench/reference_client.py`): groups of 5 awaited together, each 429 sleeping its own `retry_after`; "
-        "it sends through the same HTTP transport as ours (`client/transport.py`), so the two differ in logic only. "
+        "it sends through the same HTTP client as ours (`client/transport.py`), so the two differ in logic only. "
         f"The minimal client (`bench/minimal_client.py`, under (a) only) is the floor for {MODES['aggressive']} in "
         "flight: raw sockets opened before the clock, one write and one read per batch, no retries, no "
         "bookkeeping, the bodies read from the same outbox as ours (`outbox`) or held in memory (`memory`). "

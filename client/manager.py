@@ -21,7 +21,7 @@ from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy, usable
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
-from client.transport import Http1Transport, post_json
+from client.transport import open_client, post_batch, post_json
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
@@ -84,6 +84,8 @@ class SyncManager:
         transport: httpx.AsyncBaseTransport | None = None,
         retry: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -100,7 +102,8 @@ class SyncManager:
         self.transport = transport
         self.policy = retry or RetryPolicy(max_retries=max_retries)
         self.rng = rng or random.Random()
-        self.scheduler = Scheduler(mode, concurrency, use_fields=use_ratelimit_fields)
+        self.sleep = sleep  # backoffs; the scheduler's holds and pacing use it too, with `clock`
+        self.scheduler = Scheduler(mode, concurrency, use_fields=use_ratelimit_fields, clock=clock, sleep=sleep)
         self._result = SyncResult(run="", mode=mode, concurrency=0)
         self._failed_records = 0
         self._t0 = 0.0
@@ -178,10 +181,7 @@ class SyncManager:
             # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
             self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits if usable(q, w)})
         workers = self.scheduler.cap
-        own = self.transport is None
-        http = self.transport or Http1Transport(max_connections=workers + 2)
-        if isinstance(http, Http1Transport):  # the first burst's connections open while its chunks are read
-            http.connect_ahead(self.server, min(workers, r.total_batches))
+        http = open_client(self.server, workers, self.timeout, self.transport)
         try:
             # Enough read ahead for a whole burst: each batch is ~0.25 MB, held for a moment.
             queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=workers)
@@ -209,13 +209,13 @@ class SyncManager:
             self._emit()
             await self._finish(http)
         finally:
-            if own:
+            if self.transport is None:  # a transport passed in stays its owner's to close
                 await http.aclose()
         await self.outbox.compact()
         await self._record()
         return r
 
-    async def _announce(self, http: httpx.AsyncBaseTransport) -> None:
+    async def _announce(self, http: httpx.AsyncClient) -> None:
         """POST the run; a server without the endpoint (404) or any failure keeps our own id."""
         await self._first_answer.wait()
         r = self._result
@@ -229,7 +229,7 @@ class SyncManager:
         )
         try:
             response = await post_json(
-                http, self.server + RUNS_PATH, self.token, msgspec.json.encode(start), min(self.timeout, 10.0)
+                http, self.server + RUNS_PATH, self.token, msgspec.json.encode(start), timeout=min(self.timeout, 10.0)
             )
         except httpx.HTTPError as exc:
             log.warning("could not announce the run (%s); continuing as %s", exc, r.run)
@@ -247,14 +247,14 @@ class SyncManager:
             )
         self._emit()
 
-    async def _finish(self, http: httpx.AsyncBaseTransport) -> None:
+    async def _finish(self, http: httpx.AsyncClient) -> None:
         r = self._result
         finish = RunFinish(
             status=r.status, ok_batches=r.ok_batches, failed_batches=len(r.failed), seconds=round(r.duration, 6)
         )
         try:
             url = f"{self.server}{RUNS_PATH}/{r.run}/finish"
-            await post_json(http, url, self.token, msgspec.json.encode(finish), min(self.timeout, 5.0))
+            await post_json(http, url, self.token, msgspec.json.encode(finish), timeout=min(self.timeout, 5.0))
         except httpx.HTTPError as exc:
             log.warning("could not report the end of the run: %s", exc)
 
@@ -323,7 +323,7 @@ class SyncManager:
             if stop:
                 return
 
-    async def _work(self, http: httpx.AsyncBaseTransport, queue: asyncio.Queue[_Batch | None]) -> None:
+    async def _work(self, http: httpx.AsyncClient, queue: asyncio.Queue[_Batch | None]) -> None:
         while (batch := await queue.get()) is not None:
             await self._deliver(http, batch)
             r = self._result
@@ -336,7 +336,7 @@ class SyncManager:
                 r.ok_batches += 1
             self._emit()
 
-    async def _deliver(self, http: httpx.AsyncBaseTransport, batch: _Batch) -> None:
+    async def _deliver(self, http: httpx.AsyncClient, batch: _Batch) -> None:
         """Send one batch (and its halves after a 413) until each part is stored or given up."""
         parts = [batch.chunk]
         while parts:
@@ -361,7 +361,7 @@ class SyncManager:
                 self._result.retries += 1
                 log.info("batch %d: %s; retrying in %.2fs", batch.index, decision.reason, decision.delay)
                 self._emit()
-                await asyncio.sleep(decision.delay)
+                await self.sleep(decision.delay)
                 parts.insert(0, part)
             elif decision.action is Action.SPLIT:
                 self._result.splits += 1
@@ -388,26 +388,21 @@ class SyncManager:
             r.stored += ack.stored
             r.duplicates += ack.duplicates
 
-    async def _send(
-        self, http: httpx.AsyncBaseTransport, batch: _Batch, part: Chunk
-    ) -> tuple[Outcome, SyncResponse | None]:
+    async def _send(self, http: httpx.AsyncClient, batch: _Batch, part: Chunk) -> tuple[Outcome, SyncResponse | None]:
         """One POST through the scheduler; never raises for HTTP or network trouble."""
         # Built before the slot (by the producer, unless split), so a paced send leaves right at the edge.
         body = batch.body if batch.body is not None and part is batch.chunk else _payload(part)
         sent_at = await self.scheduler.acquire()
-        batch.attempts += 1
-        self._result.requests += 1
         started = time.perf_counter()
-        headers = {
-            HEADER_RUN: self._result.run,
-            HEADER_BATCH: str(batch.index),
-            HEADER_ATTEMPT: str(batch.attempts),
-        }
+
+        def headers() -> dict[str, str]:  # once per send: a resend on another connection is another attempt
+            batch.attempts += 1
+            self._result.requests += 1
+            return {HEADER_RUN: self._result.run, HEADER_BATCH: str(batch.index), HEADER_ATTEMPT: str(batch.attempts)}
+
         try:
-            answer = answers.read(
-                await post_json(http, self.server + SYNC_PATH, self.token, body, self.timeout, headers),
-                fields=self.scheduler.use_fields,
-            )
+            response = await post_batch(http, self.server + SYNC_PATH, self.token, body, headers, self.scheduler.cap)
+            answer = answers.read(response, fields=self.scheduler.use_fields)
         except httpx.HTTPError as exc:
             answer = answers.failure(exc)
         finally:

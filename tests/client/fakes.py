@@ -16,6 +16,24 @@ from client.generate import encoded, visits
 from client.outbox import Outbox
 from syncbed.contract import HEADER_ATTEMPT, HEADER_BATCH, HEADER_RUN, RUNS_PATH, SYNC_PATH
 
+START = 1_000_000.5  # a fake clock's start: half way through a one-second window
+
+
+class Clock:
+    """Wall-clock time that moves only when slept on; `sleep` still yields, so other tasks run."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
 
 @dataclass
 class Seen:
@@ -41,6 +59,7 @@ class FakeServer:
     fields: bool = True  # send RateLimit / RateLimit-Policy
     runs_status: int = 201
     hook: Hook | None = None
+    clock: Callable[[], float] = time.time  # the manager's, when a test gives it a fake one
     seen: list[Seen] = field(default_factory=list)
     stored: dict[str, bytes] = field(default_factory=dict)
     announced: list[dict[str, object]] = field(default_factory=list)
@@ -87,7 +106,7 @@ class FakeServer:
             int(request.headers[HEADER_ATTEMPT]),
             [r["id"] for r in records],
             [r["url"] for r in records],
-            time.time(),
+            self.clock(),
         )
         self.seen.append(seen)
         headers: list[tuple[str, str]] = []

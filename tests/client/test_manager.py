@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from client.manager import SyncManager
 from client.outbox import Chunk, Outbox
 from client.policy import RetryPolicy
 from client.result import Progress
-from tests.client.fakes import FakeServer, Seen, filled
+from tests.client.fakes import START, Clock, FakeServer, Seen, filled
 
 FAST = RetryPolicy(max_retries=3, base=0.001, cap=0.01)
 
@@ -94,8 +95,9 @@ async def test_a_server_without_the_runs_endpoint_gets_a_client_made_run_id(outb
 
 @pytest.mark.parametrize(("mode", "expected"), [("sequential", 1), ("conservative", 5), ("aggressive", 10)])
 async def test_fixed_modes_keep_their_concurrency(outbox: Outbox, mode: str, expected: int) -> None:
-    server = FakeServer(latency=0.02)
-    result = await manager(outbox, server, mode=mode, batch_size=50).sync()
+    # Long enough for a burst of ten to be under way together on a loaded machine (each send costs ~2 ms of CPU).
+    server = FakeServer(latency=0.1)
+    result = await manager(outbox, server, mode=mode, batch_size=100).sync()
     assert result.complete
     assert server.max_in_flight == expected
     assert result.concurrency == expected
@@ -302,3 +304,21 @@ async def test_a_refused_announcement_logs_the_servers_sentence(
         result = await manager(outbox, server).sync()
     assert result.complete  # the batches still go; only the announcement was refused
     assert "refused the run announcement (HTTP 403): no such path" in caplog.text
+
+
+async def test_pacing_holds_and_backoffs_run_on_the_managers_clock(outbox: Outbox) -> None:
+    clock = Clock()
+
+    def hook(seen: Seen) -> httpx.Response | None:
+        if seen.batch == 3 and seen.attempt == 1:
+            return httpx.Response(503, json={"error": "injected_fault", "message": "try again"})
+        return None
+
+    server = FakeServer(limit=3, clock=clock, hook=hook)  # 3 a second on the fake clock: 10 batches span 3 windows
+    retry = RetryPolicy(max_retries=3, base=10.0, cap=10.0)  # seconds of backoff a real clock would wait out
+    result = await manager(outbox, server, mode="aggressive", retry=retry, clock=clock, sleep=clock.sleep).sync()
+    assert result.complete and result.retries == 1
+    windows = [math.floor(s.at) for s in server.seen if s.status == 200]
+    assert max(windows.count(w) for w in windows) <= 3
+    assert clock.now - START >= 2  # at least two window edges waited for, none of them for real
+    assert max(clock.slept) > 1  # the backoff

@@ -1,272 +1,138 @@
-"""The HTTP/1.1 transport against real loopback sockets: answers come back whole, failures as httpx errors."""
+"""The client's HTTP against a real server behind raw loopback proxies that misbehave on cue."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from client.transport import Http1Transport
+from client import transport
+from client.manager import SyncManager
+from client.policy import RetryPolicy
+from client.result import SyncResult
+from client.transport import KEEPALIVE_EXPIRY, open_client, post_batch, post_json
+from server.serving import UVICORN_OPTIONS
+from syncbed.contract import SYNC_PATH
+from tests.client.fakes import filled
+from tests.client.proxies import CLOSE_DELIMITED_503, DROP, FrontProxy
+from tests.conftest import LiveServer
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-class Served:
-    """A raw asyncio server on 127.0.0.1 that counts the connections it accepted."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.url = ""
-        self.server: asyncio.Server | None = None
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            await self.handler(reader, writer)
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> Served:
-        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
+QUICK = RetryPolicy(max_retries=3, base=0.05, cap=0.1)
+SYNC_LINE = b"POST " + SYNC_PATH.encode() + b" HTTP/1.1"
+UNASKED_101 = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
-        0,
-    )
-    return head, await reader.readexactly(length)
+def counting() -> tuple[Callable[[], dict[str, str]], list[int]]:
+    """A `headers` callable for post_batch that counts the sends it was asked for."""
+    sends: list[int] = []
+
+    def headers() -> dict[str, str]:
+        sends.append(len(sends) + 1)
+        return {}
+
+    return headers, sends
 
 
-def _answering(*answers: bytes) -> Handler:
-    """Answer each request on a connection with the next of `answers` (the last one repeats)."""
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        for i in range(100):
-            try:
-                await _read_request(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            writer.write(answers[min(i, len(answers) - 1)])
-            await writer.drain()
-
-    return handler
-
-
-OK = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"ok":true}'
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[Http1Transport]:
-    t = Http1Transport()
-    yield t
-    await t.aclose()
-
-
-def _post(url: str, body: bytes = b"{}", timeout: float = 5.0) -> httpx.Request:
-    return httpx.Request(
-        "POST",
-        url + "/api/v1/data/sync?x=1",
-        content=body,
-        headers={"Content-Type": "application/json", "X-Sync-Batch": "7"},
-        extensions={"timeout": httpx.Timeout(timeout).as_dict()},
-    )
-
-
-async def test_round_trip_keeps_status_repeated_headers_and_body(transport: Http1Transport) -> None:
-    seen: list[tuple[bytes, bytes]] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while not reader.at_eof():
-            try:
-                seen.append(await _read_request(reader))
-            except asyncio.IncompleteReadError:
-                break
-            body = b'{"error":"rate_limited","retry_after":0.5}'
-            writer.write(
-                b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
-                b'ratelimit-policy: "a";q=5;w=1\r\nratelimit-policy: "b";q=10;w=1\r\n'
-                b"content-length: %d\r\n\r\n%s" % (len(body), body)
-            )
-            await writer.drain()
-
-    async with Served(handler) as served:
-        payload = b'{"pageVisits":[' + b",".join([b'{"id":"x"}'] * 20000) + b"]}"
-        for _ in range(2):  # the second request reuses the kept-alive connection
-            response = await transport.handle_async_request(_post(served.url, payload))
-            assert response.status_code == 429
-            assert response.headers.get_list("ratelimit-policy") == ['"a";q=5;w=1', '"b";q=10;w=1']
-            assert response.json() == {"error": "rate_limited", "retry_after": 0.5}
-    assert served.connections == 1 and len(seen) == 2
-    head, body = seen[0]
-    assert body == payload
-    assert head.startswith(b"POST /api/v1/data/sync?x=1 HTTP/1.1\r\n")
-    assert b"x-sync-batch: 7" in head.lower()
-    assert head.lower().count(b"\r\nhost:") == 1
-
-
-async def test_chunked_and_close_delimited_answers_are_read_whole(transport: Http1Transport) -> None:
-    chunked = b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
-    async with Served(_answering(chunked)) as served:
-        response = await transport.handle_async_request(_post(served.url))
-        assert response.json() == {"a": 1}
-
-    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b'HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n{"b":2}')
-        await writer.drain()
-
-    async with Served(until_close) as served:
-        for _ in range(2):  # the closed connection is not reused: the second request opens another
-            response = await transport.handle_async_request(_post(served.url))
-            assert response.json() == {"b": 2}
-        assert served.connections == 2
-
-
-async def test_an_interim_100_continue_is_skipped(transport: Http1Transport) -> None:
-    async with Served(_answering(b"HTTP/1.1 100 Continue\r\n\r\n" + OK)) as served:
-        response = await transport.handle_async_request(_post(served.url))
-    assert (response.status_code, response.json()) == (200, {"ok": True})
-
-
-async def test_an_idle_connection_the_server_closed_is_replaced(transport: Http1Transport) -> None:
-    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(OK)
-        await writer.drain()  # then closes, as a server's keep-alive timeout does
-
-    async with Served(once) as served:
-        assert (await transport.handle_async_request(_post(served.url))).status_code == 200
-        await asyncio.sleep(0.05)
-        assert (await transport.handle_async_request(_post(served.url))).status_code == 200
-        assert served.connections == 2
-
-
-async def test_connections_opened_ahead_carry_the_burst(transport: Http1Transport) -> None:
-    async with Served(_answering(OK)) as served:
-        transport.connect_ahead(served.url, 3)
-        # Asked for at once, the requests take the connections still opening instead of opening more.
-        responses = await asyncio.gather(*(transport.handle_async_request(_post(served.url)) for _ in range(3)))
-        assert [r.status_code for r in responses] == [200] * 3
-        assert served.connections == 3
-        transport.connect_ahead(served.url, 5)  # three are open and idle: two more
-        await asyncio.sleep(0.05)
-        assert served.connections == 5
-        await asyncio.gather(*(transport.handle_async_request(_post(served.url)) for _ in range(5)))
-        assert served.connections == 5
-
-
-async def test_closing_closes_connections_opened_ahead_or_still_opening() -> None:
-    ends: list[bytes] = []
-
-    async def wait_for_end(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ends.append(await reader.read())  # b"" once the client closes its end
-
-    async with Served(wait_for_end) as served:
-        transport = Http1Transport()
-        transport.connect_ahead(served.url, 2)
-        await asyncio.sleep(0.05)  # both open and idle
-        transport.connect_ahead(served.url, 4)  # two more, still opening when the transport closes
-        await transport.aclose()
-        for _ in range(100):
-            if len(ends) == served.connections:
-                break
-            await asyncio.sleep(0.01)
-    assert served.connections >= 2
-    assert ends == [b""] * served.connections
-
-
-async def test_at_most_max_connections_requests_at_once() -> None:
-    busy = peak = 0
-
-    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal busy, peak
-        while True:
-            try:
-                await _read_request(reader)
-            except asyncio.IncompleteReadError:
-                return
-            busy += 1
-            peak = max(peak, busy)
-            await asyncio.sleep(0.02)
-            busy -= 1
-            writer.write(OK)
-            await writer.drain()
-
-    transport = Http1Transport(max_connections=2)
+async def sync_through(
+    proxy: FrontProxy, server: LiveServer, tmp_path: Path, records: int, **kw: Any
+) -> tuple[SyncResult, int]:
+    """Sync `records` to `server` through `proxy`; (result, the server's count for the run's user)."""
+    outbox = await filled(tmp_path / "outbox.db", records)
+    token = server.token("proxied")
     try:
-        async with Served(slow) as served:
-            await asyncio.gather(*(transport.handle_async_request(_post(served.url)) for _ in range(6)))
+        manager = SyncManager(proxy.url, token, outbox, retry=QUICK, rng=random.Random(5), **kw)
+        result = await manager.sync()
     finally:
-        await transport.aclose()
-    assert peak == 2
+        await outbox.close()
+    return result, server.count(token)
 
 
-async def test_refused_connection_is_connect_error(transport: Http1Transport) -> None:
-    async with Served(_answering(OK)) as served:
-        url = served.url
-    transport.connect_ahead(url, 2)  # fails quietly: the request reports it
-    with pytest.raises(httpx.ConnectError) as caught:
-        await transport.handle_async_request(_post(url))
-    assert caught.value.request.url.path == "/api/v1/data/sync"
+async def test_a_close_delimited_503_is_read_whole_and_retried(live_server: LiveServer, tmp_path: Path) -> None:
+    refused: list[bytes] = []
+
+    def decide(nth: int, line: bytes) -> bytes | None:
+        if line == SYNC_LINE and len(refused) < 3:  # no Content-Length: the body ends when the proxy closes
+            refused.append(line)
+            return CLOSE_DELIMITED_503
+        return None
+
+    async with FrontProxy(upstream=live_server.url, decide=decide) as proxy:
+        result, stored = await sync_through(proxy, live_server, tmp_path, 3000, mode="conservative", batch_size=1000)
+    assert result.complete and (result.ok_batches, result.total_batches) == (3, 3)
+    assert result.retries == 3 and result.requests == 6 and not result.failed
+    assert stored == 3000 and result.duplicates == 0
+    assert proxy.lines.count(SYNC_LINE) == 6
 
 
-async def test_dropped_connection_is_remote_protocol_error_and_a_reset_a_read_error(
-    transport: Http1Transport,
+async def test_a_reused_connection_closed_under_a_request_is_resent_at_once_on_a_fresh_one(
+    live_server: LiveServer, tmp_path: Path
 ) -> None:
-    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.transport.abort()
+    dropped: list[int] = []
 
-    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with an RST
-        writer.transport.abort()
+    def decide(nth: int, line: bytes) -> bytes | None:
+        if line == SYNC_LINE and nth > 1:  # the server closed the kept-alive connection as the batch arrived
+            dropped.append(nth)
+            return DROP
+        return None
 
-    async with Served(close) as served:
-        with pytest.raises(httpx.RemoteProtocolError, match="without answering"):
-            await transport.handle_async_request(_post(served.url))
-    async with Served(reset) as served:
-        with pytest.raises(httpx.ReadError, match="the connection failed"):
-            await transport.handle_async_request(_post(served.url))
-
-
-async def test_an_answer_cut_short_or_not_http_is_remote_protocol_error(transport: Http1Transport) -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{")
-        await writer.drain()
-
-    async with Served(cut) as served:
-        with pytest.raises(httpx.RemoteProtocolError, match="middle of its answer"):
-            await transport.handle_async_request(_post(served.url))
-    async with Served(_answering(b"SMTP ready\r\n\r\n")) as served:
-        with pytest.raises(httpx.RemoteProtocolError, match="not valid HTTP"):
-            await transport.handle_async_request(_post(served.url))
+    async with FrontProxy(upstream=live_server.url, decide=decide) as proxy:
+        result, stored = await sync_through(proxy, live_server, tmp_path, 3000, mode="sequential", batch_size=500)
+    assert dropped, "no batch went out on a reused connection"
+    assert result.complete and result.ok_batches == 6
+    assert result.retries == 0  # resent at once, no backoff: the server never answered
+    assert result.requests == 6 + len(dropped) == proxy.lines.count(SYNC_LINE)
+    assert stored == 3000 and result.stored == 3000 and result.duplicates == 0  # none lost, none twice
 
 
-async def test_silent_server_is_read_timeout(transport: Http1Transport) -> None:
-    release = asyncio.Event()
+async def test_a_fresh_connection_closed_without_an_answer_is_the_policys_to_retry() -> None:
+    async with FrontProxy(decide=lambda nth, line: DROP) as proxy, open_client(proxy.url, 1, 5.0) as http:
+        headers, sends = counting()
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await post_batch(http, proxy.url + SYNC_PATH, "tok", b"{}", headers, 1)
+    assert sends == [1] and proxy.connections == 1  # not resent: nothing says the server did not see it
 
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        await release.wait()  # never answers while the client waits
 
-    async with Served(handler) as served:
-        with pytest.raises(httpx.ReadTimeout):
-            await transport.handle_async_request(_post(served.url, timeout=0.2))
-        release.set()
+async def test_an_unasked_101_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    # The proxy switches protocols and then waits for the client to close: only reading the head can end it.
+    async with FrontProxy(decide=lambda nth, line: UNASKED_101, linger=True) as proxy:
+        async with open_client(proxy.url, 1, 30.0) as http:
+            with pytest.raises(httpx.RemoteProtocolError, match="without a pending proposal"):
+                await post_json(http, proxy.url + SYNC_PATH, "tok", b"{}")
+        outbox = await filled(tmp_path / "outbox.db", 100)
+        try:
+            retry = RetryPolicy(max_retries=2, base=0.01, cap=0.02)
+            result = await SyncManager(proxy.url, "tok", outbox, mode="sequential", retry=retry, timeout=30.0).sync()
+        finally:
+            await outbox.close()
+    assert result.status == "failed"
+    [failed] = result.failed
+    assert failed.reason.startswith("gave up after 2 retries: network error RemoteProtocolError")
+
+
+async def test_batches_share_kept_alive_connections(live_server: LiveServer, tmp_path: Path) -> None:
+    async with FrontProxy(upstream=live_server.url) as proxy:
+        result, stored = await sync_through(proxy, live_server, tmp_path, 2500, mode="sequential", batch_size=500)
+    assert result.complete and stored == 2500
+    # Five batches, the announcement and the finish: one connection, and one more for the announcement
+    # that goes out beside the second batch.
+    assert len(proxy.lines) == 7 and proxy.connections <= 2
+
+
+async def test_an_idle_connection_is_retired_before_the_server_would_close_it(
+    live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert UVICORN_OPTIONS["timeout_keep_alive"] > KEEPALIVE_EXPIRY
+    monkeypatch.setattr(transport, "KEEPALIVE_EXPIRY", 0.2)  # the same rule, on a scale a test can wait out
+    headers, sends = counting()
+    async with FrontProxy(upstream=live_server.url) as proxy, open_client(proxy.url, 1, 5.0) as http:
+        for pause in (0.0, 0.0, 0.4):
+            await asyncio.sleep(pause)
+            response = await post_batch(http, proxy.url + SYNC_PATH, "not-a-token", b"{}", headers, 1)
+            assert response.status_code == 401  # any answer will do: it is the connection that counts
+    assert sends == [1, 2, 3]
+    assert proxy.connections == 2  # kept alive across the quick pair; a new one after the pause
