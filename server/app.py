@@ -117,7 +117,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         )
         history = History(data_dir / SERVER_DB_FILE)
         await history.open(bus)  # before any event: ids continue after the last one stored
-        auth = Auth(storage.reader, admin)
+        auth = Auth(storage.reader)
         state = AppState(
             settings=settings,
             storage=storage,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Callable
 
@@ -31,11 +30,8 @@ def authorization(scope: Scope) -> str | None:
 class Auth:
     """Resolves Authorization headers against the tokens table."""
 
-    def __init__(
-        self, conn: aiosqlite.Connection, admin_token: str, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._conn = conn
-        self._admin = admin_token
         self._clock = clock
         self._cache: dict[str, tuple[str | None, float]] = {}
         # One query per token at a time: a burst of ten requests that all miss the cache waits for
@@ -55,10 +51,6 @@ class Auth:
         if scheme.lower() != "bearer" or not value.strip():
             return None
         return value.strip()
-
-    def is_admin(self, header: str | None) -> bool:
-        token = self.bearer(header)
-        return token is not None and hmac.compare_digest(token.encode(), self._admin.encode())
 
     async def user_for_authorization(self, header: str | None) -> str | None:
         """The user a bearer header authenticates, or None (missing, malformed, unknown, revoked)."""

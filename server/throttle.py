@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.admin_token import is_admin
 from server.auth import authorization as authorization_of
-from server.client_ip import ClientIp, IpSet, check_cidrs
+from server.client_ip import ClientIp, IpSet
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
@@ -135,9 +135,6 @@ class Limiter:
         user_for: UserLookup | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        check_cidrs(limits.trusted_proxies, "limits.trusted_proxies")
-        check_cidrs(limits.safelist, "limits.safelist")
-        check_cidrs(limits.blocklist, "limits.blocklist")
         self.enabled = limits.enabled
         self.dry_run = limits.dry_run
         self.store: Store = store or MemoryStore()

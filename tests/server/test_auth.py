@@ -54,7 +54,7 @@ class CountingAuth(Auth):
 async def test_a_burst_of_misses_shares_one_query(db: tuple[Path, aiosqlite.Connection]) -> None:
     path, conn = db
     token = create_token_at(path, "alice")
-    auth = CountingAuth(conn, "admin")
+    auth = CountingAuth(conn)
     users = await asyncio.gather(*(auth.user_for_authorization(f"Bearer {token}") for _ in range(10)))
     assert users == ["alice"] * 10
     assert auth.lookups == 1
@@ -66,7 +66,7 @@ async def test_a_burst_of_misses_shares_one_query(db: tuple[Path, aiosqlite.Conn
 async def test_one_caller_leaving_does_not_cancel_the_others(db: tuple[Path, aiosqlite.Connection]) -> None:
     path, conn = db
     token = create_token_at(path, "bob")
-    auth = CountingAuth(conn, "admin")
+    auth = CountingAuth(conn)
     first = asyncio.create_task(auth.user_for_authorization(f"Bearer {token}"))
     second = asyncio.create_task(auth.user_for_authorization(f"Bearer {token}"))
     await asyncio.sleep(0)
@@ -80,7 +80,7 @@ async def test_one_caller_leaving_does_not_cancel_the_others(db: tuple[Path, aio
 async def test_a_repeated_authorization_authenticates_nobody(db: tuple[Path, aiosqlite.Connection]) -> None:
     path, conn = db
     token = create_token_at(path, "carol")
-    auth = Auth(conn, "admin")
+    auth = Auth(conn)
     one = {"headers": [(b"authorization", f"Bearer {token}".encode())]}
     assert await auth.user_for_scope(one) == "carol"
     two = {"headers": [(b"authorization", f"Bearer {token}".encode()), (b"authorization", b"x")]}
@@ -91,7 +91,7 @@ async def test_a_revoked_token_works_until_its_cache_entry_expires(db: tuple[Pat
     path, conn = db
     token = create_token_at(path, "dave")
     clock = Clock()
-    auth = CountingAuth(conn, "admin", clock=clock)
+    auth = CountingAuth(conn, clock=clock)
     assert await auth.user_for_authorization(f"Bearer {token}") == "dave"
     revoke_at(path, token)  # as `python -m server token revoke` does, from another connection
     clock.now += CACHE_SECONDS - 0.01
@@ -105,7 +105,7 @@ async def test_a_revoked_token_works_until_its_cache_entry_expires(db: tuple[Pat
 async def test_an_unknown_token_is_cached_as_nobody(db: tuple[Path, aiosqlite.Connection]) -> None:
     _, conn = db
     clock = Clock()
-    auth = CountingAuth(conn, "admin", clock=clock)
+    auth = CountingAuth(conn, clock=clock)
     for _ in range(3):
         assert await auth.user_for_authorization("Bearer sb_abc_def") is None
     assert auth.lookups == 1  # a flood of one bad token costs one query a second, not one a request
@@ -116,7 +116,7 @@ async def test_an_unknown_token_is_cached_as_nobody(db: tuple[Path, aiosqlite.Co
 
 async def test_headers_that_are_not_a_bearer_token_query_nothing(db: tuple[Path, aiosqlite.Connection]) -> None:
     _, conn = db
-    auth = CountingAuth(conn, "admin", clock=Clock())
+    auth = CountingAuth(conn, clock=Clock())
     for header in (None, "", "Bearer", "Bearer   ", "Basic abc", "Token sb_a_b", "sb_a_b"):
         assert await auth.user_for_authorization(header) is None, header
     assert auth.lookups == 0
@@ -132,7 +132,7 @@ def test_bearer_takes_the_scheme_in_any_case_and_trims_the_value() -> None:
 
 async def test_a_user_found_by_an_earlier_layer_is_not_looked_up_again(db: tuple[Path, aiosqlite.Connection]) -> None:
     _, conn = db
-    auth = CountingAuth(conn, "admin")
+    auth = CountingAuth(conn)
     scope = {"headers": [(b"authorization", b"Bearer sb_x_y")], "state": {"syncbed.user": "erin"}}
     assert await auth.user_for_scope(scope) == "erin"
     assert auth.lookups == 0
