@@ -18,6 +18,7 @@ import psutil
 from bench.common import ROOT, Proc, syncbed_server, table
 from bench.ingest import make_bodies
 from syncbed import contract
+from syncbed.events import EV_RUN_FINISHED
 
 CONCURRENCY = 5
 SUBSCRIBERS = 3
@@ -83,7 +84,7 @@ async def read_streams(url: str, admin: str, n: int, run: str) -> list[dict[str,
                     seen["events"] += 1
                     if kind in seen:
                         seen[kind] += 1
-                elif line.startswith("data: ") and kind == contract.EV_RUN_FINISHED and f'"run":"{run}"' in line:
+                elif line.startswith("data: ") and kind == EV_RUN_FINISHED and f'"run":"{run}"' in line:
                     return seen
         return seen
 

@@ -23,10 +23,10 @@ from syncbed.contract import (
     E_NOT_FOUND,
     E_UNAUTHORIZED,
     E_UNAVAILABLE,
-    EV_CONFIG_CHANGED,
     FAULTS_PATH,
     LIMITS_PATH,
 )
+from syncbed.events import ConfigChanged
 from syncbed.faults import FaultError
 from syncbed.wire import RepeatedHeader
 
@@ -133,7 +133,7 @@ async def put_faults(request: Request) -> Response:
         now = state.faults.update(**body)
     except FaultError as exc:
         return invalid(exc.field, exc.reason)
-    state.bus.publish(EV_CONFIG_CHANGED, what="faults", changed=sorted(body), **now)
+    state.bus.publish(msgspec.convert({"what": "faults", "changed": sorted(body), **now}, ConfigChanged))
     log.info("config changed: faults %s", now)
     return JSONResponse(now)
 
@@ -200,7 +200,7 @@ async def put_limits(request: Request) -> Response:
         return invalid("rule", str(exc))
     now = {"rule": change.rule, **(_as_dict(result) or _change_dict(change))}
     now.pop("what", None)
-    state.bus.publish(EV_CONFIG_CHANGED, what="limits", **now)
+    state.bus.publish(msgspec.convert({**now, "what": "limits"}, ConfigChanged))
     log.info("config changed: limits %s", now)
     return JSONResponse(now)
 

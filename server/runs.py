@@ -22,12 +22,12 @@ from syncbed.contract import (
     E_INVALID_REQUEST,
     E_NOT_FOUND,
     E_UNAVAILABLE,
-    EV_RUN_FINISHED,
-    EV_RUN_STARTED,
     RUNS_PATH,
     RunFinish,
     RunStart,
 )
+from syncbed.events import RunFinished, RunStarted
+from syncbed.runs import RunList
 from syncbed.wire import ascii_int, run_id_problem
 
 MAX_LIST = 500
@@ -119,14 +119,15 @@ async def start_run(request: Request) -> Response:
             field="run",
         )
     app_state(request).bus.publish(
-        EV_RUN_STARTED,
-        run=run,
-        user=who.user,
-        total_records=body.total_records,
-        total_batches=body.total_batches,
-        batch_size=body.batch_size,
-        mode=body.mode,
-        concurrency=body.concurrency,
+        RunStarted(
+            run=run,
+            user=who.user,
+            total_records=body.total_records,
+            total_batches=body.total_batches,
+            batch_size=body.batch_size,
+            mode=body.mode,
+            concurrency=body.concurrency,
+        )
     )
     return JSONResponse({"run": run}, status_code=201)
 
@@ -144,13 +145,14 @@ async def finish_run(request: Request) -> Response:
         return body
     run, _ = found
     app_state(request).bus.publish(
-        EV_RUN_FINISHED,
-        run=run,
-        user=who.user,
-        status=body.status,
-        ok_batches=body.ok_batches,
-        failed_batches=body.failed_batches,
-        seconds=body.seconds,
+        RunFinished(
+            run=run,
+            user=who.user,
+            status=body.status,
+            ok_batches=body.ok_batches,
+            failed_batches=body.failed_batches,
+            seconds=body.seconds,
+        )
     )
     return JSONResponse({"run": run, "status": body.status})
 
@@ -169,7 +171,7 @@ async def list_runs(request: Request) -> Response:
     history = history_of(request)
     await history.flush()
     runs = await history.list_runs(None if who.admin else who.user, limit)
-    return JSONResponse({"runs": runs})
+    return JSONResponse(RunList(runs))
 
 
 async def get_run(request: Request) -> Response:
@@ -180,12 +182,8 @@ async def get_run(request: Request) -> Response:
     found = await _visible_run(request, who)
     if isinstance(found, Response):
         return found
-    run, row = found
-    view = await history_of(request).view(run)
-    summary = view.summary()
-    summary["announced"] = summary["announced"] or None
-    summary["user"] = summary["user"] or row.get("user")
-    return JSONResponse({**summary, "batches": view.batches()})
+    run, _ = found
+    return JSONResponse(await history_of(request).detail(run))
 
 
 async def export_events(request: Request) -> Response:

@@ -16,13 +16,8 @@ from starlette.types import Receive, Scope, Send
 from server.admin import app_state, require_admin
 from server.events import Filter, Subscriber, TooManySubscribers
 from server.responses import error_response
-from syncbed.contract import (
-    E_INVALID_REQUEST,
-    E_TOO_MANY_SUBSCRIBERS,
-    EVENT_TYPES,
-    EVENTS_PATH,
-    HEADER_LAST_EVENT_ID,
-)
+from syncbed.contract import E_INVALID_REQUEST, E_TOO_MANY_SUBSCRIBERS, EVENTS_PATH, HEADER_LAST_EVENT_ID
+from syncbed.events import EVENT_TYPES
 from syncbed.wire import ascii_int, run_id_problem
 
 log = logging.getLogger("syncbed.sse")

@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,6 +17,8 @@ from starlette.routing import Route
 
 from server.serving import uvicorn_options
 from syncbed import contract as c
+from syncbed.events import BatchStored
+from syncbed.fold import fold
 
 
 @contextlib.asynccontextmanager
@@ -76,8 +79,9 @@ class AdminRecorder:
     async def run(self, request: Request) -> JSONResponse:
         run = request.path_params["run"]
         self.requests.append((request.method, request.url.path, request.headers.get("authorization"), None))
-        attempt = {"batch": 1, "attempt": 1, "status": "stored", "http_status": 200, "records": 1000, "ms": 301}
-        return JSONResponse({"run": run, "batches": [{"batch": 1, "status": "stored", "attempts": [attempt]}]})
+        stored = BatchStored(ts=1.0, run=run, batch=1, attempt=1, user="u", records=1000, stored=1000, duplicates=0,
+                             ms=301.0)  # fmt: skip
+        return JSONResponse(msgspec.to_builtins(fold(run, [stored])))
 
 
 def free_port() -> int:
