@@ -106,7 +106,7 @@ class Run:
     @property
     def mode(self) -> str | None:
         announced = self.fold.announced
-        return announced.mode or None if announced is not None else None
+        return (announced.mode or None) if announced is not None else None
 
     @property
     def concurrency(self) -> int | None:

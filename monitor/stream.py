@@ -92,15 +92,19 @@ def decode(data: str | bytes, name: str = "") -> Received:
     try:
         return decode_event(data)
     except msgspec.DecodeError as exc:
-        try:
-            obj = _lenient.decode(data)
-        except msgspec.DecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            return Undecodable(name or "?", str(exc))
-        kind, ts = obj.get("type"), obj.get("ts")
-        when = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts) else None
-        return Undecodable(kind if isinstance(kind, str) and kind else name or "?", str(exc), when)
+        return _unreadable(data, name, str(exc))
+
+
+def _unreadable(data: str | bytes, name: str, reason: str) -> Undecodable:
+    """What can still be told of data that is none of our events: its `type` and `ts`, if it has them."""
+    try:
+        obj = _lenient.decode(data)
+    except msgspec.DecodeError:
+        obj = None
+    fields = obj if isinstance(obj, dict) else {}
+    kind, ts = fields.get("type"), fields.get("ts")
+    when = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts) else None
+    return Undecodable(kind if isinstance(kind, str) and kind else name or "?", reason, when)
 
 
 parse_id = ascii_int  # an event id is a wire integer like any other

@@ -12,6 +12,8 @@ from typing import Final, TypeAlias, get_args
 
 import msgspec
 
+from syncbed.faults import FAULT_FIELDS
+
 EV_RUN_STARTED: Final = "run.started"
 EV_BATCH_RECEIVED: Final = "batch.received"
 EV_BATCH_STORED: Final = "batch.stored"
@@ -105,11 +107,15 @@ class RunFinished(_Event, tag=EV_RUN_FINISHED, kw_only=True):
 
 
 class HotKey(msgspec.Struct):
+    """One of a rule's hottest keys in the current window, and its count."""
+
     key: str
     count: int
 
 
 class FaultValues(msgspec.Struct):
+    """The four fault settings (syncbed/faults.py names them)."""
+
     latency_ms: int
     jitter_ms: int
     error_rate: float
@@ -117,6 +123,8 @@ class FaultValues(msgspec.Struct):
 
 
 class RuleInfo(msgspec.Struct):
+    """A limiter rule as PUT /api/v1/admin/limits answers it."""
+
     name: str
     kind: str
     limit: int
@@ -162,13 +170,8 @@ class ConfigChanged(_Event, tag=EV_CONFIG_CHANGED, kw_only=True):
 
     def fault_values(self) -> dict[str, int | float]:
         """The fault settings this edit carries, by name (none for a limits edit)."""
-        pairs = (
-            ("latency_ms", self.latency_ms),
-            ("jitter_ms", self.jitter_ms),
-            ("error_rate", self.error_rate),
-            ("reset_rate", self.reset_rate),
-        )
-        return {k: v for k, v in pairs if v is not None}
+        values = {name: getattr(self, name) for name in FAULT_FIELDS}
+        return {k: v for k, v in values.items() if v is not None}
 
 
 class LimiterStore(_Event, tag=EV_LIMITER_STORE, kw_only=True):
