@@ -20,6 +20,7 @@ from bench.ingest import make_bodies
 from harness.processes import ROOT
 from harness.server import LiveServer
 from syncbed import contract
+from syncbed.events import EV_RUN_FINISHED
 
 CONCURRENCY = 5
 SUBSCRIBERS = 3
@@ -85,7 +86,7 @@ async def read_streams(url: str, admin: str, n: int, run: str) -> list[dict[str,
                     seen["events"] += 1
                     if kind in seen:
                         seen[kind] += 1
-                elif line.startswith("data: ") and kind == contract.EV_RUN_FINISHED and f'"run":"{run}"' in line:
+                elif line.startswith("data: ") and kind == EV_RUN_FINISHED and f'"run":"{run}"' in line:
                     return seen
         return seen
 

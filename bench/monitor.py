@@ -13,13 +13,12 @@ import asyncio
 import statistics
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import msgspec
 
 from monitor.app import MonitorApp
 from monitor.model import Model
-from monitor.stream import parse_data
+from monitor.stream import Received, decode
 
 TARGET_RATE = 5_000
 TARGET_LAG = 1.0
@@ -42,7 +41,8 @@ def synthetic(count: int, start_run: int = 0) -> Iterator[tuple[str, bytes]]:
         base = {"ts": 0.0, "run": run, "batch": batch, "attempt": 1, "user": "u"}
         if batch % 10 == 0:
             yield "request.throttled", _encode({"type": "request.throttled", **base, "ip": "127.0.0.1",
-                                                "rule": "sync/user", "key": "u", "retry_after": 0.5})  # fmt: skip
+                                                "rule": "sync/user", "key": "u", "retry_after": 0.5,
+                                                "dry_run": False})  # fmt: skip
             emitted += 1
             continue
         yield "batch.received", _encode({"type": "batch.received", **base, "records": 1000})
@@ -71,9 +71,9 @@ def synthetic(count: int, start_run: int = 0) -> Iterator[tuple[str, bytes]]:
             run_no, batch = run_no + 1, 0
 
 
-def _stamp(data: dict[str, Any], ts: float) -> dict[str, Any]:
-    data["ts"] = ts
-    return data
+def _stamp(event: Received, ts: float) -> Received:
+    event.ts = ts
+    return event
 
 
 def model_rate(count: int) -> float:
@@ -82,9 +82,7 @@ def model_rate(count: int) -> float:
     model = Model()
     started = time.perf_counter()
     for i, (etype, raw) in enumerate(frames):
-        data = parse_data(etype, raw.decode())
-        if data is not None:
-            model.ingest(_stamp(data, started + i * 1e-4), i + 1)
+        model.ingest(_stamp(decode(raw, etype), started + i * 1e-4), i + 1)
     return len(frames) / (time.perf_counter() - started)
 
 
@@ -121,10 +119,8 @@ async def app_run(rate: int, seconds: float) -> dict[str, float]:
             due = min(total, int((now - start) * rate) + 1)
             while fed < due:
                 etype, raw = next(frames)
-                data = parse_data(etype, raw.decode())
-                if data is not None:
-                    # Stamped with its due time, so a feeder that falls behind shows up as lag.
-                    app.model.ingest(_stamp(data, start + fed / rate), fed + 1)
+                # Stamped with its due time, so a feeder that falls behind shows up as lag.
+                app.model.ingest(_stamp(decode(raw, etype), start + fed / rate), fed + 1)
                 fed += 1
             await asyncio.sleep(0.005)
         elapsed = time.time() - start

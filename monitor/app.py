@@ -21,7 +21,7 @@ from monitor.export import export_run
 from monitor.model import Clock, Model
 from monitor.replay import ReplayClock, due, read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
-from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, StreamFailed, StreamFollower
+from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
 from monitor.widgets_lanes import LanesView
 from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
@@ -69,11 +69,11 @@ class MonitorApp(App[None]):
         self.admin_token = admin_token
         self.replay_path = replay
         self.export_dir = export_dir or Path.cwd()
-        self.replay_events: list[dict[str, Any]] = read_events(replay) if replay else []
+        self.replay_events: list[Received] = read_events(replay) if replay else []
         self.replay_clock: ReplayClock | None = None
         if self.replay_events:
-            first, last = self.replay_events[0].get("ts") or 0.0, self.replay_events[-1].get("ts") or 0.0
-            self.replay_clock = ReplayClock(float(first), float(last), speed)
+            first, last = self.replay_events[0].ts or 0.0, self.replay_events[-1].ts or 0.0
+            self.replay_clock = ReplayClock(first, last, speed)
         self.model = Model(clock=clock or self.replay_clock or time.time)
         self.paused = False
         self.log_filter = LOG_FILTERS[0]
@@ -153,8 +153,8 @@ class MonitorApp(App[None]):
             self.failure = exc
             self.exit(return_code=exc.exit_code)
 
-    def _on_event(self, data: dict[str, Any], event_id: int | None) -> None:
-        self.model.ingest(data, event_id)
+    def _on_event(self, event: Received, event_id: int | None) -> None:
+        self.model.ingest(event, event_id)
 
     def _on_state(self, state: str, detail: str) -> None:
         self.conn_state, self.conn_detail = state, detail
@@ -167,8 +167,7 @@ class MonitorApp(App[None]):
         events = self.replay_events
         while cursor < len(events):
             for ev in due(events, cursor, clock()):
-                raw_id = ev.get("id")
-                self.model.ingest(ev, raw_id if isinstance(raw_id, int) else None)
+                self.model.ingest(ev)
                 cursor += 1
             await asyncio.sleep(0.02)
         self.conn_state = "replay done"
@@ -223,6 +222,8 @@ class MonitorApp(App[None]):
             text.append(f" (#{self.model.last_id})", style="dim")
         if self.model.missed or self.model.resets:
             text.append(f" │ missed {self.model.missed:,}, resets {self.model.resets}", style="#f85149")
+        if self.model.undecodable:
+            text.append(f" │ unreadable {self.model.undecodable:,}", style="#f85149")
         if self.paused:
             text.append(" │ PAUSED", style="bold reverse #ff9f1c")
         return text

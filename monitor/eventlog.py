@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from syncbed import contract as c
+import msgspec
+
+from monitor.stream import Received, Undecodable
+from syncbed.events import (
+    RUN_EVENT_CLASSES,
+    BatchEvent,
+    BatchReceived,
+    BatchRejected,
+    BatchStored,
+    ConfigChanged,
+    LimiterStore,
+    RequestThrottled,
+    RunFinished,
+    RunStarted,
+    StreamDropped,
+    StreamReset,
+    event_type,
+)
 
 LOG_FILTERS = ("all", "throttled", "errors")
 KIND_INFO = "info"
@@ -34,67 +48,70 @@ class LogEntry:
         return True
 
 
-def _short(run: Any) -> str:
+def _short(run: str | None) -> str:
     text = str(run)
     return text if len(text) <= 12 else text[:3] + "…" + text[-8:]
 
 
-def _attempt(ev: Mapping[str, Any]) -> str:
-    return f"{_short(ev.get('run'))} #{ev.get('batch')}.{ev.get('attempt')}"
+def _attempt(ev: BatchEvent) -> str:
+    return f"{_short(ev.run)} #{ev.batch}.{ev.attempt}"
 
 
-def _num(value: Any, digits: int = 2) -> str:
-    """Numbers short (318.77 ms -> 319 ms with digits=0), anything else as it is."""
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+def _num(value: float, digits: int = 2) -> str:
+    """Numbers short (318.77 ms -> 319 ms with digits=0)."""
+    return f"{value:.{digits}f}"
 
 
-def describe(ev: Mapping[str, Any]) -> tuple[str, str]:
+def _values(ev: ConfigChanged) -> str:
+    """The edit's values as `name=value`, in the order the server sent them."""
+    values = msgspec.structs.asdict(ev)
+    return " ".join(f"{k}={v}" for k, v in values.items() if k not in ("id", "ts", "what") and v is not None)
+
+
+def describe(ev: Received) -> tuple[str, str]:
     """(kind, text) of one event for the log."""
     kind = KIND_INFO
-    t = ev.get("type")
-    g = ev.get
-    if t == c.EV_BATCH_RECEIVED:
-        text = f"{_attempt(ev)} received {g('records')} records"
-    elif t == c.EV_BATCH_STORED:
-        text = f"{_attempt(ev)} stored {g('stored')} (+{g('duplicates')} dup) in {_num(g('ms'), 0)} ms"
-    elif t == c.EV_BATCH_REJECTED:
+    if isinstance(ev, BatchReceived):
+        text = f"{_attempt(ev)} received {ev.records} records"
+    elif isinstance(ev, BatchStored):
+        text = f"{_attempt(ev)} stored {ev.stored} (+{ev.duplicates} dup) in {_num(ev.ms, 0)} ms"
+    elif isinstance(ev, BatchRejected):
         kind = KIND_ERROR
-        text = f"{_attempt(ev)} rejected {g('status')} {g('error')}"
-    elif t == c.EV_REQUEST_THROTTLED:
+        text = f"{_attempt(ev)} rejected {ev.status} {ev.error}"
+    elif isinstance(ev, RequestThrottled):
         kind = KIND_THROTTLED
-        text = f"{_attempt(ev)} 429 {g('rule')} key={g('key')} retry in {_num(g('retry_after'))} s"
-    elif t == c.EV_RUN_STARTED:
+        text = f"{_attempt(ev)} 429 {ev.rule} key={ev.key} retry in {_num(ev.retry_after)} s"
+    elif isinstance(ev, RunStarted):
         text = (
-            f"{_short(g('run'))} started by {g('user')}: {g('total_records')} records, "
-            f"{g('total_batches')} batches, {g('mode')} x{g('concurrency')}"
+            f"{_short(ev.run)} started by {ev.user}: {ev.total_records} records, "
+            f"{ev.total_batches} batches, {ev.mode} x{ev.concurrency}"
         )
-    elif t == c.EV_RUN_FINISHED:
-        if g("status") != "complete":
+    elif isinstance(ev, RunFinished):
+        if ev.status != "complete":
             kind = KIND_ERROR
-        ok, failed, seconds = g("ok_batches"), g("failed_batches"), _num(g("seconds"))
-        text = f"{_short(g('run'))} {g('status')}: {ok} ok, {failed} failed in {seconds} s"
-    elif t == c.EV_CONFIG_CHANGED:
-        rest = {k: v for k, v in ev.items() if k not in ("ts", "type", "what")}
-        text = f"config {g('what')}: " + " ".join(f"{k}={v}" for k, v in rest.items())
-    elif t == c.EV_STREAM_DROPPED:
+        text = f"{_short(ev.run)} {ev.status}: {ev.ok_batches} ok, {ev.failed_batches} failed in {_num(ev.seconds)} s"
+    elif isinstance(ev, ConfigChanged):
+        text = f"config {ev.what}: {_values(ev)}"
+    elif isinstance(ev, StreamDropped):
         kind = KIND_ERROR
-        text = f"stream dropped {g('missed')} events (monitor too slow)"
-    elif t == c.EV_STREAM_RESET:
+        text = f"stream dropped {ev.missed} events (monitor too slow)"
+    elif isinstance(ev, StreamReset):
         kind = KIND_ERROR
-        text = f"stream reset: event {g('last_event_id')} is gone, oldest held {g('oldest_id')}"
-    elif t == c.EV_LIMITER_STORE:
-        if g("status") not in ("ok", "up", "connected"):
+        text = f"stream reset: event {ev.last_event_id} is gone, oldest held {ev.oldest_id}"
+    elif isinstance(ev, LimiterStore):
+        if ev.status != "up":
             kind = KIND_ERROR
-        text = f"limiter store {g('store')}: {g('status')}"
+        text = f"limiter store {ev.store}: {ev.status}"
+    elif isinstance(ev, Undecodable):
+        kind = KIND_ERROR
+        text = f"unreadable {ev.type} event (from a newer or another server?): {ev.reason}"[:200]
     else:
-        rest = {k: v for k, v in ev.items() if k not in ("ts", "type")}
-        text = f"{t} {json.dumps(rest, default=str)[:200]}"
+        text = f"{event_type(ev)}"
     return kind, text
 
 
-def make_entry(ev: Mapping[str, Any], event_id: int | None, ts: float) -> LogEntry:
+def make_entry(ev: Received, event_id: int | None, ts: float) -> LogEntry:
     kind, text = describe(ev)
-    run = ev.get("run")
-    return LogEntry(event_id, ts, str(ev.get("type")), None if run is None else str(run), kind, text)
+    run = ev.run if isinstance(ev, RUN_EVENT_CLASSES) else None
+    name = ev.type if isinstance(ev, Undecodable) else event_type(ev)
+    return LogEntry(event_id, ts, name, run, kind, text)

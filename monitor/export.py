@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 
-from monitor.rows import DETAIL_COLUMNS, model_rows
+from monitor.rows import DETAIL_COLUMNS, TIME_COLUMNS, model_rows
 from monitor.runs import Run
+from syncbed.events import encode_event
 from syncbed.paths import private_dir, private_file
-
-EXTRA_COLUMNS = ("start_ts", "end_ts")
 
 
 def _safe(name: str) -> str:
@@ -25,15 +23,11 @@ def export_run(run: Run, directory: Path) -> tuple[Path, Path]:
     # An export names users and runs: created 0600 like every file syncbed writes, then filled.
     events_path = private_file(directory / f"{stem}.jsonl")
     batches_path = private_file(directory / f"{stem}-batches.csv")
-    with events_path.open("w", encoding="utf-8") as fh:
+    with events_path.open("wb") as fh:
         for event in run.events:
-            fh.write(json.dumps(event, default=str) + "\n")
-    rows = model_rows(run)
-    attempts = [att for history in run.batches.values() for att in history]
+            fh.write(encode_event(event) + b"\n")
     with batches_path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*DETAIL_COLUMNS, *EXTRA_COLUMNS])
+        writer = csv.DictWriter(fh, fieldnames=[*DETAIL_COLUMNS, *TIME_COLUMNS], extrasaction="ignore")
         writer.writeheader()
-        for row, att in zip(rows, attempts, strict=True):
-            end = "" if att.end is None else f"{att.end:.6f}"
-            writer.writerow({**row, "start_ts": f"{att.start:.6f}", "end_ts": end})
+        writer.writerows(model_rows(run, times=True))
     return events_path, batches_path

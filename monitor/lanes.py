@@ -24,22 +24,15 @@ STATE_LABELS = {
 
 @dataclass(slots=True)
 class Attempt:
-    """One try at sending one batch: a bar on a lane from `start` to `end`."""
+    """One try at sending one batch: a bar on a lane from `start` to `end` (its figures are the run's fold's)."""
 
-    batch: int | str
-    attempt: int
+    batch: int | None
+    attempt: int | None
     start: float
     lane: int = 0
     end: float | None = None
     state: str = IN_FLIGHT
-    records: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    status: int | None = None
-    error: str | None = None
-    rule: str | None = None
-    retry_after: float | None = None
-    ms: float | None = None
+    status: int | None = None  # the HTTP status; None while in flight or when no answer came
     next_start: float | None = None  # start of this batch's next attempt, once known
 
     @property

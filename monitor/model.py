@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
+
+import msgspec
 
 from monitor.eventlog import LogEntry, make_entry
 from monitor.limiter import LimiterView
 from monitor.rates import RateSeries
 from monitor.runs import Run
-from syncbed import contract as c
-from syncbed.faults import FAULT_FIELDS
+from monitor.stream import Received, Undecodable
+from syncbed.events import (
+    RUN_EVENT_CLASSES,
+    BatchReceived,
+    BatchRejected,
+    BatchStored,
+    ConfigChanged,
+    Event,
+    RequestThrottled,
+    ServerStats,
+    StreamDropped,
+    StreamReset,
+)
 
 Clock = Callable[[], float]
 MAX_RUNS = 200
@@ -30,8 +42,8 @@ class Model:
         self.status_counts: Counter[int] = Counter()
         self.limiter = LimiterView()
         self.log: deque[LogEntry] = deque(maxlen=log_size)
-        self.faults: dict[str, Any] = {}
-        self.server_stats: dict[str, Any] = {}
+        self.faults: dict[str, int | float] = {}
+        self.stats: ServerStats | None = None  # the server's latest
         self.last_id: int | None = None
         self.last_ts: float | None = None
         self.first_ts: float | None = None
@@ -39,46 +51,38 @@ class Model:
         self.events_seen = 0
         self.missed = 0
         self.resets = 0
+        self.undecodable = 0  # events of a type or shape this monitor does not know
 
     # --- input -----------------------------------------------------------
-    def ingest(self, data: Mapping[str, Any], event_id: int | None = None) -> None:
-        """Take one event's data object (with at least `type` and `ts`)."""
+    def ingest(self, event: Received, event_id: int | None = None) -> None:
+        """Take one event; `event_id` is its stream id when it came with one outside its data."""
         now = self.clock()
-        raw_ts = data.get("ts")
-        try:
-            ts = now if raw_ts is None else float(raw_ts)
-        except (TypeError, ValueError):
-            ts = now
-        if ts != ts:  # NaN would poison every window
-            ts = now
-        etype = str(data.get("type") or "")
+        ts = now if event.ts is None else event.ts
         self.events_seen += 1
+        if not isinstance(event, Undecodable):
+            if event_id is None:
+                event_id = event.id
+            elif event.id is None:
+                event.id = event_id  # so a run's export keeps it
         if event_id is not None:
             self.last_id = event_id
         self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
         if self.first_ts is None:
             self.first_ts = ts
         self.lag = max(0.0, now - ts)
-        if etype != c.EV_STATS:
-            self.log.append(make_entry(data, event_id, ts))
-        run_id = data.get("run")
-        run = self._run(str(run_id), ts) if run_id is not None and etype in _RUN_EVENTS else None
-        if run is not None:
-            run.last_ts = max(run.last_ts, ts)
-            record = dict(data)
-            if event_id is not None:
-                record.setdefault("id", event_id)
-            run.events.append(record)
-            if run.user is None and data.get("user"):
-                run.user = str(data["user"])
-        handler = _HANDLERS.get(etype)
-        if handler is not None:
-            handler(self, run, data, ts)
+        if isinstance(event, Undecodable):
+            self.undecodable += 1
+            self.log.append(make_entry(event, event_id, ts))
+            return
+        if not isinstance(event, ServerStats):
+            self.log.append(make_entry(event, event_id, ts))
+        if isinstance(event, RUN_EVENT_CLASSES) and event.run is not None:
+            self._run(event.run, ts).add(event)
+        self._count(event, ts)
 
-    def ingest_many(self, events: Iterable[Mapping[str, Any]]) -> None:
+    def ingest_many(self, events: Iterable[Received]) -> None:
         for ev in events:
-            raw_id = ev.get("id")
-            self.ingest(ev, raw_id if isinstance(raw_id, int) else None)
+            self.ingest(ev)
 
     def _run(self, run_id: str, ts: float) -> Run:
         run = self.runs.get(run_id)
@@ -95,73 +99,33 @@ class Model:
                 return
         del self.runs[next(iter(self.runs))]
 
-    # --- handlers --------------------------------------------------------
-    def _started(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        if run is not None:
-            run.on_started(ev, ts)
-
-    def _received(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.requests.add(ts)
-        if run is not None:
-            run.on_received(ev, ts)
-
-    def _stored(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.status_counts[200] += 1
-        try:
-            self.records.add(ts, int(ev.get("records") or 0))
-        except (TypeError, ValueError):
-            pass
-        if run is not None:
-            run.on_stored(ev, ts)
-
-    def _rejected(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        try:
-            self.status_counts[int(ev.get("status") or 0)] += 1
-        except (TypeError, ValueError):
-            self.status_counts[0] += 1
-        if run is not None:
-            run.on_rejected(ev, ts)
-
-    def _throttled(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.status_counts[429] += 1
-        self.throttled.add(ts)
-        self.requests.add(ts)
-        self.limiter.on_throttled(ev.get("rule"))
-        if run is not None:
-            run.on_throttled(ev, ts)
-
-    def _finished(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        if run is not None:
-            run.on_finished(ev, ts)
-
-    def _stats(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.server_stats = dict(ev)
-        self.limiter.on_stats(ev)
-        faults = ev.get("faults")
-        if isinstance(faults, Mapping):
-            self.faults.update({k: v for k, v in faults.items() if k in FAULT_FIELDS})
-
-    def _config(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.faults.update({k: v for k, v in ev.items() if k in FAULT_FIELDS})
-        faults = ev.get("faults")
-        if isinstance(faults, Mapping):
-            self.faults.update({k: v for k, v in faults.items() if k in FAULT_FIELDS})
-        if ev.get("rule") is not None:
-            self.limiter.set_rule(ev)
-        rules = ev.get("rules")
-        if isinstance(rules, list):
-            for item in rules:
-                if isinstance(item, Mapping):
-                    self.limiter.set_rule(item)
-
-    def _dropped(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        try:
-            self.missed += int(ev.get("missed") or 0)
-        except (TypeError, ValueError):
-            pass
-
-    def _reset(self, run: Run | None, ev: Mapping[str, Any], ts: float) -> None:
-        self.resets += 1
+    # --- what every event adds up to ---------------------------------------
+    def _count(self, event: Event, ts: float) -> None:
+        if isinstance(event, BatchReceived):
+            self.requests.add(ts)
+        elif isinstance(event, BatchStored):
+            self.status_counts[200] += 1
+            self.records.add(ts, event.records)
+        elif isinstance(event, BatchRejected):
+            self.status_counts[event.status] += 1
+        elif isinstance(event, RequestThrottled):
+            self.status_counts[429] += 1
+            self.throttled.add(ts)
+            self.requests.add(ts)
+            self.limiter.on_throttled(event.rule)
+        elif isinstance(event, ServerStats):
+            self.stats = event
+            self.limiter.on_stats(event)
+            if event.faults is not None:
+                self.faults.update(msgspec.structs.asdict(event.faults))
+        elif isinstance(event, ConfigChanged):
+            self.faults.update(event.fault_values())
+            if event.what == "limits":
+                self.limiter.set_rule(event.name or event.rule, event.limit, event.period)
+        elif isinstance(event, StreamDropped):
+            self.missed += event.missed
+        elif isinstance(event, StreamReset):
+            self.resets += 1
 
     # --- views' questions ------------------------------------------------
     def now(self) -> float:
@@ -195,6 +159,7 @@ class Model:
         self.log.clear()
         self.missed = 0
         self.resets = 0
+        self.undecodable = 0
         self.first_ts = None
 
     def summary(self) -> list[str]:
@@ -210,27 +175,3 @@ class Model:
                 f"{run.throttled} x 429, {run.retries} retries, {run.failed_batches()} failed batches"
             )
         return lines
-
-
-_RUN_EVENTS = frozenset(
-    {
-        c.EV_RUN_STARTED,
-        c.EV_BATCH_RECEIVED,
-        c.EV_BATCH_STORED,
-        c.EV_BATCH_REJECTED,
-        c.EV_REQUEST_THROTTLED,
-        c.EV_RUN_FINISHED,
-    }
-)
-_HANDLERS: dict[str, Callable[[Model, Run | None, Mapping[str, Any], float], None]] = {
-    c.EV_RUN_STARTED: Model._started,
-    c.EV_BATCH_RECEIVED: Model._received,
-    c.EV_BATCH_STORED: Model._stored,
-    c.EV_BATCH_REJECTED: Model._rejected,
-    c.EV_REQUEST_THROTTLED: Model._throttled,
-    c.EV_RUN_FINISHED: Model._finished,
-    c.EV_STATS: Model._stats,
-    c.EV_CONFIG_CHANGED: Model._config,
-    c.EV_STREAM_DROPPED: Model._dropped,
-    c.EV_STREAM_RESET: Model._reset,
-}

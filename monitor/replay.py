@@ -2,37 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+
+from monitor.stream import Received, decode
 
 
-def read_events(path: Path) -> list[dict[str, Any]]:
-    """Event objects from a JSON Lines file, in time order; lines that are not objects are skipped."""
-    events: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
+def read_events(path: Path) -> list[Received]:
+    """The events of a JSON Lines file in time order; a line that is none of ours stays, as Undecodable."""
+    events: list[Received] = []
+    with path.open("rb") as fh:
         for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and "type" in obj:
-                events.append(obj)
+            if line.strip():
+                events.append(decode(line))
+    # A line without a time takes its neighbour's, so it is shown where it was in the file.
+    known = [e.ts for e in events if e.ts is not None]
+    last = known[0] if known else 0.0
+    for event in events:
+        if event.ts is None:
+            event.ts = last
+        last = event.ts
     # A stable sort keeps file order for equal timestamps (received before stored at the same ts).
-    events.sort(key=lambda e: _ts(e))
+    events.sort(key=_ts)
     return events
 
 
-def _ts(event: dict[str, Any]) -> float:
-    try:
-        return float(event.get("ts") or 0.0)
-    except (TypeError, ValueError):
-        return 0.0
+def _ts(event: Received) -> float:
+    return event.ts or 0.0
 
 
 class ReplayClock:
@@ -70,7 +67,7 @@ class ReplayClock:
         return 1.0 if span <= 0 else min(1.0, (self() - self.start) / span)
 
 
-def due(events: list[dict[str, Any]], cursor: int, now: float) -> Iterator[dict[str, Any]]:
+def due(events: list[Received], cursor: int, now: float) -> Iterator[Received]:
     """The events from `cursor` on whose time has come."""
     while cursor < len(events) and _ts(events[cursor]) <= now:
         yield events[cursor]

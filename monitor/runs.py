@@ -1,183 +1,173 @@
-"""One sync run as the monitor sees it: its batches, attempts, lanes, progress and rates."""
+"""One sync run as the monitor sees it: the shared fold of its events, plus its lanes, progress and rates."""
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from typing import Any
 
-from monitor.lanes import FAILED, IN_FLIGHT, STORED, THROTTLED, Attempt, LaneAllocator
+from monitor.lanes import FAILED, STORED, THROTTLED, Attempt, LaneAllocator
+from syncbed.events import (
+    BatchReceived,
+    BatchRejected,
+    BatchStored,
+    RequestThrottled,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+)
+from syncbed.fold import Key, RunFold
+from syncbed.runs import AttemptView
 
 RATE_WINDOW = 5.0  # seconds of stored records behind the live records/s and ETA
 IDLE_AFTER = 30.0  # an unfinished run with no event for this long shows as idle
 
 
-def _int(value: Any, default: int = 0) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _float(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _batch_id(value: Any) -> int | str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return "?" if value is None else str(value)
-
-
 class Run:
-    """Everything seen of one run id; fed event by event by the model."""
+    """Everything seen of one run id; fed event by event by the model.
+
+    Its figures (user, announcement, status, totals, attempts) are the fold the server's run view uses
+    too; what is the monitor's own is the picture: bars on lanes, the recent rate, the ETA.
+    """
 
     def __init__(self, run: str, ts: float) -> None:
         self.run = run
-        self.user: str | None = None
-        self.mode: str | None = None
-        self.concurrency: int | None = None
-        self.total_records: int | None = None
-        self.total_batches: int | None = None
-        self.batch_size: int | None = None
-        self.announced = False
+        self.fold = RunFold(run)
         self.started_at = ts
         self.last_ts = ts
-        self.finished_at: float | None = None
-        self.status = "running"
-        self.final: dict[str, Any] = {}
-        self.attempts: list[Attempt] = []
-        self.batches: dict[int | str, list[Attempt]] = {}
-        self.stored_batches: set[int | str] = set()
-        self.records_done = 0
-        self.throttled = 0
-        self.retries = 0
-        self.rejected = 0
-        self.events: list[dict[str, Any]] = []
+        self.attempts: list[Attempt] = []  # bars, in the order they started
+        self.batches: dict[int | None, list[Attempt]] = {}
+        self.events: list[RunEvent] = []
         self.lanes = LaneAllocator()
-        self._open: dict[tuple[int | str, int], Attempt] = {}
+        self._open: dict[Key, Attempt] = {}
+        self._bars: dict[Key, Attempt] = {}  # each attempt's latest bar
         self._recent: deque[tuple[float, int]] = deque()
-        self._attempt_keys: set[tuple[int | str, int]] = set()
 
     # --- feeding ---------------------------------------------------------
-    def on_started(self, ev: Mapping[str, Any], ts: float) -> None:
-        self.announced = True
-        self.started_at = min(self.started_at, ts)
-        self.user = ev.get("user") or self.user
-        self.mode = ev.get("mode") or self.mode
-        self.concurrency = _int(ev.get("concurrency"), 0) or None
-        self.total_records = _int(ev.get("total_records"), -1)
-        self.total_batches = _int(ev.get("total_batches"), -1)
-        self.batch_size = _int(ev.get("batch_size"), 0) or None
-        if self.total_records < 0:
-            self.total_records = None
-        if self.total_batches < 0:
-            self.total_batches = None
+    def add(self, event: RunEvent) -> None:
+        self.fold.add(event)
+        self.events.append(event)
+        ts = event.ts
+        self.last_ts = max(self.last_ts, ts)
+        if isinstance(event, RunStarted):
+            self.started_at = min(self.started_at, ts)
+        elif isinstance(event, RunFinished):
+            if event.seconds > 0 and self.fold.announced is None:
+                self.started_at = min(self.started_at, ts - event.seconds)
+        elif isinstance(event, BatchReceived):
+            self._open[(event.batch, event.attempt)] = self._new_bar(event.batch, event.attempt, ts)
+        elif isinstance(event, BatchStored):
+            bar = self._close(event.batch, event.attempt, ts, STORED, event.ms)
+            bar.status = 200
+            self._recent.append((ts, event.records))
+        elif isinstance(event, BatchRejected):
+            bar = self._close(event.batch, event.attempt, ts, FAILED, 0.0)
+            bar.status = event.status or None  # 0: the connection was dropped, no answer
+        elif isinstance(event, RequestThrottled):
+            bar = self._new_bar(event.batch, event.attempt, ts)
+            self._end(bar, ts, THROTTLED)
+            bar.status = 429
 
-    def on_received(self, ev: Mapping[str, Any], ts: float) -> None:
-        att = self._new_attempt(ev, ts)
-        att.records = _int(ev.get("records"))
-        self._open[(att.batch, att.attempt)] = att
-
-    def on_stored(self, ev: Mapping[str, Any], ts: float) -> None:
-        att = self._close(ev, ts, STORED)
-        att.records = _int(ev.get("records"), att.records)
-        att.stored = _int(ev.get("stored"))
-        att.duplicates = _int(ev.get("duplicates"))
-        att.ms = _float(ev.get("ms"))
-        att.status = 200
-        if att.batch not in self.stored_batches:
-            self.stored_batches.add(att.batch)
-            self.records_done += att.records
-            self._recent.append((ts, att.records))
-
-    def on_rejected(self, ev: Mapping[str, Any], ts: float) -> None:
-        att = self._close(ev, ts, FAILED)
-        att.status = _int(ev.get("status")) or None
-        att.error = ev.get("error")
-        self.rejected += 1
-
-    def on_throttled(self, ev: Mapping[str, Any], ts: float) -> None:
-        att = self._new_attempt(ev, ts)
-        self._end(att, ts, THROTTLED)
-        att.status = 429
-        att.rule = ev.get("rule")
-        att.retry_after = _float(ev.get("retry_after"))
-        self.throttled += 1
-
-    def on_finished(self, ev: Mapping[str, Any], ts: float) -> None:
-        self.finished_at = ts
-        self.status = str(ev.get("status") or "complete")
-        self.final = dict(ev)
-        seconds = _float(ev.get("seconds"))
-        if seconds and seconds > 0 and not self.announced:
-            self.started_at = min(self.started_at, ts - seconds)
-
-    # --- attempts and lanes ---------------------------------------------
-    def _key(self, ev: Mapping[str, Any]) -> tuple[int | str, int]:
-        return _batch_id(ev.get("batch")), _int(ev.get("attempt"), 1)
-
-    def _new_attempt(self, ev: Mapping[str, Any], start: float) -> Attempt:
-        batch, attempt = self._key(ev)
-        att = Attempt(batch=batch, attempt=attempt, start=start, lane=self.lanes.assign(start))
-        if attempt > 1 and (batch, attempt) not in self._attempt_keys:
-            self.retries += 1
-        self._attempt_keys.add((batch, attempt))
+    # --- bars and lanes --------------------------------------------------
+    def _new_bar(self, batch: int | None, attempt: int | None, start: float) -> Attempt:
+        bar = Attempt(batch=batch, attempt=attempt, start=start, lane=self.lanes.assign(start))
         history = self.batches.setdefault(batch, [])
         if history and history[-1].next_start is None:
             history[-1].next_start = start
-        history.append(att)
-        self.attempts.append(att)
-        return att
+        history.append(bar)
+        self.attempts.append(bar)
+        self._bars[(batch, attempt)] = bar
+        return bar
 
-    def _close(self, ev: Mapping[str, Any], ts: float, state: str) -> Attempt:
-        att = self._open.pop(self._key(ev), None)
-        if att is None:
+    def _close(self, batch: int | None, attempt: int | None, ts: float, state: str, ms: float) -> Attempt:
+        bar = self._open.pop((batch, attempt), None)
+        if bar is None:
             # Its start was not seen (missed, or refused before processing): draw it from `ms` back.
-            ms = _float(ev.get("ms")) or 0.0
-            att = self._new_attempt(ev, min(ts, ts - ms / 1000.0))
-        self._end(att, ts, state)
-        return att
+            bar = self._new_bar(batch, attempt, min(ts, ts - ms / 1000.0))
+        self._end(bar, ts, state)
+        return bar
 
-    def _end(self, att: Attempt, ts: float, state: str) -> None:
-        att.end = max(ts, att.start)
-        att.state = state
-        self.lanes.release(att.lane, att.end)
+    def _end(self, bar: Attempt, ts: float, state: str) -> None:
+        bar.end = max(ts, bar.start)
+        bar.state = state
+        self.lanes.release(bar.lane, bar.end)
 
-    # --- derived ---------------------------------------------------------
+    def bar(self, attempt: AttemptView) -> Attempt | None:
+        """The bar drawn for one of the fold's attempts."""
+        return self._bars.get((attempt.batch, attempt.attempt))
+
+    # --- the fold's figures ----------------------------------------------
+    @property
+    def user(self) -> str | None:
+        return self.fold.user
+
+    @property
+    def announced(self) -> bool:
+        return self.fold.announced is not None
+
+    @property
+    def mode(self) -> str | None:
+        announced = self.fold.announced
+        return (announced.mode or None) if announced is not None else None
+
+    @property
+    def concurrency(self) -> int | None:
+        return self.fold.announced.concurrency if self.fold.announced else None
+
+    @property
+    def total_records(self) -> int | None:
+        return self.fold.announced.total_records if self.fold.announced else None
+
+    @property
+    def total_batches(self) -> int | None:
+        return self.fold.announced.total_batches if self.fold.announced else None
+
+    @property
+    def status(self) -> str:
+        return self.fold.status
+
+    @property
+    def finished_at(self) -> float | None:
+        return self.fold.finished
+
     @property
     def finished(self) -> bool:
-        return self.finished_at is not None
+        return self.fold.finished is not None
 
+    @property
+    def records_done(self) -> int:
+        """Records acknowledged: every stored attempt's, so both halves of a split batch count."""
+        return self.fold.totals().records_acked
+
+    @property
+    def throttled(self) -> int:
+        return self.fold.totals().throttled
+
+    @property
+    def rejected(self) -> int:
+        return self.fold.totals().rejected
+
+    @property
+    def retries(self) -> int:
+        return self.fold.retries
+
+    def batches_done(self) -> int:
+        return self.fold.totals().batches_stored
+
+    def failed_batches(self) -> int:
+        """The client's own count once it reported one, else the batches the events show failed for good."""
+        if self.fold.reported is not None:
+            return self.fold.reported.failed_batches
+        return self.fold.failed_batches()
+
+    # --- derived ---------------------------------------------------------
     def in_flight(self) -> int:
         return len(self._open)
 
-    def batches_done(self) -> int:
-        return len(self.stored_batches)
-
-    def failed_batches(self) -> int:
-        """Batches whose latest attempt failed for good (or at all, once the run ended)."""
-        if self.finished and "failed_batches" in self.final:
-            return _int(self.final.get("failed_batches"))
-        count = 0
-        for batch, history in self.batches.items():
-            last = history[-1]
-            if batch in self.stored_batches or last.state in (IN_FLIGHT, STORED):
-                continue
-            if self.finished or (last.state == FAILED and not last.retryable()):
-                count += 1
-        return count
-
     def progress(self) -> float | None:
         """Fraction of records acknowledged, when the run announced its total."""
-        if self.total_records:
-            return min(1.0, self.records_done / self.total_records)
-        if self.total_records == 0:
+        total = self.total_records
+        if total:
+            return min(1.0, self.records_done / total)
+        if total == 0:
             return 1.0
         return None
 
@@ -188,7 +178,8 @@ class Run:
     def records_per_s(self, now: float) -> float:
         """Recent rate while running, the average once finished."""
         if self.finished:
-            seconds = _float(self.final.get("seconds")) or self.elapsed(now)
+            reported = self.fold.reported
+            seconds = reported.seconds if reported is not None and reported.seconds > 0 else self.elapsed(now)
             return self.records_done / seconds if seconds > 0 else 0.0
         while self._recent and self._recent[0][0] < now - RATE_WINDOW:
             self._recent.popleft()
@@ -220,6 +211,6 @@ class Run:
             return None
         if att.next_start is not None:
             return att.next_start
-        if self.finished or not att.retryable() or att.batch in self.stored_batches:
+        if self.finished or not att.retryable() or self.fold.is_stored(att.batch):
             return None
         return max(now, att.end)

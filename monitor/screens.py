@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -13,11 +14,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from monitor.admin import AdminClient, AdminError
-from monitor.rows import DETAIL_COLUMNS, model_rows
+from monitor.rows import DETAIL_COLUMNS, SERVER_COLUMNS, model_rows, server_rows
 from monitor.runs import Run
 from monitor.widgets_lanes import legend
 from syncbed.bounds import rule_values
 from syncbed.faults import validate
+from syncbed.runs import RunDetail
 
 HELP = """\
 [b]Keys[/b]
@@ -39,8 +41,6 @@ HELP = """\
   Events: the newest events, filtered as the title says.
 """
 
-SERVER_COLUMNS = ("http_status", "rule", "retry_after", "received", "finished")
-
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
@@ -53,25 +53,6 @@ class HelpScreen(ModalScreen[None]):
 
     def action_dismiss(self) -> None:  # type: ignore[override]
         self.dismiss(None)
-
-
-def server_rows(payload: Any) -> list[dict[str, Any]] | None:
-    """Attempt rows out of GET /api/v1/runs/{id}: its batches, each with its attempts, flattened."""
-    if not isinstance(payload, dict):
-        return None
-    for key in ("batches", "attempts"):
-        value = payload.get(key)
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            continue
-        rows: list[dict[str, Any]] = []
-        for item in value:
-            nested = item.get("attempts")
-            if isinstance(nested, list):
-                rows.extend({"batch": item.get("batch"), **a} for a in nested if isinstance(a, dict))
-            else:
-                rows.append(item)
-        return rows
-    return None
 
 
 class RunDetailsScreen(ModalScreen[None]):
@@ -101,10 +82,14 @@ class RunDetailsScreen(ModalScreen[None]):
         assert self.admin is not None
         try:
             payload = await self.admin.run_details(self.run_view.run)
+            detail = msgspec.convert(payload, RunDetail)
         except AdminError as exc:
             self.query_one("#details-source", Label).update(f"as seen by the monitor (server: {exc})")
             return
-        rows = server_rows(payload)
+        except msgspec.ValidationError as exc:
+            self.query_one("#details-source", Label).update(f"as seen by the monitor (server's answer: {exc})")
+            return
+        rows = server_rows(detail)
         if rows:
             self._fill(rows, "from the server's history")
 
@@ -112,8 +97,6 @@ class RunDetailsScreen(ModalScreen[None]):
         table: DataTable[Any] = self.query_one("#details-table", DataTable)
         table.clear(columns=True)
         columns = [c for c in (*DETAIL_COLUMNS, *SERVER_COLUMNS) if any(c in r for r in rows)]
-        columns += [k for r in rows for k in r if k not in columns and not isinstance(r[k], dict | list)]
-        columns = list(dict.fromkeys(columns))
         for col in columns:
             table.add_column(col, key=col)
         for row in rows:

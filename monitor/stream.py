@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import msgspec
 from httpx_sse import SSEError, aconnect_sse
 
 from syncbed import contract as c
+from syncbed.events import Event, decode_event
 from syncbed.wire import ascii_int
 
 # Above the server's 15 s heartbeat, so a quiet stream is not taken for a dead one.
@@ -32,9 +33,8 @@ REFUSED_STATUSES = frozenset({401, 403})
 EXIT_UNREACHABLE = 1
 EXIT_SETTINGS = 2  # like argparse's usage errors: the command line (or the token file) needs fixing
 
-EventSink = Callable[[dict[str, Any], "int | None"], None]
 StateSink = Callable[[str, str], None]
-_decoder = msgspec.json.Decoder()
+_lenient = msgspec.json.Decoder()
 
 
 class Backoff:
@@ -75,17 +75,36 @@ class StreamFailed(Exception):
         return EXIT_SETTINGS if self.refused else EXIT_UNREACHABLE
 
 
-def parse_data(event_type: str, data: str) -> dict[str, Any] | None:
-    """The data object of one SSE event, with `type` filled from the event name when missing."""
+class Undecodable(msgspec.Struct):
+    """Data that is none of our events (a newer or another server's): shown as such, never fatal."""
+
+    type: str
+    reason: str
+    ts: float | None = None
+
+
+Received = Event | Undecodable
+EventSink = Callable[[Received, "int | None"], None]
+
+
+def decode(data: str | bytes, name: str = "") -> Received:
+    """One event from its JSON (an SSE `data:` or an export's line); `name` is its SSE `event:`, if any."""
     try:
-        obj = _decoder.decode(data)
+        return decode_event(data)
+    except msgspec.DecodeError as exc:
+        return _unreadable(data, name, str(exc))
+
+
+def _unreadable(data: str | bytes, name: str, reason: str) -> Undecodable:
+    """What can still be told of data that is none of our events: its `type` and `ts`, if it has them."""
+    try:
+        obj = _lenient.decode(data)
     except msgspec.DecodeError:
-        return None
-    if not isinstance(obj, dict):
-        return None
-    if "type" not in obj and event_type:
-        obj["type"] = event_type
-    return obj
+        obj = None
+    fields = obj if isinstance(obj, dict) else {}
+    kind, ts = fields.get("type"), fields.get("ts")
+    when = float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts) else None
+    return Undecodable(kind if isinstance(kind, str) and kind else name or "?", reason, when)
 
 
 parse_id = ascii_int  # an event id is a wire integer like any other
@@ -176,9 +195,7 @@ class StreamFollower:
             self.connections += 1
             self.on_state(CONNECTED, self.url)
             async for sse in source.aiter_sse():
-                data = parse_data(sse.event, sse.data)
-                if data is None:
-                    continue
+                data = decode(sse.data, sse.event)
                 event_id = parse_id(sse.id) if sse.id else None
                 if event_id is not None:
                     self.last_id = event_id

@@ -114,7 +114,8 @@ def _row_text(grid: _Grid, lane: int, attempts: list[Attempt]) -> Text:
                 text.append("█", style=COLORS[state])
         else:
             # The body carries the batch number; a half block at the end keeps neighbours apart.
-            label = str(attempts[owner].batch)[: length - 1].ljust(length - 1)
+            batch = attempts[owner].batch
+            label = ("?" if batch is None else str(batch))[: length - 1].ljust(length - 1)
             text.append(label, style=f"bold #000000 on {COLORS[state]}")
             text.append("▌", style=COLORS[state])
         col = end + 1

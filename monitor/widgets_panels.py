@@ -20,9 +20,8 @@ STATUS_STYLES = {200: "#3fb950", 429: "#ff9f1c"}
 def flight_line(model: Model) -> Text:
     text = Text()
     text.append(f"in flight {model.in_flight()}", style="bold")
-    server = model.server_stats.get("in_flight")
-    if server is not None:
-        text.append(f"  server says {server}", style="dim")
+    if model.stats is not None:
+        text.append(f"  server says {model.stats.in_flight}", style="dim")
     return text
 
 

@@ -21,11 +21,11 @@ from syncbed.contract import (
     E_INVALID_REQUEST,
     E_NOT_FOUND,
     E_UNAUTHORIZED,
-    EV_CONFIG_CHANGED,
     FAULTS_PATH,
     LIMITER_PATH,
     LIMITS_PATH,
 )
+from syncbed.events import ConfigChanged
 from syncbed.faults import FaultError
 from syncbed.responses import LimitChanged
 from syncbed.wire import RepeatedHeader, ascii_int
@@ -117,7 +117,7 @@ async def put_faults(request: Request) -> Response:
         now = state.faults.update(**body)
     except FaultError as exc:
         raise invalid(exc.field, exc.reason) from None
-    state.bus.publish(EV_CONFIG_CHANGED, what="faults", changed=sorted(body), **now)
+    state.bus.publish(msgspec.convert({"what": "faults", "changed": sorted(body), **now}, ConfigChanged))
     log.info("config changed: faults %s", now)
     return JSONResponse(state.faults.settings())
 
@@ -170,7 +170,7 @@ async def put_limits(request: Request) -> Response:
     except ValueError as exc:
         raise invalid("rule", str(exc)) from None
     now = {"rule": change.rule, **msgspec.structs.asdict(rule)}
-    state.bus.publish(EV_CONFIG_CHANGED, what="limits", **now)
+    state.bus.publish(msgspec.convert({**now, "what": "limits"}, ConfigChanged))
     log.info("config changed: limits %s", now)
     return JSONResponse(LimitChanged(**now))
 

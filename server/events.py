@@ -13,37 +13,27 @@ from dataclasses import dataclass
 
 import msgspec
 
-from syncbed.contract import EV_STATS, EV_STREAM_DROPPED, EV_STREAM_RESET
+from syncbed.events import RUN_EVENT_CLASSES, Event, ServerStats, StreamDropped, StreamReset, encode_event, event_type
 
 log = logging.getLogger("syncbed.events")
-
-_encoder = msgspec.json.Encoder(enc_hook=str)
 
 
 class TooManySubscribers(Exception):
     """The bus already serves its maximum number of subscribers."""
 
 
-class Event:
-    """One published event: its id, type, run, data object and pre-encoded SSE frame."""
+class Published:
+    """One event on the bus: the struct, its id, type and run, and its JSON and SSE frame, encoded once."""
 
-    __slots__ = ("_frame", "_json", "data", "id", "run", "type")
+    __slots__ = ("_frame", "event", "id", "json", "run", "type")
 
-    def __init__(self, id: int | None, type: str, data: dict[str, object]) -> None:
-        self.id = id
-        self.type = type
-        self.data = data
-        run = data.get("run")
-        self.run = run if isinstance(run, str) else None
-        self._json: bytes | None = None
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.id = event.id
+        self.type = event_type(event)
+        self.run = event.run if isinstance(event, RUN_EVENT_CLASSES) else None
+        self.json = encode_event(event)  # TypeError for a value that is not JSON
         self._frame: bytes | None = None
-
-    @property
-    def json(self) -> bytes:
-        """The data object as JSON, encoded once."""
-        if self._json is None:
-            self._json = _encoder.encode(self.data)
-        return self._json
 
     @property
     def frame(self) -> bytes:
@@ -54,11 +44,6 @@ class Event:
         return self._frame
 
 
-def control_event(type: str, **fields: object) -> Event:
-    """A per-subscriber event (stream.dropped, stream.reset): no id, so a client's resume point stays put."""
-    return Event(None, type, {"ts": time.time(), "type": type, **fields})
-
-
 @dataclass(frozen=True, slots=True)
 class Filter:
     """Which events a subscriber wants: by run and by type (both must match when given)."""
@@ -66,7 +51,7 @@ class Filter:
     run: str | None = None
     types: frozenset[str] | None = None
 
-    def matches(self, event: Event) -> bool:
+    def matches(self, event: Published) -> bool:
         if self.types is not None and event.type not in self.types:
             return False
         return self.run is None or event.run == self.run
@@ -79,14 +64,14 @@ class Subscriber:
         self._bus = bus
         self.filter = filter
         self._maxsize = maxsize
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Published] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._missed = 0
         self._missed_first: int | None = None
         self._missed_last: int | None = None
         self.closed = False
 
-    def offer(self, event: Event) -> None:
+    def offer(self, event: Published) -> None:
         if not self.filter.matches(event):
             return
         if len(self._queue) >= self._maxsize:
@@ -99,21 +84,16 @@ class Subscriber:
         self._queue.append(event)
         self._wake()
 
-    def put_control(self, event: Event) -> None:
+    def put_control(self, event: Published) -> None:
         self._queue.append(event)
         self._wake()
 
     def _flush_missed(self) -> None:
         # The gap marker goes exactly where the gap is: after what was queued, before what comes next.
+        # It has no id (it is this subscriber's alone), so a client's resume point stays put.
         if self._missed:
-            self._queue.append(
-                control_event(
-                    EV_STREAM_DROPPED,
-                    missed=self._missed,
-                    first_id=self._missed_first,
-                    last_id=self._missed_last,
-                )
-            )
+            marker = StreamDropped(missed=self._missed, first_id=self._missed_first, last_id=self._missed_last)
+            self._queue.append(Published(marker))
             self._missed = 0
 
     def _wake(self) -> None:
@@ -121,17 +101,17 @@ class Subscriber:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def drain(self, limit: int = 1000) -> list[Event]:
+    def drain(self, limit: int = 1000) -> list[Published]:
         """Take up to `limit` queued events without waiting."""
         if not self._queue:
             self._flush_missed()
-        out: list[Event] = []
+        out: list[Published] = []
         queue = self._queue
         while queue and len(out) < limit:
             out.append(queue.popleft())
         return out
 
-    async def get_many(self, limit: int = 1000, timeout: float | None = None) -> list[Event]:
+    async def get_many(self, limit: int = 1000, timeout: float | None = None) -> list[Published]:
         """Wait for at least one event (or `timeout`), then take what is queued, up to `limit`."""
         if not self._queue and not self._missed and not self.closed:
             loop = asyncio.get_running_loop()
@@ -219,19 +199,21 @@ class StatsMeter:
         self._stats = stats
         self._last = (now, *stats.totals()[:3])
 
-    def tick(self, now: float) -> dict[str, object]:
+    def tick(self, now: float) -> ServerStats:
+        """The stats event since the last tick; msgspec.ValidationError if a source gave a wrong shape."""
         s = self._stats
         then, records, requests, throttled = self._last
         dt = max(now - then, 1e-6)
         r, q, t, in_flight = s.totals()
         self._last = (now, r, q, t)
-        return {
+        fields = {
             "records_per_s": round((r - records) / dt, 1),
             "requests_per_s": round((q - requests) / dt, 2),
             "throttled_per_s": round((t - throttled) / dt, 2),
             "in_flight": max(in_flight, 0),
             **s.extras(),
         }
+        return msgspec.convert(fields, ServerStats)
 
 
 class EventBus:
@@ -244,13 +226,13 @@ class EventBus:
         subscriber_queue: int = 5_000,
         stats_interval: float = 1.0,
     ) -> None:
-        self.buffer: deque[Event] = deque(maxlen=max(buffer_size, 1))
+        self.buffer: deque[Published] = deque(maxlen=max(buffer_size, 1))
         self.max_subscribers = max_subscribers
         self.subscriber_queue = max(subscriber_queue, 1)
         self.stats = Stats()
         self.stats_interval = stats_interval
         self._subscribers: list[Subscriber] = []
-        self._taps: list[Callable[[Event], None]] = []
+        self._taps: list[Callable[[Published], None]] = []
         self._next_id = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -268,38 +250,34 @@ class EventBus:
         """Make ids keep rising across restarts (history knows the last one it stored)."""
         self._next_id = max(self._next_id, last_id + 1)
 
-    def publish(self, type: str, **fields: object) -> None:
-        """Add `ts`, `type` and an id, keep it for resume, hand it to every subscriber and tap."""
+    def publish(self, event: Event) -> None:
+        """Give the event the next id, keep it for resume, hand it to every subscriber and tap."""
         try:
             if self._loop is not None and threading.get_ident() != self._loop_thread:
-                self._loop.call_soon_threadsafe(self._publish, type, fields)
+                self._loop.call_soon_threadsafe(self._publish, event)
             else:
-                self._publish(type, fields)
+                self._publish(event)
         except Exception:
-            log.exception("publishing %s failed", type)
+            log.exception("publishing %s failed", event_type(event))
 
-    def _publish(self, type: str, fields: dict[str, object]) -> None:
-        event_id = self._next_id
+    def _publish(self, event: Event) -> None:
+        event.id = self._next_id
+        published = Published(event)  # encodes it: an event that cannot be is refused before anyone has it
         self._next_id += 1
-        data: dict[str, object] = {"id": event_id, "ts": time.time(), "type": type}
-        for key, value in fields.items():
-            if key not in data:
-                data[key] = value
-        event = Event(event_id, type, data)
-        self.buffer.append(event)
+        self.buffer.append(published)
         for sub in self._subscribers:
-            sub.offer(event)
+            sub.offer(published)
         for tap in self._taps:
             try:
-                tap(event)
+                tap(published)
             except Exception:
                 log.exception("event tap failed")
 
-    def add_tap(self, tap: Callable[[Event], None]) -> None:
+    def add_tap(self, tap: Callable[[Published], None]) -> None:
         """A synchronous sink that sees every event (history uses one); it must not block."""
         self._taps.append(tap)
 
-    def remove_tap(self, tap: Callable[[Event], None]) -> None:
+    def remove_tap(self, tap: Callable[[Published], None]) -> None:
         with contextlib.suppress(ValueError):
             self._taps.remove(tap)
 
@@ -314,14 +292,14 @@ class EventBus:
         self._subscribers.append(sub)
         return sub
 
-    def replay(self, sub: Subscriber, last_event_id: int) -> Iterable[Event]:
+    def replay(self, sub: Subscriber, last_event_id: int) -> Iterable[Published]:
         """A reconnect after `last_event_id`: stream.reset if the buffer lost some, then the rest."""
         buffer = self.buffer
         oldest = buffer[0].id if buffer else self._next_id
         assert oldest is not None
         if last_event_id + 1 < oldest or last_event_id > self.last_id:
             # Too old (evicted) or from another server life (ids restarted): say so, send all we have.
-            yield control_event(EV_STREAM_RESET, last_event_id=last_event_id, oldest_id=oldest)
+            yield Published(StreamReset(last_event_id=last_event_id, oldest_id=oldest))
             start = 0
         else:
             start = last_event_id + 1 - oldest
@@ -345,7 +323,12 @@ class EventBus:
         meter = StatsMeter(self.stats, time.monotonic())
         while True:
             await asyncio.sleep(self.stats_interval)
-            self.publish(EV_STATS, **meter.tick(time.monotonic()))
+            try:
+                stats = meter.tick(time.monotonic())
+            except msgspec.ValidationError:
+                log.exception("stats event not published")
+                continue
+            self.publish(stats)
 
     async def close(self) -> None:
         """Stop the ticker and wake every subscriber so its stream can end."""

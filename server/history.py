@@ -12,11 +12,27 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiosqlite
+import msgspec
 
-from server.events import Event, EventBus
-from server.runview import BATCH_EVENTS, RunView
+from server.events import EventBus, Published
 from server.storage import StorageUnavailable
-from syncbed.contract import EV_BATCH_REJECTED, EV_BATCH_STORED, EV_REQUEST_THROTTLED, EV_RUN_FINISHED, EV_RUN_STARTED
+from syncbed.events import (
+    BATCH_EVENT_CLASSES,
+    BATCH_EVENT_TYPES,
+    EV_BATCH_REJECTED,
+    EV_BATCH_STORED,
+    EV_REQUEST_THROTTLED,
+    RUN_EVENT_CLASSES,
+    BatchReceived,
+    BatchRejected,
+    BatchStored,
+    RunEvent,
+    RunFinished,
+    RunStarted,
+    decode_event,
+)
+from syncbed.fold import RunFold
+from syncbed.runs import RunDetail, RunSummary, RunTotals
 from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS, apply_pragmas_async
 from syncbed.wire import is_run_id
 
@@ -78,8 +94,8 @@ _STARTED = (
     "total_records = ?, total_batches = ?, batch_size = ?, mode = ?, concurrency = ? WHERE run = ?"
 )
 _FINISHED = "UPDATE runs SET status = ?, finished = ?, ok_batches = ?, failed_batches = ?, seconds = ? WHERE run = ?"
-_TYPES = ",".join(f"'{t}'" for t in BATCH_EVENTS)
-# The same totals RunView.totals() computes, in SQL, for many runs at once.
+_TYPES = ",".join(f"'{t}'" for t in BATCH_EVENT_TYPES)
+# The same totals the fold (syncbed/fold.py) counts, in SQL, for many runs at once; in RunTotals' order.
 _TOTALS = f"""
 SELECT run,
     count(DISTINCT CASE WHEN type IN ({_TYPES}) THEN batch END),
@@ -93,17 +109,6 @@ SELECT run,
     count(*)
 FROM events WHERE run IN (SELECT value FROM json_each(?)) GROUP BY run
 """
-TOTAL_KEYS = (
-    "batches_seen",
-    "batches_stored",
-    "attempts",
-    "records_stored",
-    "records_acked",
-    "duplicates",
-    "throttled",
-    "rejected",
-    "events",
-)
 RUN_COLUMNS = (
     "run",
     "user",
@@ -123,24 +128,35 @@ RUN_COLUMNS = (
 )
 
 
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _row(event: Event) -> tuple[object, ...]:
-    d = event.data
+def _row(published: Published) -> tuple[object, ...]:
+    ev = published.event
+    batch = attempt = records = stored = duplicates = None
+    if isinstance(ev, BATCH_EVENT_CLASSES):
+        batch, attempt = ev.batch, ev.attempt
+    if isinstance(ev, BatchReceived | BatchStored | BatchRejected):
+        records = ev.records
+    if isinstance(ev, BatchStored):
+        stored, duplicates = ev.stored, ev.duplicates
     return (
-        event.id,
-        event.run,
-        event.type,
-        d.get("ts"),
-        _int(d.get("batch")),
-        _int(d.get("attempt")),
-        _int(d.get("records")),
-        _int(d.get("stored")),
-        _int(d.get("duplicates")),
-        event.json.decode(),
+        published.id,
+        published.run,
+        published.type,
+        ev.ts,
+        batch,
+        attempt,
+        records,
+        stored,
+        duplicates,
+        published.json.decode(),
     )
+
+
+def _run_event(published: Published) -> RunEvent | None:
+    """The event if it is one a run's history keeps: of a run, with a user."""
+    ev = published.event
+    if isinstance(ev, RUN_EVENT_CLASSES) and ev.run is not None and ev.user is not None:
+        return ev
+    return None
 
 
 class History:
@@ -153,7 +169,7 @@ class History:
         self.chunk = chunk
         self.lost = 0
         self._owners: dict[str, str] = {}  # run -> its user; an owner never changes, so this never goes stale
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Published] = deque()
         self._wake = asyncio.Event()
         self._stopping = False
         self._lock = asyncio.Lock()
@@ -193,13 +209,13 @@ class History:
     def pending(self) -> int:
         return len(self._queue)
 
-    def tap(self, event: Event) -> None:
+    def tap(self, event: Published) -> None:
         """Called by the bus for every event: queue the ones that name a run and a user (O(1), never blocks).
 
         An event without a user (a 401, a throttled request without a valid token) is never stored: a
         run's history is written only by the user it belongs to, and refused floods cost no disk.
         """
-        if event.run is None or not isinstance(event.data.get("user"), str) or not is_run_id(event.run):
+        if _run_event(event) is None or not is_run_id(event.run):
             return
         if len(self._queue) >= self.queue_size:
             self.lost += 1
@@ -261,7 +277,9 @@ class History:
                 self._remember(run, owner)
         return owner
 
-    async def _owned(self, conn: aiosqlite.Connection, chunk: list[Event]) -> tuple[list[Event], dict[str, str]]:
+    async def _owned(
+        self, conn: aiosqlite.Connection, chunk: list[Published]
+    ) -> tuple[list[Published], dict[str, str]]:
         """The events whose user owns their run, and those runs' owners.
 
         A run nobody owns yet goes to its first event's user; an event naming another user's run is
@@ -278,13 +296,14 @@ class History:
             async with conn.execute(_OWNERS, (json.dumps(unknown),)) as cur:
                 for run, user in await cur.fetchall():
                     owners[str(run)] = user
-        kept: list[Event] = []
+        kept: list[Published] = []
         settled: dict[str, str] = {}
         for event in chunk:
             assert event.run is not None
-            user = event.data.get("user")
-            if not isinstance(user, str):
+            ev = _run_event(event)
+            if ev is None or ev.user is None:
                 continue  # tap() queues none of these
+            user = ev.user
             owner = owners.get(event.run)
             if owner is None:
                 owner = owners[event.run] = user
@@ -293,12 +312,12 @@ class History:
                 settled[event.run] = owner
         return kept, settled
 
-    async def _write(self, conn: aiosqlite.Connection, chunk: list[Event]) -> None:
+    async def _write(self, conn: aiosqlite.Connection, chunk: list[Published]) -> None:
         chunk, owners = await self._owned(conn, chunk)
         spans: dict[str, tuple[float, float]] = {}  # run -> its first and last event time in this chunk
         for event in chunk:
             assert event.run is not None
-            ts = float(event.data.get("ts") or 0.0)  # type: ignore[arg-type]
+            ts = event.event.ts
             first, last = spans.get(event.run, (ts, ts))
             spans[event.run] = (min(first, ts), max(last, ts))
         await conn.execute("BEGIN IMMEDIATE")
@@ -306,33 +325,14 @@ class History:
             await conn.executemany(_INSERT_EVENT, [_row(e) for e in chunk])
             await conn.executemany(_SEEN_RUN, [(run, owners[run], f, la) for run, (f, la) in spans.items()])
             for event in chunk:
-                d = event.data
-                if event.type == EV_RUN_STARTED:
+                d = event.event
+                if isinstance(d, RunStarted):
                     await conn.execute(
                         _STARTED,
-                        (
-                            d.get("user"),
-                            d.get("ts"),
-                            d.get("total_records"),
-                            d.get("total_batches"),
-                            d.get("batch_size"),
-                            d.get("mode"),
-                            d.get("concurrency"),
-                            event.run,
-                        ),
+                        (d.user, d.ts, d.total_records, d.total_batches, d.batch_size, d.mode, d.concurrency, d.run),
                     )
-                elif event.type == EV_RUN_FINISHED:
-                    await conn.execute(
-                        _FINISHED,
-                        (
-                            d.get("status"),
-                            d.get("ts"),
-                            d.get("ok_batches"),
-                            d.get("failed_batches"),
-                            d.get("seconds"),
-                            event.run,
-                        ),
-                    )
+                elif isinstance(d, RunFinished):
+                    await conn.execute(_FINISHED, (d.status, d.ts, d.ok_batches, d.failed_batches, d.seconds, d.run))
             if self._bus is not None:
                 await self._save_last_id(conn, self._bus.last_id)
             await conn.execute("COMMIT")
@@ -379,7 +379,7 @@ class History:
             row = await cur.fetchone()
         return dict(zip(RUN_COLUMNS, row, strict=True)) if row else None
 
-    async def list_runs(self, user: str | None = None, limit: int = 50) -> list[dict[str, object]]:
+    async def list_runs(self, user: str | None = None, limit: int = 50) -> list[RunSummary]:
         """Recent runs (newest first) with their totals; `user` limits it to that user's runs."""
         where = "WHERE user = ?" if user is not None else ""
         params: tuple[object, ...] = (user, limit) if user is not None else (limit,)
@@ -387,17 +387,20 @@ class History:
         async with self.reader.execute(sql, params) as cur:
             rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in await cur.fetchall()]
         totals = await self.totals([str(r["run"]) for r in rows])
+        out = []
         for r in rows:
             r["announced"] = bool(r["announced"])
-            r["totals"] = totals.get(str(r["run"]), dict.fromkeys(TOTAL_KEYS, 0))
-        return rows
+            r["totals"] = totals.get(str(r["run"]), RunTotals())
+            out.append(msgspec.convert(r, RunSummary))
+        return out
 
-    async def totals(self, runs: list[str]) -> dict[str, dict[str, object]]:
+    async def totals(self, runs: list[str]) -> dict[str, RunTotals]:
+        """Each run's totals, by SQL over its stored events (the list's fast path; the fold counts the same)."""
         if not runs:
             return {}
         async with self.reader.execute(_TOTALS, (json.dumps(runs),)) as cur:
             rows = await cur.fetchall()
-        return {str(r[0]): {k: int(v) for k, v in zip(TOTAL_KEYS, r[1:], strict=True)} for r in rows}
+        return {str(r[0]): RunTotals(*(int(v) for v in r[1:])) for r in rows}
 
     async def events(self, run: str, after_seq: int = 0, limit: int = 2000) -> list[tuple[int, str]]:
         """One page of a run's stored events (seq, JSON text), oldest first."""
@@ -416,8 +419,20 @@ class History:
                 yield data
             after = page[-1][0]
 
-    async def view(self, run: str) -> RunView:
-        view = RunView(run)
+    async def detail(self, run: str) -> RunDetail:
+        """The run folded from its stored events; a stored line no type here reads is skipped, and logged."""
+        folded = RunFold(run)
+        skipped = 0
         async for data in self.iter_events(run):
-            view.add(json.loads(data))
+            try:
+                folded.add(decode_event(data))
+            except msgspec.DecodeError:
+                skipped += 1
+        if skipped:
+            log.warning("run %s: %d stored events could not be read and were left out", run, skipped)
+        view = folded.view()
+        if view.user is None:  # the run's owner, for a run whose events never named one
+            row = await self.run_row(run)
+            owner = None if row is None else row.get("user")
+            view.user = owner if isinstance(owner, str) else None
         return view

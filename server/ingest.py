@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.types import Receive, Scope, Send
 
 from server.faults import drop_connection
@@ -15,6 +16,7 @@ from server.responses import send_error, send_json
 from server.storage import StorageUnavailable, Trace
 from server.validation import Problem, parse_body
 from syncbed import contract
+from syncbed.events import BatchReceived, BatchRejected, BatchStored
 from syncbed.wire import RUN_ID_RULE, RepeatedHeader, ascii_int, first_header, is_run_id, single_header
 
 if TYPE_CHECKING:
@@ -143,7 +145,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
 
     # Any, not object: the details are the error body's fields, never send_error's `headers`.
     async def reject(status: int, code: str, message: str, **details: Any) -> None:
-        state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=status, error=code)
+        state.bus.publish(msgspec.convert({**fields, "status": status, "error": code}, BatchRejected))
         state.stats_request(records=0, status=status)
         scope["state"]["syncbed.error"] = code
         await send_error(send, status, code, message, **details)
@@ -192,7 +194,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         return
     n = len(parsed)
     fields["records"] = n
-    state.bus.publish(contract.EV_BATCH_RECEIVED, **fields)
+    state.bus.publish(msgspec.convert(fields, BatchReceived))
     share = state.faults.jitter_share()
     state.in_flight += 1
     try:
@@ -214,13 +216,13 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         # Nobody reads an answer now; a batch stored before the hang-up stays stored and is reported below.
         scope["state"]["syncbed.error"] = "client_gone"
         if result is None:
-            state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="client_gone")
+            state.bus.publish(msgspec.convert({**fields, "status": 0, "error": "client_gone"}, BatchRejected))
             return
     if outcome == "error":
         await reject(503, contract.E_INJECTED_FAULT, "Injected fault: the server refused this batch; retry it.")
         return
     if outcome == "reset":
-        state.bus.publish(contract.EV_BATCH_REJECTED, **fields, status=0, error="connection_reset")
+        state.bus.publish(msgspec.convert({**fields, "status": 0, "error": "connection_reset"}, BatchRejected))
         scope["state"]["syncbed.error"] = "connection_reset"
         await drop_connection(scope, send)
         return
@@ -228,7 +230,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await reject(503, contract.E_UNAVAILABLE, STORAGE_UNAVAILABLE)
         return
     ms = round((time.perf_counter() - started) * 1000, 2)
-    state.bus.publish(contract.EV_BATCH_STORED, **fields, stored=result.stored, duplicates=result.duplicates, ms=ms)
+    stored = {**fields, "stored": result.stored, "duplicates": result.duplicates, "ms": ms}
+    state.bus.publish(msgspec.convert(stored, BatchStored))
     state.stats_request(records=n, status=200)
     scope["state"].update({"syncbed.records": n, "syncbed.stored": result.stored})
     await send_json(send, 200, contract.SyncResponse(accepted=n, stored=result.stored, duplicates=result.duplicates))

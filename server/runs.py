@@ -22,12 +22,12 @@ from syncbed.contract import (
     E_INVALID_REQUEST,
     E_NOT_FOUND,
     E_UNAVAILABLE,
-    EV_RUN_FINISHED,
-    EV_RUN_STARTED,
     RUNS_PATH,
     RunFinish,
     RunStart,
 )
+from syncbed.events import RunFinished, RunStarted
+from syncbed.runs import RunList
 from syncbed.wire import ascii_int, run_id_problem
 
 MAX_LIST = 500
@@ -109,14 +109,15 @@ async def start_run(request: Request) -> Response:
             field="run",
         )
     app_state(request).bus.publish(
-        EV_RUN_STARTED,
-        run=run,
-        user=who.user,
-        total_records=body.total_records,
-        total_batches=body.total_batches,
-        batch_size=body.batch_size,
-        mode=body.mode,
-        concurrency=body.concurrency,
+        RunStarted(
+            run=run,
+            user=who.user,
+            total_records=body.total_records,
+            total_batches=body.total_batches,
+            batch_size=body.batch_size,
+            mode=body.mode,
+            concurrency=body.concurrency,
+        )
     )
     return JSONResponse({"run": run}, status_code=201)
 
@@ -127,13 +128,14 @@ async def finish_run(request: Request) -> Response:
     run, _ = await _visible_run(request, who)
     body = await _body(request, RunFinish)
     app_state(request).bus.publish(
-        EV_RUN_FINISHED,
-        run=run,
-        user=who.user,
-        status=body.status,
-        ok_batches=body.ok_batches,
-        failed_batches=body.failed_batches,
-        seconds=body.seconds,
+        RunFinished(
+            run=run,
+            user=who.user,
+            status=body.status,
+            ok_batches=body.ok_batches,
+            failed_batches=body.failed_batches,
+            seconds=body.seconds,
+        )
     )
     return JSONResponse({"run": run, "status": body.status})
 
@@ -150,17 +152,13 @@ async def list_runs(request: Request) -> Response:
     history = history_of(request)
     await history.flush()
     runs = await history.list_runs(None if who.admin else who.user, limit)
-    return JSONResponse({"runs": runs})
+    return JSONResponse(RunList(runs))
 
 
 async def get_run(request: Request) -> Response:
     """GET /api/v1/runs/{run}: the run, its totals and every batch with every attempt."""
-    run, row = await _visible_run(request, await caller(request))
-    view = await history_of(request).view(run)
-    summary = view.summary()
-    summary["announced"] = summary["announced"] or None
-    summary["user"] = summary["user"] or row.get("user")
-    return JSONResponse({**summary, "batches": view.batches()})
+    run, _ = await _visible_run(request, await caller(request))
+    return JSONResponse(await history_of(request).detail(run))
 
 
 async def export_events(request: Request) -> Response:

@@ -19,11 +19,11 @@ from server.responses import ApiError
 from syncbed.contract import (
     E_INVALID_REQUEST,
     E_TOO_MANY_SUBSCRIBERS,
-    EVENT_TYPES,
     EVENTS_PATH,
     HEADER_LAST_EVENT_ID,
     HEADER_RETRY_AFTER,
 )
+from syncbed.events import EVENT_TYPES
 from syncbed.wire import ascii_int, run_id_problem
 
 log = logging.getLogger("syncbed.sse")

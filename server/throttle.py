@@ -21,6 +21,7 @@ from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counte
 from server.responses import send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
+from syncbed.events import LimiterStore, RequestThrottled
 from syncbed.responses import HotKey, LimiterView, RuleSettings, RuleView
 from syncbed.wire import RepeatedHeader, ascii_int, first_header, is_run_id
 
@@ -289,7 +290,7 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
     limits = settings.limits
 
     def on_status(store: str, status: str) -> None:
-        bus.publish(contract.EV_LIMITER_STORE, store=store, status=status)
+        bus.publish(LimiterStore(store=store, status=status))
 
     store = open_store(limits.store, on_status)
     if isinstance(store, MemoryStore) and settings.server.workers > 1:
@@ -415,16 +416,17 @@ class ThrottleMiddleware:
         headers = scope["headers"]
         run = first_header(headers, contract.HEADER_RUN_KEY)
         state.bus.publish(
-            contract.EV_REQUEST_THROTTLED,
-            run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
-            batch=ascii_int(first_header(headers, contract.HEADER_BATCH_KEY)),  # for the event only: a bad one is None
-            attempt=ascii_int(first_header(headers, contract.HEADER_ATTEMPT_KEY)),
-            user=user,
-            ip=v.ip,
-            rule=rule.name,
-            key=v.key,
-            retry_after=round(d.retry_after, 3),
-            dry_run=dry,
+            RequestThrottled(
+                run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
+                batch=ascii_int(first_header(headers, contract.HEADER_BATCH_KEY)),  # for the event: a bad one is None
+                attempt=ascii_int(first_header(headers, contract.HEADER_ATTEMPT_KEY)),
+                user=user,
+                ip=v.ip,
+                rule=rule.name,
+                key=v.key,
+                retry_after=round(d.retry_after, 3),
+                dry_run=dry,
+            )
         )
         if not dry and scope["path"] == contract.SYNC_PATH:
             state.stats_request(records=0, status=429)

@@ -172,48 +172,7 @@ def is_temporary(status: int | None) -> bool:
     return status is None or status >= 500 or status == 408
 
 
-# --- events ----------------------------------------------------------------
-EV_RUN_STARTED: Final = "run.started"
-EV_BATCH_RECEIVED: Final = "batch.received"
-EV_BATCH_STORED: Final = "batch.stored"
-EV_BATCH_REJECTED: Final = "batch.rejected"
-EV_REQUEST_THROTTLED: Final = "request.throttled"
-EV_RUN_FINISHED: Final = "run.finished"
-EV_STATS: Final = "stats"
-EV_CONFIG_CHANGED: Final = "config.changed"
-EV_LIMITER_STORE: Final = "limiter.store"
-EV_STREAM_DROPPED: Final = "stream.dropped"
-EV_STREAM_RESET: Final = "stream.reset"
-
-EVENT_TYPES: Final = (
-    EV_RUN_STARTED,
-    EV_BATCH_RECEIVED,
-    EV_BATCH_STORED,
-    EV_BATCH_REJECTED,
-    EV_REQUEST_THROTTLED,
-    EV_RUN_FINISHED,
-    EV_STATS,
-    EV_CONFIG_CHANGED,
-    EV_LIMITER_STORE,
-    EV_STREAM_DROPPED,
-    EV_STREAM_RESET,
-)
-
-# Required fields of each event's data object, besides `ts` and `type`.
-EVENT_FIELDS: Final[dict[str, tuple[str, ...]]] = {
-    EV_RUN_STARTED: ("run", "user", "total_records", "total_batches", "batch_size", "mode", "concurrency"),
-    EV_BATCH_RECEIVED: ("run", "batch", "attempt", "user", "records"),
-    EV_BATCH_STORED: ("run", "batch", "attempt", "user", "records", "stored", "duplicates", "ms"),
-    EV_BATCH_REJECTED: ("run", "batch", "attempt", "user", "status", "error"),
-    EV_REQUEST_THROTTLED: ("run", "batch", "attempt", "user", "ip", "rule", "key", "retry_after"),
-    EV_RUN_FINISHED: ("run", "user", "status", "ok_batches", "failed_batches", "seconds"),
-    EV_STATS: ("records_per_s", "requests_per_s", "throttled_per_s", "in_flight", "limiter"),
-    EV_CONFIG_CHANGED: ("what",),
-    EV_LIMITER_STORE: ("store", "status"),
-    EV_STREAM_DROPPED: ("missed",),
-    EV_STREAM_RESET: ("last_event_id", "oldest_id"),
-}
-
+# --- runs ------------------------------------------------------------------
 SEQUENTIAL: Final = "sequential"
 CONSERVATIVE: Final = "conservative"
 AGGRESSIVE: Final = "aggressive"

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+
+from syncbed.events import Event, decode_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 DEMO = FIXTURES / "events_demo.jsonl"
 MIDRUN = FIXTURES / "events_midrun.jsonl"
 
 
-def load(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def load(path: Path) -> list[Event]:
+    """A fixture's events; every line must be one of ours (the file is written from the structs)."""
+    return [decode_event(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 class ManualClock:

@@ -17,7 +17,9 @@ from harness.in_loop import serve_app as serve
 from harness.in_loop import url_of
 from harness.processes import free_port
 from syncbed import contract as c
+from syncbed.events import BatchStored
 from syncbed.faults import FaultSettings
+from syncbed.fold import fold
 from syncbed.responses import LimitChanged
 
 __all__ = ["AdminRecorder", "EventSource", "free_port", "serve", "url_of"]
@@ -55,8 +57,9 @@ class AdminRecorder:
     async def run(self, request: Request) -> JSONResponse:
         run = request.path_params["run"]
         self.requests.append((request.method, request.url.path, request.headers.get("authorization"), None))
-        attempt = {"batch": 1, "attempt": 1, "status": "stored", "http_status": 200, "records": 1000, "ms": 301}
-        return JSONResponse({"run": run, "batches": [{"batch": 1, "status": "stored", "attempts": [attempt]}]})
+        stored = BatchStored(ts=1.0, run=run, batch=1, attempt=1, user="u", records=1000, stored=1000, duplicates=0,
+                             ms=301.0)  # fmt: skip
+        return JSONResponse(msgspec.to_builtins(fold(run, [stored])))
 
 
 class EventSource:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
@@ -14,6 +14,7 @@ from monitor.app import MonitorApp
 from monitor.model import Model
 from monitor.replay import read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen, parse_form
+from syncbed.events import BatchReceived, ConfigChanged, Event, RuleInfo, ServerStats, encode_event
 from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
 from tests.monitor.servers import AdminRecorder, EventSource, free_port, serve, url_of
 
@@ -24,8 +25,8 @@ def demo_app(path: Path = DEMO, **kwargs: Any) -> MonitorApp:
     return MonitorApp(replay=path, speed=0, **kwargs)
 
 
-def fed_app(events: list[dict[str, Any]]) -> tuple[MonitorApp, ManualClock]:
-    clock = ManualClock(events[-1]["ts"] if events else 0.0)
+def fed_app(events: list[Event]) -> tuple[MonitorApp, ManualClock]:
+    clock = ManualClock(events[-1].ts if events else 0.0)
     app = MonitorApp(clock=clock)
     app.model.ingest_many(events)
     return app, clock
@@ -63,8 +64,7 @@ async def test_newest_run_selected_and_arrows_select() -> None:
         await pilot.pause()
         assert app.selected == "anon-2" and not app.follow_newest
         assert "anon-2" in str(app.lanes_view.border_title)
-        app.model.ingest({"type": "batch.received", "ts": app.model.now(), "run": "new-4", "batch": 1,
-                          "attempt": 1, "user": "dave", "records": 5})  # fmt: skip
+        app.model.ingest(BatchReceived(ts=app.model.now(), run="new-4", batch=1, attempt=1, user="dave", records=5))
         await pilot.pause(0.3)
         assert app.selected == "anon-2"  # a pick by hand is kept when a newer run appears
         await pilot.press("down", "down")
@@ -140,16 +140,16 @@ async def test_export_writes_replayable_events_and_a_batch_table(tmp_path: Path)
     events_file = tmp_path / "run-agg-3.jsonl"
     csv_file = tmp_path / "run-agg-3-batches.csv"
     exported = read_events(events_file)
-    original = [e for e in load(DEMO) if e.get("run") == "agg-3"]
+    original = [e for e in load(DEMO) if getattr(e, "run", None) == "agg-3"]
     assert exported == original
     lines = csv_file.read_text().splitlines()
     assert lines[0].startswith("batch,attempt,state,status") and len(lines) == 1 + len(app.model.runs["agg-3"].attempts)
-    again = Model(clock=ManualClock(original[-1]["ts"]))
+    again = Model(clock=ManualClock(original[-1].ts))
     again.ingest_many(exported)
     run, before = again.runs["agg-3"], app.model.runs["agg-3"]
     assert (run.throttled, run.retries, run.records_done, run.lanes.count) == (
         before.throttled, before.retries, before.records_done, before.lanes.count)  # fmt: skip
-    assert json.loads(events_file.read_text().splitlines()[0])["id"] == original[0]["id"]
+    assert events_file.read_bytes().splitlines() == [encode_event(e) for e in original]  # as the server sent them
 
 
 async def test_admin_without_a_server_says_so() -> None:
@@ -167,11 +167,11 @@ async def test_admin_form_sends_faults_and_limit_to_a_real_server() -> None:
         base = url_of(server)
         # The stand-in has no event stream: the app must not give up on it while the form is used.
         app = MonitorApp(server=base, admin_token="s3cret", clock=ManualClock(0.0), first_contact=None)
-        app.model.ingest({"type": "config.changed", "ts": 0.0, "what": "faults", "latency_ms": 300,
-                          "jitter_ms": 0, "error_rate": 0.0, "reset_rate": 0.0})  # fmt: skip
-        app.model.ingest({"type": "stats", "ts": 0.0, "records_per_s": 0, "requests_per_s": 0,
-                          "throttled_per_s": 0, "in_flight": 0, "limiter": {},
-                          "rules": [{"name": "sync/user", "limit": 5, "period": 1}]})  # fmt: skip
+        app.model.ingest(ConfigChanged(ts=0.0, what="faults", changed=["latency_ms"], latency_ms=300, jitter_ms=0,
+                                       error_rate=0.0, reset_rate=0.0))  # fmt: skip
+        rule = RuleInfo("sync/user", "throttle", 5, 1.0, "user", [], [], "fixed_window", True)
+        app.model.ingest(ServerStats(ts=0.0, records_per_s=0.0, requests_per_s=0.0, throttled_per_s=0.0, in_flight=0,
+                                     limiter={}, rules=[rule]))  # fmt: skip
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("a")
             await pilot.pause()
@@ -240,7 +240,8 @@ async def test_app_follows_a_stream_and_shows_connection_and_lag() -> None:
     port = free_port()
     events = load(MIDRUN)
     for ev in events:
-        source.publish(ev["type"], **{k: v for k, v in ev.items() if k not in ("id", "type", "ts")})
+        data = msgspec.to_builtins(ev)
+        source.publish(data.pop("type"), **{k: v for k, v in data.items() if k not in ("id", "ts")})
     clock = ManualClock(float(len(events)) + 0.5)  # the tiny server stamps ts = id
     app = MonitorApp(server=f"http://127.0.0.1:{port}", admin_token="tok", clock=clock)
     async with app.run_test(size=SIZE) as pilot:

@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from harness.demo_clients import Demo
 from monitor.app import MonitorApp
+from monitor.widgets_runs import COLUMNS
 from syncbed import contract as c
+from syncbed.runs import RunDetail, RunList
 from tests.conftest import ROOT, ServerFactory
+from tests.server.helpers import throttle
 
 SIZE = (120, 36)
 
@@ -86,3 +90,53 @@ async def test_demo_runs_its_clients_and_the_monitor_sees_every_run() -> None:
     modes = [r.mode for r in app.model.runs.values()]
     assert modes == ["sequential", "conservative"]
     assert all(r.progress() == 1.0 for r in app.model.runs.values())
+
+
+async def test_the_server_detail_the_sql_totals_and_the_monitor_row_agree_on_a_troubled_run(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A real sync with a split (413), 429s, 503s and their retries: three readings of it, one answer."""
+    # Five batches sent at once against 2 per 0.5 s: at most four pass, whatever the window's edge.
+    config = throttle("sync/user", 2, "500ms", key="user", sync=True)
+    # 200-record batches against a 150-record cap: each is refused whole and sent again in halves;
+    # every half is answered 503 until the monitor has seen one.
+    srv = server_factory(config=config, args=["--max-batch-records", "150", "--error-rate", "1"])
+    token = srv.token("fay")
+    db = str(tmp_path / "outbox.sqlite3")
+    app = MonitorApp(server=srv.url, admin_token=srv.admin_token)
+    async with app.run_test(size=SIZE) as pilot, httpx.AsyncClient(timeout=30) as http:
+        await wait(pilot, lambda: app.conn_state == "connected")
+        code, out = await client("generate", "1000", "--db", db, token=token)
+        assert code == 0, out
+        args = ("--mode", "aggressive", "--batch-size", "200", "--ignore-ratelimit-fields", "--json")
+        syncing = asyncio.create_task(client("sync", "--db", db, "--server", srv.url, *args, token=token))
+        await wait(pilot, lambda: app.model.status_counts[503] > 0)
+        r = await http.put(srv.url + c.FAULTS_PATH, headers=srv.admin_headers(), json={"error_rate": 0})
+        assert r.status_code == 200
+        code, out = await syncing
+        assert code == 0, out
+        result = json.loads(out.splitlines()[0])
+        run_id = result["run"]
+        await wait(pilot, lambda: run_id in app.model.runs and app.model.runs[run_id].finished)
+        await pilot.pause(0.3)
+        row = dict(zip([key for key, _ in COLUMNS], app.runs_view.get_row(run_id), strict=True))
+        run = app.model.runs[run_id]
+        r = await http.get(f"{srv.url}{c.RUNS_PATH}/{run_id}", headers=srv.admin_headers())
+        detail = msgspec.convert(r.json(), RunDetail)
+        r = await http.get(srv.url + c.RUNS_PATH, headers=srv.admin_headers())
+        (listed,) = [s for s in msgspec.convert(r.json(), RunList).runs if s.run == run_id]
+    attempts = [a for b in detail.batches for a in b.attempts]
+    # The run was as troubled as meant: a split, 429s, 503s, retries; and it completed.
+    assert [b.split for b in detail.batches] == [True] * 5 and result["splits"] == 5
+    assert detail.totals.throttled > 0 and any(a.http_status == 503 for a in attempts)
+    retries = sum(1 for a in attempts if a.attempt is not None and a.attempt > 1)
+    assert retries > 0 and detail.status == "complete"
+    assert detail.totals.records_acked == detail.totals.records_stored == 1000 == result["synced_records"]
+    # The SQL totals of the list, the fold of the stored events and the monitor's fold of the live stream.
+    assert listed.totals == detail.totals == run.fold.totals()
+    assert run.fold.view().batches == detail.batches
+    # And what the monitor's row shows.
+    assert (str(row["throttled"]), str(row["retries"]), str(row["failed"])) == (
+        str(detail.totals.throttled), str(retries), "0")  # fmt: skip
+    assert "100%" in str(row["progress"]) and str(row["status"]) == "complete"
+    assert run.records_done == 1000 and run.batches_done() == detail.totals.batches_stored == 5

@@ -11,7 +11,7 @@ from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
 
 def picture(path: object, run: str, width: int = 100, height: int = 12) -> list[str]:
     events = load(path)  # type: ignore[arg-type]
-    model = Model(clock=ManualClock(events[-1]["ts"]))
+    model = Model(clock=ManualClock(events[-1].ts))
     model.ingest_many(events)
     return [line.plain for line in render_lanes(model.runs[run], model.now(), width, height)]
 

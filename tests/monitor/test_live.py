@@ -12,6 +12,7 @@ from textual.widgets import Input
 from monitor.app import MonitorApp
 from monitor.screens import AdminScreen
 from syncbed import contract as c
+from syncbed.events import event_type
 from tests.conftest import LiveServer, ServerFactory
 
 SIZE = (100, 30)
@@ -89,7 +90,7 @@ async def test_monitor_reconnects_across_a_server_restart_and_loses_nothing(serv
         await pilot.pause(0.3)
         status = str(app.status_bar.render())
     # Every run event the server holds reached the monitor, once, in order.
-    assert [(e["id"], e["type"]) for e in run.events] == [(e["id"], e["type"]) for e in held]
+    assert [(e.id, event_type(e)) for e in run.events] == [(e["id"], e["type"]) for e in held]
     # No id twice, none out of order; a gap only where the server said so (a `stats` event published while it
     # shut down is not kept across a restart, and the resumed stream opens with stream.reset).
     ids = [i for i in received if i is not None]

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monitor.eventlog import KIND_ERROR
 from monitor.lanes import FAILED, IN_FLIGHT, STORED, THROTTLED, LaneAllocator
 from monitor.model import Model
 from monitor.rates import RateSeries
+from monitor.stream import Undecodable, decode
+from syncbed.events import BATCH_EVENT_CLASSES, BatchStored, Event, RequestThrottled, ServerStats
 from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
 
 
-def fed(path: Any) -> tuple[Model, list[dict[str, Any]]]:
+def fed(path: Path) -> tuple[Model, list[Event]]:
     events = load(path)
-    model = Model(clock=ManualClock(max(e["ts"] for e in events)))
+    model = Model(clock=ManualClock(max(e.ts for e in events)))
     model.ingest_many(events)
     return model, events
 
@@ -24,7 +30,7 @@ def test_recorded_runs_progress_counts_and_rates() -> None:
     model, events = fed(DEMO)
     assert list(model.runs) == ["seq-1", "anon-2", "agg-3"]
     assert model.newest_run() is model.runs["agg-3"]
-    assert model.last_id == events[-1]["id"]
+    assert model.last_id == events[-1].id
 
     seq = model.runs["seq-1"]
     assert (seq.progress(), seq.status, seq.records_done, seq.throttled, seq.retries) == (1.0, "complete", 5000, 0, 0)
@@ -33,8 +39,12 @@ def test_recorded_runs_progress_counts_and_rates() -> None:
     assert seq.eta(model.now()) == 0.0
 
     agg = model.runs["agg-3"]
-    throttled = [e for e in events if e["type"] == "request.throttled" and e["run"] == "agg-3"]
-    retries = {(e["batch"], e["attempt"]) for e in events if e.get("run") == "agg-3" and e.get("attempt", 1) > 1}
+    throttled = [e for e in events if isinstance(e, RequestThrottled) and e.run == "agg-3"]
+    retries = {
+        (e.batch, e.attempt)
+        for e in events
+        if isinstance(e, BATCH_EVENT_CLASSES) and e.run == "agg-3" and e.attempt is not None and e.attempt > 1
+    }
     assert agg.throttled == len(throttled) > 0
     assert agg.retries == len(retries)
     assert agg.progress() == 1.0 and agg.batches_done() == 12 and agg.failed_batches() == 0
@@ -46,8 +56,8 @@ def test_recorded_runs_progress_counts_and_rates() -> None:
     assert (anon.announced, anon.user, anon.progress(), anon.eta(model.now())) == (False, "carol", None, None)
     assert anon.batches_done() == 2 and anon.status == "running"
 
-    stored = [e for e in events if e["type"] == "batch.stored"]
-    assert model.records.total == sum(e["records"] for e in stored) == 19000
+    stored = [e for e in events if isinstance(e, BatchStored)]
+    assert model.records.total == sum(e.records for e in stored) == 19000
     assert model.throttled.total == model.status_counts[429] == len(throttled)
     assert model.status_counts[200] == len(stored) and model.status_counts[503] == 1
     rule = model.limiter.rules["sync/user"]
@@ -68,8 +78,9 @@ def test_midrun_shows_in_flight_waiting_and_eta() -> None:
     assert {a.state for a in agg.attempts if a.end is None} == {IN_FLIGHT}
 
 
-def _ev(type_: str, ts: float, **fields: Any) -> dict[str, Any]:
-    return {"type": type_, "ts": ts, "run": "r", "user": "u", **fields}
+def _ev(type_: str, ts: float, **fields: Any) -> Event:
+    """An event of run "r" by "u", through the same decoder the stream uses (so it must be a whole one)."""
+    return msgspec.convert({"type": type_, "ts": ts, "run": "r", "user": "u", **fields}, Event)  # type: ignore[arg-type]
 
 
 def test_eta_and_rate_from_recent_records() -> None:
@@ -104,7 +115,10 @@ def test_eta_and_rate_from_recent_records() -> None:
 def test_waiting_gap_retries_and_failed_batches() -> None:
     clock = ManualClock(1.5)
     model = Model(clock=clock)
-    model.ingest(_ev("request.throttled", 1.0, batch=1, attempt=1, ip="i", rule="sync/user", key="u", retry_after=1.0))
+    model.ingest(
+        _ev("request.throttled", 1.0, batch=1, attempt=1, ip="i", rule="sync/user", key="u", retry_after=1.0,
+            dry_run=False)
+    )  # fmt: skip
     run = model.runs["r"]
     first = run.attempts[0]
     assert first.state == THROTTLED and first.start == first.end == 1.0
@@ -173,7 +187,7 @@ def test_log_filters_by_kind_and_run() -> None:
     assert [e.type for e in errors] == ["batch.rejected"]
     only = model.entries("all", run="seq-1", limit=1000)
     assert only and {e.run for e in only} == {"seq-1"}
-    assert model.entries("all", limit=3)[-1].id == max(e["id"] for e in events if e["type"] != "stats")
+    assert model.entries("all", limit=3)[-1].id == max(e.id or 0 for e in events if not isinstance(e, ServerStats))
 
 
 def test_summary_and_clear() -> None:
@@ -225,10 +239,25 @@ fields = st.sampled_from(["run", "batch", "attempt", "records", "status", "ms", 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(event_types, st.dictionaries(fields, junk, max_size=6)), max_size=25))
-def test_garbage_events_never_break_the_model(items: list[tuple[str, dict[str, Any]]]) -> None:
+def test_garbage_events_are_counted_and_logged_never_break_the_model(items: list[tuple[str, dict[str, Any]]]) -> None:
     model = Model(clock=ManualClock(50.0))
-    for type_, fields in items:
-        model.ingest({**fields, "type": type_})
+    decoded = [decode(json.dumps({**fields, "type": type_}), type_) for type_, fields in items]
+    for event in decoded:
+        model.ingest(event)
+    bad = [e for e in decoded if isinstance(e, Undecodable)]
+    assert model.undecodable == len(bad) and model.events_seen == len(items)
+    assert len(model.entries("errors", limit=1000)) >= len(bad)
     model.summary()
     for run in model.runs.values():
         run.eta(50.0), run.failed_batches(), run.progress()
+
+
+def test_an_event_of_a_newer_server_is_shown_as_unreadable() -> None:
+    model = Model(clock=ManualClock(5.0))
+    model.ingest(decode('{"type": "run.paused", "ts": 4.0, "run": "r"}', "run.paused"), 9)
+    model.ingest(decode("{not json", "batch.stored"), 10)
+    (first, second) = model.entries("errors")
+    assert (first.type, first.id, first.ts, first.kind) == ("run.paused", 9, 4.0, KIND_ERROR)
+    assert "unreadable run.paused event" in first.text and "$.type" in first.text
+    assert (second.type, second.ts) == ("batch.stored", 5.0)  # no time of its own: when it came
+    assert model.undecodable == 2 and model.last_id == 10 and not model.runs

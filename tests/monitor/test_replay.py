@@ -9,6 +9,8 @@ from pathlib import Path
 from monitor.app import MonitorApp
 from monitor.model import Model
 from monitor.replay import ReplayClock, read_events
+from monitor.stream import Undecodable
+from syncbed.events import BatchStored, encode_event
 from tests.monitor.helpers import DEMO, ManualClock, load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,17 +33,20 @@ def test_replay_clock_runs_at_speed_and_holds() -> None:
     assert ReplayClock(10.0, 20.0, speed=0)() == 20.0  # speed 0: the end at once
 
 
-def test_read_events_skips_junk_and_orders_by_time(tmp_path: Path) -> None:
+def test_read_events_orders_by_time_and_keeps_unreadable_lines_where_they_were(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
-    path.write_text(
-        '{"ts": 2, "type": "b"}\nnot json\n[1, 2]\n{"no": "type"}\n\n{"ts": 1, "type": "a"}\n{"ts": 2, "type": "c"}\n'
+    stored = BatchStored(ts=3.0, run="r", batch=0, attempt=1, user="u", records=1, stored=1, duplicates=0, ms=1.0)
+    path.write_bytes(
+        b'{"ts": 2, "type": "b"}\nnot json\n[1, 2]\n\n{"ts": 1, "type": "a"}\n' + encode_event(stored) + b"\n"
     )
-    assert [e["type"] for e in read_events(path)] == ["a", "b", "c"]
+    events = read_events(path)
+    assert [e.type if isinstance(e, Undecodable) else e for e in events] == ["a", "b", "?", "?", stored]
+    assert [e.ts for e in events] == [1.0, 2.0, 2.0, 2.0, 3.0]
 
 
 async def test_replay_at_speed_reaches_the_same_picture_and_pause_holds_it() -> None:
     events = load(DEMO)
-    span = events[-1]["ts"] - events[0]["ts"]
+    span = events[-1].ts - events[0].ts
     app = MonitorApp(replay=DEMO, speed=span / 1.5)  # the whole file in about 1.5 s
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause(0.4)
@@ -58,7 +63,7 @@ async def test_replay_at_speed_reaches_the_same_picture_and_pause_holds_it() -> 
         assert app.conn_state == "replay done" and app.model.events_seen == len(events)
         await pilot.pause(0.2)
         assert "replay done" in str(app.status_bar.render())
-    direct = Model(clock=ManualClock(events[-1]["ts"]))
+    direct = Model(clock=ManualClock(events[-1].ts))
     direct.ingest_many(events)
     assert app.model.summary() == direct.summary()
 

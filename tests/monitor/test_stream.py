@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -16,9 +15,11 @@ from monitor.stream import (
     Backoff,
     StreamFailed,
     StreamFollower,
-    parse_data,
+    Undecodable,
+    decode,
     parse_id,
 )
+from syncbed.events import BatchReceived, Event, RunFinished
 from tests.monitor.servers import EventSource, free_port, serve, url_of
 
 
@@ -32,10 +33,10 @@ async def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
 
 class Sink:
     def __init__(self) -> None:
-        self.events: list[tuple[int | None, dict[str, Any]]] = []
+        self.events: list[tuple[int | None, Event | Undecodable]] = []
         self.states: list[tuple[str, str]] = []
 
-    def event(self, data: dict[str, Any], event_id: int | None) -> None:
+    def event(self, data: Event | Undecodable, event_id: int | None) -> None:
         self.events.append((event_id, data))
 
     def state(self, state: str, detail: str) -> None:
@@ -66,7 +67,8 @@ async def test_follower_survives_a_restart_and_loses_nothing() -> None:
         await wait_for(lambda: len(sink.events) == 11)
         task.cancel()
     assert [event_id for event_id, _ in sink.events] == list(range(1, 12))
-    assert sink.events[-1][1]["type"] == "run.finished"
+    assert isinstance(sink.events[-1][1], RunFinished)
+    assert all(isinstance(e, BatchReceived) for _, e in sink.events[:5])
     assert source.resume_headers == [None, "5"]
     assert [s for s, _ in sink.states].count(CONNECTED) == 2 and follower.last_id == 11
 
@@ -117,8 +119,15 @@ def test_read_timeout_outlasts_the_heartbeat() -> None:
 
 
 def test_parsing_and_backoff() -> None:
-    assert parse_data("stats", '{"ts": 1, "in_flight": 2}') == {"ts": 1, "in_flight": 2, "type": "stats"}
-    assert parse_data("x", "[1]") is None and parse_data("x", "{nope") is None
+    received = decode('{"type": "batch.received", "ts": 1, "run": null, "batch": 0, "attempt": 1, "user": "u", '
+                      '"records": 2}')  # fmt: skip
+    assert received == BatchReceived(ts=1.0, run=None, batch=0, attempt=1, user="u", records=2)
+    assert decode("[1]", "x") == Undecodable("x", "Expected `object`, got `array`")
+    nope = decode("{nope", "x")
+    assert isinstance(nope, Undecodable) and nope.type == "x" and nope.ts is None
+    partial = decode('{"type": "stats", "ts": 7, "in_flight": 2}', "stats")
+    assert isinstance(partial, Undecodable) and (partial.type, partial.ts) == ("stats", 7.0)
+    assert "records_per_s" in partial.reason
     assert parse_id("17") == 17 and parse_id("") is None and parse_id("x") is None
     assert parse_id("\u0661\u0662") is None and parse_id("\u00b2") is None  # digits of other scripts are no ids
     backoff = Backoff(base=0.5, cap=4.0, rng=random.Random(1))

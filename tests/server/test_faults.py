@@ -12,6 +12,7 @@ import pytest
 
 from server.faults import Faults
 from syncbed import contract
+from syncbed.events import EV_STATS
 from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import Reader, auth, batch, data
@@ -230,7 +231,7 @@ async def test_live_fault_changes_apply_to_the_next_request_and_are_events(serve
 async def in_flight_until(srv: LiveServer, want: int, timeout: float) -> float:
     """Read the 1 Hz stats events until in_flight == want; return the seconds it took."""
     began = time.monotonic()
-    url = srv.url + contract.EVENTS_PATH + "?types=" + contract.EV_STATS
+    url = srv.url + contract.EVENTS_PATH + "?types=" + EV_STATS
     async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, srv.admin_headers()) as reader:
         await reader.wait_for(lambda evs: any(e.data and data(e)["in_flight"] == want for e in evs), timeout)
         return time.monotonic() - began

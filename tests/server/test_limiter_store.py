@@ -30,7 +30,8 @@ from server.limiter_store import (
     counter_id,
     redact,
 )
-from syncbed.contract import EV_LIMITER_STORE, EVENTS_PATH, LIMITER_PATH
+from syncbed.contract import EVENTS_PATH, LIMITER_PATH
+from syncbed.events import EV_LIMITER_STORE
 from tests.conftest import RedisServer, ServerFactory, wait_until
 from tests.server.helpers import Reader, data
 from tests.server.test_throttle import serve

@@ -8,12 +8,26 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from server.events import EventBus
 from server.history import History
-from server.runview import RunView
 from syncbed import contract
+from syncbed.events import (
+    EV_RUN_FINISHED,
+    EV_RUN_STARTED,
+    BatchReceived,
+    BatchRejected,
+    BatchStored,
+    Event,
+    RequestThrottled,
+    RunFinished,
+    RunStarted,
+    decode_event,
+)
+from syncbed.fold import fold
+from syncbed.runs import RunTotals
 from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import TIMEOUT, auth, batch, throttle
 
@@ -199,12 +213,12 @@ async def test_history_survives_a_restart_and_its_export_replays_to_the_same_tot
     assert after == before
     assert export.status_code == 200 and export.headers["content-type"].startswith("application/x-ndjson")
     events = [json.loads(line) for line in export.text.splitlines()]
-    assert events[0]["type"] == contract.EV_RUN_STARTED and events[-1]["type"] == contract.EV_RUN_FINISHED
+    assert events[0]["type"] == EV_RUN_STARTED and events[-1]["type"] == EV_RUN_FINISHED
     ids = [e["id"] for e in events]
     assert ids == sorted(ids)
-    replayed = RunView.of(run, events)
-    assert replayed.totals() == after["totals"] == next(r for r in listed if r["run"] == run)["totals"]
-    assert replayed.batches() == after["batches"]
+    replayed = msgspec.to_builtins(fold(run, [decode_event(line) for line in export.text.splitlines()]))
+    assert replayed == after
+    assert after["totals"] == next(r for r in listed if r["run"] == run)["totals"]
     assert after["totals"]["batches_stored"] == 6 and after["totals"]["records_stored"] == 60
     (started2,) = [json.loads(line) for line in export2.text.splitlines()]
     assert started2["id"] > ids[-1]
@@ -221,48 +235,7 @@ async def test_batches_of_an_unannounced_run_still_make_a_run(server: LiveServer
     assert listed[0]["run"] == "ghost" and not listed[0]["announced"]
 
 
-# --- pure fold and the history store, without HTTP --------------------------------------------
-
-
-def ev(i: int, type: str, **fields: Any) -> dict[str, Any]:
-    return {"id": i, "ts": 1000.0 + i, "type": type, "run": "r", **fields}
-
-
-def test_runview_folds_attempts_and_totals() -> None:
-    events = [
-        ev(1, "run.started", user="u", total_records=20, total_batches=2, batch_size=10, mode="m", concurrency=2),
-        ev(2, "batch.received", batch=0, attempt=1, user="u", records=10),
-        ev(3, "request.throttled", batch=1, attempt=1, user="u", ip="1.2.3.4", rule="sync/ip", key="k",
-           retry_after=0.5),
-        ev(4, "batch.stored", batch=0, attempt=1, user="u", records=10, stored=10, duplicates=0, ms=3.0),
-        ev(5, "batch.received", batch=1, attempt=2, user="u", records=10),
-        ev(6, "batch.rejected", batch=1, attempt=2, user="u", status=503, error="injected_fault"),
-        ev(7, "batch.received", batch=1, attempt=3, user="u", records=10),
-        {**ev(8, "batch.stored", batch=0, attempt=1), "run": "other"},  # another run's: ignored
-        ev(9, "run.finished", user="u", status="partial", ok_batches=1, failed_batches=1, seconds=2.0),
-    ]  # fmt: skip
-    view = RunView.of("r", events)
-    assert view.totals() == {
-        "batches_seen": 2,
-        "batches_stored": 1,
-        "attempts": 4,
-        "records_stored": 10,
-        "records_acked": 10,
-        "duplicates": 0,
-        "throttled": 1,
-        "rejected": 1,
-        "events": 8,
-    }
-    assert view.status == "partial" and view.user == "u" and view.finished == 1009.0
-    b0, b1 = view.batches()
-    assert b0["status"] == "stored"
-    assert [(a["attempt"], a["status"]) for a in b1["attempts"]] == [
-        (1, "throttled"),
-        (2, "rejected"),
-        (3, "in_flight"),
-    ]
-    assert b1["status"] == "in_flight"
-    assert b1["attempts"][0]["rule"] == "sync/ip" and b1["attempts"][1]["http_status"] == 503
+# --- the history store, without HTTP -----------------------------------------------------------
 
 
 async def test_history_writes_everything_queued_when_it_closes(tmp_path: Path) -> None:
@@ -270,8 +243,10 @@ async def test_history_writes_everything_queued_when_it_closes(tmp_path: Path) -
     history = History(tmp_path / "h.sqlite3", interval=60)  # the writer would wait a minute: close must flush
     await history.open(bus)
     for i in range(12_000):
-        bus.publish("batch.stored", run=f"r{i % 3}", batch=i, attempt=1, user="u", records=1, stored=1)
-    bus.publish("stats", records_per_s=1.0)  # no run: not kept
+        bus.publish(
+            BatchStored(run=f"r{i % 3}", batch=i, attempt=1, user="u", records=1, stored=1, duplicates=0, ms=1.0)
+        )
+    bus.publish(BatchReceived(run=None, batch=0, attempt=1, user="u", records=1))  # no run: not kept
     assert history.pending == 12_000
     await history.close()
 
@@ -280,9 +255,9 @@ async def test_history_writes_everything_queued_when_it_closes(tmp_path: Path) -
     await again.open(bus2)
     try:
         runs = await again.list_runs()
-        assert sorted(r["run"] for r in runs) == ["r0", "r1", "r2"]
-        assert all(r["totals"]["records_stored"] == 4000 for r in runs)
-        bus2.publish("t")
+        assert sorted(r.run for r in runs) == ["r0", "r1", "r2"]
+        assert all(r.totals.records_stored == 4000 for r in runs)
+        bus2.publish(BatchReceived(run=None, batch=0, attempt=1, user="u", records=1))
         assert bus2.last_id == 12_002  # ids continue after the 12,001 the first life used
     finally:
         await again.close()
@@ -293,6 +268,63 @@ async def test_history_queue_is_bounded(tmp_path: Path) -> None:
     history = History(tmp_path / "h.sqlite3", queue_size=10, interval=60)
     await history.open(bus)
     for i in range(15):
-        bus.publish("batch.received", run="r", batch=i, attempt=1, user="u")
+        bus.publish(BatchReceived(run="r", batch=i, attempt=1, user="u", records=1))
     assert (history.pending, history.lost) == (10, 5)
     await history.close()
+
+
+def run_events(run: str) -> list[Event]:
+    """A run with a split, a 429, a 503, a retry that stores again, a batch of no index, one in flight."""
+
+    def got(batch: int, attempt: int, user: str | None = "u") -> BatchReceived:
+        return BatchReceived(run=run, batch=batch, attempt=attempt, user=user, records=10)
+
+    def kept(batch: int | None, attempt: int | None, records: int = 10, dup: int = 0) -> BatchStored:
+        return BatchStored(
+            run=run, batch=batch, attempt=attempt, user="u", records=records, stored=records - dup, duplicates=dup,
+            ms=1.0,
+        )  # fmt: skip
+
+    def refused(batch: int, attempt: int, status: int, error: str) -> BatchRejected:
+        return BatchRejected(run=run, batch=batch, attempt=attempt, user="u", status=status, error=error)
+
+    return [
+        RunStarted(run=run, user="u", total_records=30, total_batches=3, batch_size=10, mode="m", concurrency=2),
+        refused(0, 1, 413, "batch_too_large"),
+        kept(0, 2, records=5),
+        kept(0, 3, records=5, dup=1),
+        RequestThrottled(
+            run=run, batch=1, attempt=1, user="u", ip="i", rule="r", key="k", retry_after=1.0, dry_run=False
+        ),
+        got(1, 2),
+        refused(1, 2, 503, "injected_fault"),
+        got(1, 3),
+        kept(1, 3),
+        kept(1, 4, dup=10),
+        kept(None, None),
+        got(2, 1),  # still in flight
+        got(2, 1, user=None),  # no user: never stored
+        BatchReceived(run=run, batch=9, attempt=1, user="intruder", records=1),  # another user's run: not kept
+    ]
+
+
+async def test_the_sql_totals_of_the_list_are_the_fold_of_the_stored_events(tmp_path: Path) -> None:
+    bus = EventBus(stats_interval=0)
+    history = History(tmp_path / "h.sqlite3", interval=0.01)
+    await history.open(bus)
+    finish = RunFinished(run="b", user="u", status="partial", ok_batches=2, failed_batches=1, seconds=1.5)
+    try:
+        for event in [*run_events("a"), *run_events("b"), finish]:
+            bus.publish(event)
+        await history.flush()
+        listed = {r.run: r for r in await history.list_runs()}
+        for run in ("a", "b"):
+            stored = [decode_event(line) async for line in history.iter_events(run)]
+            assert listed[run].totals == fold(run, stored).totals == (await history.detail(run)).totals
+        assert listed["a"].totals == RunTotals(
+            batches_seen=3, batches_stored=2, attempts=9, records_stored=29, records_acked=40, duplicates=11,
+            throttled=1, rejected=2, events=12,
+        )  # fmt: skip
+        assert (listed["b"].status, listed["b"].seconds, listed["b"].totals.events) == ("partial", 1.5, 13)
+    finally:
+        await history.close()

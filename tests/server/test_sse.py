@@ -14,7 +14,17 @@ import pytest
 
 from server import sse as sse_endpoint
 from syncbed import contract
-from syncbed.contract import EVENT_FIELDS
+from syncbed.events import (
+    EV_RUN_FINISHED,
+    EV_STATS,
+    EV_STREAM_DROPPED,
+    EV_STREAM_RESET,
+    BatchReceived,
+    BatchStored,
+    ServerStats,
+    decode_event,
+    event_type,
+)
 from tests.conftest import LiveServer, ServerFactory
 from tests.server.helpers import Reader, auth, batch, data
 from tests.server.inprocess import InProcessServer, serve
@@ -85,8 +95,8 @@ async def test_a_subscriber_sees_a_sync_in_order_with_the_contract_fields(server
     ):
         assert reader.status == 200
         run = await sync_run(client, server.url, token, 3, "order")
-        await reader.wait_for(lambda evs: any(e.event == contract.EV_RUN_FINISHED for e in evs))
-    mine = [e for e in reader.events if e.event != contract.EV_STATS]
+        await reader.wait_for(lambda evs: any(e.event == EV_RUN_FINISHED for e in evs))
+    mine = [e for e in reader.events if e.event != EV_STATS]
     assert [e.event for e in mine] == [
         "run.started",
         *["batch.received", "batch.stored"] * 3,
@@ -96,10 +106,9 @@ async def test_a_subscriber_sees_a_sync_in_order_with_the_contract_fields(server
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     for event in mine:
         body = data(event)
-        assert body["type"] == event.event and isinstance(body["ts"], float) and body["id"] == int(event.id)
-        missing = set(EVENT_FIELDS[event.event]) - set(body)
-        assert not missing, (event.event, missing)
-        assert body["run"] == run and body["user"] == "alice"
+        typed = decode_event(event.data)
+        assert event_type(typed) == body["type"] == event.event and typed.id == body["id"] == int(event.id)
+        assert isinstance(body["ts"], float) and body["run"] == run and body["user"] == "alice"
     stored = [data(e) for e in mine if e.event == "batch.stored"]
     assert [(s["batch"], s["attempt"], s["records"], s["stored"]) for s in stored] == [
         (0, 1, 10, 10),
@@ -136,19 +145,21 @@ async def test_an_id_the_server_does_not_hold_gets_stream_reset(server: LiveServ
     ):
         await reader.wait_for(lambda evs: len(evs) >= 1)
     first = reader.events[0]
-    assert first.event == contract.EV_STREAM_RESET and first.id == ""
+    assert first.event == EV_STREAM_RESET and first.id == ""
     assert data(first)["last_event_id"] == 999999999 and "oldest_id" in data(first)
 
 
 async def test_an_id_older_than_the_buffer_gets_stream_reset_then_all_it_holds(inproc: InProcessServer) -> None:
     inproc.bus.buffer = type(inproc.bus.buffer)(maxlen=5)
     for i in range(20):
-        inproc.bus.publish("batch.stored", run="old", n=i)
+        inproc.bus.publish(
+            BatchStored(run="old", batch=i, attempt=1, user="u", records=1, stored=1, duplicates=0, ms=1.0)
+        )
     headers = {**inproc.admin_headers(), contract.HEADER_LAST_EVENT_ID: "3"}
     url = inproc.url + contract.EVENTS_PATH + "?types=batch.stored"
     async with httpx.AsyncClient(timeout=TIMEOUT) as client, Reader(client, url, headers) as reader:
         await reader.wait_for(lambda evs: len(evs) >= 6)
-    assert reader.events[0].event == contract.EV_STREAM_RESET
+    assert reader.events[0].event == EV_STREAM_RESET
     assert data(reader.events[0])["oldest_id"] == 16
     assert [int(e.id) for e in reader.events[1:6]] == [16, 17, 18, 19, 20]
 
@@ -231,9 +242,9 @@ async def test_a_subscriber_that_never_reads_gets_stream_dropped_and_ingest_goes
                 break
             await asyncio.sleep(0.01)
         sub = bus._subscribers[0]
-        padding = "x" * 8000
+        padding = "x" * 8000  # a user name this long makes each event big, so the socket buffers fill soon
         for _ in range(20_000):  # fill the socket buffers, then the queue, while the client reads nothing
-            bus.publish(contract.EV_BATCH_RECEIVED, run="filler", padding=padding)
+            bus.publish(BatchReceived(run="filler", batch=0, attempt=1, user=padding, records=1))
             if sub._missed >= 200:  # misses only pile up while the stream cannot send at all
                 break
             await asyncio.sleep(0.001)
@@ -262,7 +273,7 @@ async def test_a_subscriber_that_never_reads_gets_stream_dropped_and_ingest_goes
                     dropped.append(json.loads(block.split("data: ", 1)[1].split("\n", 1)[0]))
     finally:
         sock.close()
-    assert dropped[-1]["type"] == contract.EV_STREAM_DROPPED and dropped[-1]["missed"] == missed_before_reading
+    assert dropped[-1]["type"] == EV_STREAM_DROPPED and dropped[-1]["missed"] == missed_before_reading
     assert dropped[-1]["last_id"] <= bus.last_id
     assert all("id: " not in b for b in blocks)  # control events carry no id: the resume point stays put
 
@@ -296,10 +307,8 @@ async def test_stats_events_report_rates_limiter_and_faults(server_factory: Serv
             r = await client.post(srv.url + contract.SYNC_PATH, content=batch(100, "st", i * 100), headers=auth(token))
             assert r.status_code == 200
         await reader.wait_for(lambda evs: any(data(e)["records_per_s"] > 0 for e in evs))
-    busy = next(data(e) for e in reader.events if data(e)["records_per_s"] > 0)
-    assert set(EVENT_FIELDS[contract.EV_STATS]) <= set(busy)
-    assert busy["requests_per_s"] > 0 and busy["in_flight"] >= 0
-    assert set(busy["limiter"]) >= {"sync/user", "sync/ip", "req/ip"}
-    assert all(isinstance(top, list) for top in busy["limiter"].values())  # rule -> [{key, count}]
-    assert busy["faults"]["latency_ms"] == 5
-    assert {r["name"] for r in busy["rules"]} >= {"sync/user"}
+    busy = next(decode_event(e.data) for e in reader.events if data(e)["records_per_s"] > 0)
+    assert isinstance(busy, ServerStats) and busy.requests_per_s > 0 and busy.in_flight >= 0
+    assert set(busy.limiter) >= {"sync/user", "sync/ip", "req/ip"}  # rule -> [{key, count}]
+    assert busy.faults is not None and busy.faults.latency_ms == 5
+    assert busy.rules is not None and {r.name for r in busy.rules} >= {"sync/user"}

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -27,8 +28,6 @@ from server.throttle import Limiter, open_limiter, ratelimit_headers, sf_string
 from syncbed.contract import (
     COUNT_PATH,
     E_FORBIDDEN,
-    EV_REQUEST_THROTTLED,
-    EVENT_FIELDS,
     HEADER_ATTEMPT,
     HEADER_BATCH,
     HEADER_RATELIMIT,
@@ -38,6 +37,7 @@ from syncbed.contract import (
     LIMITER_PATH,
     SYNC_PATH,
 )
+from syncbed.events import EV_REQUEST_THROTTLED
 from syncbed.paths import SERVER_DB_FILE
 from syncbed.responses import HotKey, LimiterView
 from tests.conftest import LiveServer
@@ -230,8 +230,8 @@ class InProc:
         transport = httpx.AsyncHTTPTransport(local_address=source)
         return httpx.AsyncClient(base_url=self.url, transport=transport, headers=headers, timeout=30)
 
-    def events(self, type: str = EV_REQUEST_THROTTLED) -> list[dict[str, object]]:
-        return [e.data for e in self.state.bus.buffer if e.type == type]
+    def events(self, type: str = EV_REQUEST_THROTTLED) -> list[dict[str, Any]]:
+        return [msgspec.to_builtins(e.event) for e in self.state.bus.buffer if e.type == type]
 
 
 @contextlib.asynccontextmanager
@@ -296,9 +296,9 @@ async def test_http_sixth_sync_is_refused_with_every_field_then_admitted_after_t
             r = await post_sync(c, token)
             assert r.status_code == 200 and r.headers[HEADER_RATELIMIT].endswith('"sync/user";r=4;t=1')
         [event] = srv.events()
-        assert {k: event[k] for k in EVENT_FIELDS[EV_REQUEST_THROTTLED]} == {
+        assert {k: v for k, v in event.items() if k not in ("id", "ts", "type")} == {
             "run": "r1", "batch": 5, "attempt": 2, "user": "alice", "ip": "127.0.0.1",
-            "rule": "sync/user", "key": "user:alice", "retry_after": 0.42,
+            "rule": "sync/user", "key": "user:alice", "retry_after": 0.42, "dry_run": False,
         }  # fmt: skip
         [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("throttled")]
         assert "rule=sync/user key=user:alice count=6 limit=5" in line
