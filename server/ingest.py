@@ -6,9 +6,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 from starlette.types import Receive, Scope, Send
 
 from server.faults import drop_connection
@@ -64,8 +64,46 @@ def parse_trace(scope: Scope) -> Trace | str:
     return Trace(run=run, batch=numbers[0], attempt=numbers[1])
 
 
+@dataclass(slots=True)
+class Subject:
+    """What this request's events are about: its run, batch, attempt, user and, once read, its records."""
+
+    run: str | None = None
+    batch: int | None = None
+    attempt: int | None = None
+    user: str | None = None
+    records: int | None = None
+
+    def rejected(self, status: int, error: str) -> BatchRejected:
+        return BatchRejected(
+            run=self.run,
+            batch=self.batch,
+            attempt=self.attempt,
+            user=self.user,
+            status=status,
+            error=error,
+            records=self.records,
+        )
+
+    def received(self, records: int) -> BatchReceived:
+        self.records = records
+        return BatchReceived(run=self.run, batch=self.batch, attempt=self.attempt, user=self.user, records=records)
+
+    def stored(self, records: int, stored: int, duplicates: int, ms: float) -> BatchStored:
+        return BatchStored(
+            run=self.run,
+            batch=self.batch,
+            attempt=self.attempt,
+            user=self.user,
+            records=records,
+            stored=stored,
+            duplicates=duplicates,
+            ms=ms,
+        )
+
+
 async def own_run(
-    state: AppState, run: str, user: str, fields: dict[str, object], reject: Callable[..., Awaitable[None]]
+    state: AppState, run: str, user: str, subject: Subject, reject: Callable[..., Awaitable[None]]
 ) -> bool:
     """Claim the run for `user`, or answer why not (another user's run: 403; no storage: 503); True if answered."""
     try:
@@ -76,7 +114,7 @@ async def own_run(
         return True
     if owner == user:
         return False
-    fields["run"] = None  # the refusal is the sender's, not part of the other user's run
+    subject.run = None  # the refusal is the sender's, not part of the other user's run
     await reject(
         403,
         contract.E_FORBIDDEN,
@@ -139,13 +177,13 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     settings = state.settings.server
     trace = parse_trace(scope)
     user = await state.auth.user_for_scope(scope)
-    fields: dict[str, object] = {"run": None, "batch": None, "attempt": None, "user": user}
+    subject = Subject(user=user)
     if isinstance(trace, Trace):
-        fields.update(run=trace.run, batch=trace.batch, attempt=trace.attempt)
+        subject.run, subject.batch, subject.attempt = trace.run, trace.batch, trace.attempt
 
     # Any, not object: the details are the error body's fields, never send_error's `headers`.
     async def reject(status: int, code: str, message: str, **details: Any) -> None:
-        state.bus.publish(msgspec.convert({**fields, "status": status, "error": code}, BatchRejected))
+        state.bus.publish(subject.rejected(status, code))
         state.stats_request(records=0, status=status)
         scope["state"]["syncbed.error"] = code
         await send_error(send, status, code, message, **details)
@@ -162,7 +200,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     if isinstance(trace, str):
         await reject(400, contract.E_INVALID_REQUEST, trace + ".")
         return
-    if trace.run is not None and await own_run(state, trace.run, user, fields, reject):
+    if trace.run is not None and await own_run(state, trace.run, user, subject, reject):
         return
     content_type = first_header(scope["headers"], contract.CONTENT_TYPE_KEY)
     if not is_json(content_type):
@@ -193,8 +231,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await reject(status, parsed.code, parsed.message, **details)
         return
     n = len(parsed)
-    fields["records"] = n
-    state.bus.publish(msgspec.convert(fields, BatchReceived))
+    state.bus.publish(subject.received(n))
     share = state.faults.jitter_share()
     state.in_flight += 1
     try:
@@ -216,13 +253,13 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         # Nobody reads an answer now; a batch stored before the hang-up stays stored and is reported below.
         scope["state"]["syncbed.error"] = "client_gone"
         if result is None:
-            state.bus.publish(msgspec.convert({**fields, "status": 0, "error": "client_gone"}, BatchRejected))
+            state.bus.publish(subject.rejected(0, "client_gone"))
             return
     if outcome == "error":
         await reject(503, contract.E_INJECTED_FAULT, "Injected fault: the server refused this batch; retry it.")
         return
     if outcome == "reset":
-        state.bus.publish(msgspec.convert({**fields, "status": 0, "error": "connection_reset"}, BatchRejected))
+        state.bus.publish(subject.rejected(0, "connection_reset"))
         scope["state"]["syncbed.error"] = "connection_reset"
         await drop_connection(scope, send)
         return
@@ -230,8 +267,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await reject(503, contract.E_UNAVAILABLE, STORAGE_UNAVAILABLE)
         return
     ms = round((time.perf_counter() - started) * 1000, 2)
-    stored = {**fields, "stored": result.stored, "duplicates": result.duplicates, "ms": ms}
-    state.bus.publish(msgspec.convert(stored, BatchStored))
+    state.bus.publish(subject.stored(n, result.stored, result.duplicates, ms))
     state.stats_request(records=n, status=200)
     scope["state"].update({"syncbed.records": n, "syncbed.stored": result.stored})
     await send_json(send, 200, contract.SyncResponse(accepted=n, stored=result.stored, duplicates=result.duplicates))

@@ -12,7 +12,8 @@ from typing import Final, TypeAlias, get_args
 
 import msgspec
 
-from syncbed.faults import FAULT_FIELDS
+from syncbed.faults import FAULT_FIELDS, FaultSettings
+from syncbed.responses import RuleSettings
 
 EV_RUN_STARTED: Final = "run.started"
 EV_BATCH_RECEIVED: Final = "batch.received"
@@ -113,29 +114,6 @@ class HotKey(msgspec.Struct):
     count: int
 
 
-class FaultValues(msgspec.Struct):
-    """The four fault settings (syncbed/faults.py names them)."""
-
-    latency_ms: int
-    jitter_ms: int
-    error_rate: float
-    reset_rate: float
-
-
-class RuleInfo(msgspec.Struct):
-    """A limiter rule as PUT /api/v1/admin/limits answers it."""
-
-    name: str
-    kind: str
-    limit: int
-    period: float
-    key: str
-    paths: list[str]
-    methods: list[str]
-    algorithm: str
-    enabled: bool
-
-
 class ServerStats(_Event, tag=EV_STATS, kw_only=True):
     """The 1 Hz summary: rates since the last one, requests in flight, each rule's hottest keys."""
 
@@ -144,8 +122,8 @@ class ServerStats(_Event, tag=EV_STATS, kw_only=True):
     throttled_per_s: float
     in_flight: int
     limiter: dict[str, list[HotKey]]
-    faults: FaultValues | None = None
-    rules: list[RuleInfo] | None = None
+    faults: FaultSettings | None = None
+    rules: list[RuleSettings] | None = None
 
 
 class ConfigChanged(_Event, tag=EV_CONFIG_CHANGED, kw_only=True):

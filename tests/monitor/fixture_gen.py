@@ -20,12 +20,12 @@ from syncbed.events import (
     Event,
     HotKey,
     RequestThrottled,
-    RuleInfo,
     RunFinished,
     RunStarted,
     ServerStats,
     encode_event,
 )
+from syncbed.responses import RuleSettings
 
 T0 = 1_700_000_000.0
 LATENCY = 0.3
@@ -159,9 +159,9 @@ class Sim:
             )
 
 
-def rule(name: str, limit: int, period: float, key: str, sync: bool = False) -> RuleInfo:
+def rule(name: str, limit: int, period: float, key: str, sync: bool = False) -> RuleSettings:
     paths, methods = (["/api/v1/data/sync"], ["POST"]) if sync else ([], [])
-    return RuleInfo(name, "throttle", limit, period, key, paths, methods, "fixed_window", True)
+    return RuleSettings(name, "throttle", limit, period, key, paths, methods, "fixed_window", True)
 
 
 def build() -> list[Event]:

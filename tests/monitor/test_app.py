@@ -14,7 +14,8 @@ from monitor.app import MonitorApp
 from monitor.model import Model
 from monitor.replay import read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen, parse_form
-from syncbed.events import BatchReceived, ConfigChanged, Event, RuleInfo, ServerStats, encode_event
+from syncbed.events import BatchReceived, ConfigChanged, Event, ServerStats, encode_event
+from syncbed.responses import RuleSettings
 from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
 from tests.monitor.servers import AdminRecorder, EventSource, free_port, serve, url_of
 
@@ -169,7 +170,7 @@ async def test_admin_form_sends_faults_and_limit_to_a_real_server() -> None:
         app = MonitorApp(server=base, admin_token="s3cret", clock=ManualClock(0.0), first_contact=None)
         app.model.ingest(ConfigChanged(ts=0.0, what="faults", changed=["latency_ms"], latency_ms=300, jitter_ms=0,
                                        error_rate=0.0, reset_rate=0.0))  # fmt: skip
-        rule = RuleInfo("sync/user", "throttle", 5, 1.0, "user", [], [], "fixed_window", True)
+        rule = RuleSettings("sync/user", "throttle", 5, 1.0, "user", [], [], "fixed_window", True)
         app.model.ingest(ServerStats(ts=0.0, records_per_s=0.0, requests_per_s=0.0, throttled_per_s=0.0, in_flight=0,
                                      limiter={}, rules=[rule]))  # fmt: skip
         async with app.run_test(size=SIZE) as pilot:
