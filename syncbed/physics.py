@@ -225,3 +225,18 @@ def verdict(batches: int, latency: float, concurrency: int, rules: Sequence[Rule
     options += [(r.label(), earliest_finish(batches, latency, max(1, batches), [r])) for r in rules]
     binds, alone = max(options, key=lambda o: o[1])  # ties go to the earlier: latency, then concurrency
     return Verdict(binds, alone, bound, batches)
+
+
+def pace(elapsed: float, done: int, latency: float, concurrency: int, rules: Sequence[Rule] = ()) -> float:
+    """How much slower than its bound a run has gone so far: elapsed over the bound for `done` (>= 1).
+
+    `rules` are the rules as the run found them at its start. Retries, backoff and a service time above
+    the bound's L all show up here, so the bound for what is left times this is the run's ETA.
+    """
+    bound = earliest_finish(done, latency, concurrency, rules)
+    return max(1.0, elapsed / bound) if bound > 0 and elapsed > 0 else 1.0
+
+
+def eta(left: int, latency: float, concurrency: int, rules: Sequence[Rule] = (), pace: float = 1.0) -> float:
+    """Seconds until the last of `left` batches is answered: the bound for them, at the run's pace."""
+    return earliest_finish(left, latency, concurrency, rules) * pace

@@ -13,7 +13,9 @@ from syncbed.physics import (
     SLIDING_WINDOW,
     Rule,
     earliest_finish,
+    eta,
     lower_bound,
+    pace,
     schedule,
     throughput,
     verdict,
@@ -162,3 +164,13 @@ def test_the_schedule_is_never_below_the_formula(
     exact = earliest_finish(n, latency, c, [Rule("r", r, w, elapsed=phase * w)])
     assert exact >= lower_bound(n, latency, c, r, w, phase) - 1e-9
     assert exact <= math.ceil(n / c) * latency + math.ceil(n / r) * w + latency + 1e-9
+
+
+def test_the_eta_is_the_bound_for_what_is_left_at_the_runs_pace() -> None:
+    # 10 of 100 done in 1.43 s where the bound says 1.3: 10% slower, so the 90 left take 10% over their bound.
+    p = pace(1.43, 10, 0.3, 5, [SEED])
+    assert p == pytest.approx(1.1)
+    assert eta(90, 0.3, 5, [SEED], p) == pytest.approx(17.3 * 1.1)
+    assert pace(0.1, 10, 0.3, 5, [SEED]) == 1.0  # ahead of the bound is luck of the phase, not a faster physics
+    assert pace(0.0, 0, 0.3, 5, [SEED]) == 1.0
+    assert eta(0, 0.3, 5, [SEED], 2.0) == 0.0
