@@ -31,12 +31,12 @@ from bench.minimal_client import MinimalClient, outbox_bodies
 from bench.reference_client import GROUP, ReferenceSyncManager
 from client.manager import SyncManager
 from client.outbox import Outbox
-from client.physics import lower_bound, schedule_bound
 from client.scheduler import MODES
 from harness.demo import WIDE_LIMITS
 from harness.processes import ROOT
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES
 from syncbed.gc_settle import settle
+from syncbed.physics import Rule, earliest_finish, lower_bound
 
 LATENCY_MS = 300
 LATENCY = LATENCY_MS / 1000
@@ -83,7 +83,7 @@ class Row:
 
     @property
     def exact(self) -> float:
-        return schedule_bound(self.batches, LATENCY, max(1, self.concurrency), self.limit, 1.0)
+        return earliest_finish(self.batches, LATENCY, max(1, self.concurrency), [Rule("sync/user", self.limit, 1.0)])
 
     @property
     def ratio(self) -> float:
@@ -377,10 +377,10 @@ def main(quick: bool) -> str:
         "each client's median run: one run of a third of a second varies by several percent on this machine, "
         "whoever the client. Time runs from `SyncManager.sync()` to the last "
         "acknowledgement (reference: first request to last answer). The bound is [physics.md](physics.md) "
-        f"(`client/physics.py`): max(ceil(N/C)·L, (ceil(N/R) - 1)·W + L) with L = {LATENCY} s, W = 1 s, R = the "
+        f"(`syncbed/physics.py`): max(ceil(N/C)·L, (ceil(N/R) - 1)·W + L) with L = {LATENCY} s, W = 1 s, R = the "
         f"per-user limit and C = the client's concurrency ({modes}, the reference {GROUP}; adaptive: the most it "
         "had in flight). The schedule bound is exact where the formula is not: the greedy schedule under both "
-        "constraints at once (`client/physics.schedule_bound`); it differs only where neither term alone "
+        "constraints at once (`syncbed/physics.earliest_finish`); it differs only where neither term alone "
         "binds (adaptive's 16 in flight for 0.3 s is 53/s against 50/s), and shows `=` elsewhere. "
         "The reference is the original plan's browser client ported literally "
         "(`bench/reference_client.py`): groups of 5 awaited together, each 429 sleeping its own `retry_after`; "

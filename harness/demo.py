@@ -12,11 +12,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from client.physics import lower_bound
 from client.scheduler import ADAPTIVE_CAP
 from client.scheduler import MODES as FIXED_MODES
 from harness.demo_clients import Demo
 from syncbed import contract
+from syncbed.physics import lower_bound
 
 MODES = contract.SYNC_MODES
 NOMINAL = {**FIXED_MODES, contract.ADAPTIVE: ADAPTIVE_CAP}  # requests in flight per mode
