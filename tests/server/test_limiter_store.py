@@ -36,6 +36,10 @@ from tests.conftest import RedisServer, ServerFactory, wait_until
 from tests.server.helpers import Reader, data
 from tests.server.test_throttle import serve
 
+# Tests that check counts, not the breaker: a loaded machine can take longer than the store's 100 ms for a
+# call, which would fail open and count nothing.
+COUNTING_TIMEOUT = 5.0
+
 T0 = 1_700_000_400.0
 ALL = ("fixed_window", "sliding_window", "gcra")
 pytestmark = pytest.mark.redis
@@ -56,7 +60,7 @@ class FakeMonotonic:
 @pytest.mark.parametrize("name", ALL)
 async def test_redis_decides_exactly_like_memory(redis_server: RedisServer, name: str) -> None:
     """The Lua scripts and the in-process algorithms agree field for field on a random script."""
-    store = RedisStore(redis_server.url)
+    store = RedisStore(redis_server.url, timeout=COUNTING_TIMEOUT)
     try:
         for seed in range(3):
             rng = random.Random(seed)
@@ -76,7 +80,7 @@ async def test_redis_decides_exactly_like_memory(redis_server: RedisServer, name
 @pytest.mark.parametrize("name", ALL)
 async def test_redis_admits_exactly_the_limit_of_200_concurrent(redis_server: RedisServer, name: str) -> None:
     """Four independent clients (four pools, like four worker processes) race on one key."""
-    stores = [RedisStore(redis_server.url) for _ in range(4)]
+    stores = [RedisStore(redis_server.url, timeout=COUNTING_TIMEOUT) for _ in range(4)]
     try:
         c = counter(name, 23, 60.0)
         now = T0 + 10.0
@@ -115,7 +119,7 @@ async def test_one_pipeline_per_loop_turn_each_call_gets_its_own_answer_or_error
 
 
 async def test_track_and_throttle_of_one_name_do_not_share_a_counter(redis_server: RedisServer) -> None:
-    store = RedisStore(redis_server.url)
+    store = RedisStore(redis_server.url, timeout=COUNTING_TIMEOUT)
     try:
         throttle = counter("fixed_window", 2, 60.0, kind="throttle", rule="same")
         track = counter("fixed_window", 2, 60.0, kind="track", rule="same")
@@ -128,7 +132,7 @@ async def test_track_and_throttle_of_one_name_do_not_share_a_counter(redis_serve
 
 
 async def test_keys_expire_and_hot_keys_are_reported(redis_server: RedisServer) -> None:
-    store = RedisStore(redis_server.url)
+    store = RedisStore(redis_server.url, timeout=COUNTING_TIMEOUT)
     raw = aioredis.Redis.from_url(redis_server.url)
     try:
         now = time.time()
