@@ -10,24 +10,36 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Static
 
 from monitor import format as fmt
 from monitor.admin import AdminClient
+from monitor.commands import ActionCommands
 from monitor.eventlog import LOG_FILTERS
 from monitor.export import export_run
+from monitor.keys import bindings
+from monitor.link import ago
 from monitor.model import Clock, Model
 from monitor.replay import ReplayClock, due, read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
+from monitor.theme import DEFAULT_THEME, themed
 from monitor.widgets_lanes import LanesView
 from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
 
 REFRESH_S = 0.1
-STATE_STYLES = {CONNECTED: "bold #3fb950", "replay": "bold #a371f7", "replay done": "bold #a371f7"}
+STATE_STYLES = {CONNECTED: "bold $success", "replay": "bold $accent", "replay done": "bold $accent"}
+DOWN_STYLE = "bold $warning"
+BAD_STYLE = "$error"
+# Widths and heights where the layout changes (monitor.tcss): below 100 columns the runs table
+# keeps its essential columns and the limiter goes; below 28 rows the bottom panels go.
+NARROW = 100
+HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-medium"), (160, "-wide")]
+VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-mid"), (50, "-tall")]
+STALE = "stale"
+RESET_NOTE_S = 120.0  # how long the header calls out settings a restart changed (the log keeps it)
 
 
 class MonitorApp(App[None]):
@@ -35,18 +47,10 @@ class MonitorApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "syncbed monitor"
-    ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("p", "pause", "Pause"),
-        Binding("c", "clear", "Clear"),
-        Binding("f", "filter", "Filter"),
-        Binding("r", "run_filter", "This run"),
-        Binding("d", "details", "Details"),
-        Binding("a", "admin", "Faults"),
-        Binding("x", "export", "Export"),
-        Binding("question_mark,f1", "help", "Help", key_display="?"),
-    ]
+    COMMANDS = App.COMMANDS | {ActionCommands}
+    BINDINGS = bindings()
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
 
     def __init__(
         self,
@@ -60,8 +64,10 @@ class MonitorApp(App[None]):
         exit_after: float | None = None,
         screenshot: Path | None = None,
         first_contact: float | None = FIRST_CONTACT_S,
+        theme: str = DEFAULT_THEME,
     ) -> None:
         super().__init__()
+        self.theme = theme
         self.first_contact = first_contact  # None: wait for a server that never answered, forever
         self.exit_after = exit_after
         self.screenshot_path = screenshot
@@ -99,7 +105,7 @@ class MonitorApp(App[None]):
             yield ThroughputPanel(id="throughput")
             yield LimiterPanel(id="limiter")
             yield LogPanel(id="log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         # Held directly: while a modal screen is up, app-level queries would search the modal.
@@ -109,6 +115,8 @@ class MonitorApp(App[None]):
         self.limiter_view = self.query_one(LimiterPanel)
         self.log_view = self.query_one(LogPanel)
         self.status_bar = self.query_one("#status-bar", Static)
+        self.main_screen = self.screen
+        self.panels = (self.runs_view, self.lanes_view, self.throughput_view, self.limiter_view, self.log_view)
         self.runs_view.border_title = "Runs"
         self.throughput_view.border_title = "Throughput"
         self.limiter_view.border_title = "Limiter"
@@ -158,6 +166,7 @@ class MonitorApp(App[None]):
 
     def _on_state(self, state: str, detail: str) -> None:
         self.conn_state, self.conn_detail = state, detail
+        self.model.on_connection(state, detail)
 
     @work(exclusive=True, exit_on_error=False, group="feed")
     async def _replay(self) -> None:
@@ -180,6 +189,7 @@ class MonitorApp(App[None]):
         now = self.model.now()
         with self.batch_update():
             table = self.runs_view
+            table.set_compact(self.size.width < NARROW)
             self._take_user_selection()
             added = table.sync(self.model, now)
             if self.selected not in self.model.runs:
@@ -197,36 +207,56 @@ class MonitorApp(App[None]):
             self.limiter_view.show(self.model)
             log_run = self.selected if self.log_this_run else None
             self.log_view.show(self.model, self.log_filter, log_run)
-            self.status_bar.update(self.status_text())
             table.border_subtitle = f"{len(self.model.runs)} runs"
+            self._mark_stale()
+            self.status_bar.update(self.status_text())
         self.frames += 1
         self.rendered_ts = self.model.last_ts
+
+    def _style(self, spec: str) -> str:
+        return themed(spec, self.theme_variables)
 
     def status_text(self) -> Text:
         text = Text()
         text.append(" syncbed monitor ", style="bold reverse")
-        state = self.conn_state
+        state, link, now = self.conn_state, self.model.link, self.model.now()
         if self.replay_clock is not None and state == "replay":
             state = f"replay {self.replay_clock.fraction() * 100:.0f}% at {self.replay_clock.speed:g}x"
-        text.append(f" ● {state}", style=STATE_STYLES.get(self.conn_state, "bold #ff9f1c"))
+        if link.down_since is not None:
+            state = f"{state} since {ago(link.down_since, now)}"
+        text.append(f" ● {state}", style=self._style(STATE_STYLES.get(self.conn_state, DOWN_STYLE)))
         if self.server:
             text.append(f" {self.server}", style="dim")
         elif self.replay_path:
             text.append(f" {self.replay_path.name}", style="dim")
         if self.conn_detail and self.conn_state not in (CONNECTED,):
             text.append(f" ({fmt.short(self.conn_detail, 50)})", style="dim")
-        if self.server and self.model.lag is not None:
+        if link.reset_note and link.reset_at is not None and now - link.reset_at < RESET_NOTE_S:
+            text.append(f" │ {link.reset_note}", style=self._style(f"bold {BAD_STYLE}"))
+        if self.server and self.model.lag is not None and self.conn_state == CONNECTED:
+            # Only while the stream delivers: the lag of a dead stream is not a small number.
             text.append(f" │ lag {self.model.lag:.2f}s")
         text.append(f" │ events {self.model.events_seen:,}")
         if self.model.last_id is not None:
             text.append(f" (#{self.model.last_id})", style="dim")
         if self.model.missed or self.model.resets:
-            text.append(f" │ missed {self.model.missed:,}, resets {self.model.resets}", style="#f85149")
+            text.append(f" │ missed {self.model.missed:,}, resets {self.model.resets}", style=self._style(BAD_STYLE))
         if self.model.undecodable:
-            text.append(f" │ unreadable {self.model.undecodable:,}", style="#f85149")
+            text.append(f" │ unreadable {self.model.undecodable:,}", style=self._style(BAD_STYLE))
         if self.paused:
-            text.append(" │ PAUSED", style="bold reverse #ff9f1c")
+            text.append(" │ PAUSED", style=self._style(f"bold reverse {DOWN_STYLE[5:]}"))
         return text
+
+    def _mark_stale(self) -> None:
+        """While the stream is down every panel is dimmed and says since when its figures are old."""
+        down = self.model.link.down_since
+        note = None if down is None else f"{STALE} since {ago(down, self.model.now())}"
+        self.main_screen.set_class(note is not None, "-stale")
+        for view in self.panels:
+            if note is not None:
+                view.border_subtitle = note
+            elif str(view.border_subtitle or "").startswith(STALE):
+                view.border_subtitle = ""  # a view that titles itself puts its own back on its next show
 
     # --- selection -------------------------------------------------------
     def _take_user_selection(self) -> None:

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from monitor.eventlog import LogEntry, make_entry
+from monitor.eventlog import KIND_ERROR, KIND_INFO, LogEntry, make_entry
 from monitor.limiter import LimiterView
+from monitor.link import Link
 from monitor.rates import RateSeries
 from monitor.runs import Run
 from monitor.stream import Received, Undecodable
@@ -28,6 +29,7 @@ from syncbed.events import (
 
 Clock = Callable[[], float]
 MAX_RUNS = 200
+LINK_EVENT = "monitor.link"  # the log's type for the monitor's own notes on its stream
 
 
 class Model:
@@ -52,6 +54,26 @@ class Model:
         self.missed = 0
         self.resets = 0
         self.undecodable = 0  # events of a type or shape this monitor does not know
+        self.link = Link()
+
+    # --- the stream's connection -------------------------------------------
+    def on_connection(self, state: str, detail: str) -> None:
+        """A follower state: an outage or a reconnect goes into the log."""
+        now = self.clock()
+        note = self.link.on_state(state, detail, now)
+        if note is not None:
+            text, bad = note
+            self.note(text, KIND_ERROR if bad else KIND_INFO, now)
+
+    def note(self, text: str, kind: str, ts: float) -> None:
+        """A line of the monitor's own in the log."""
+        self.log.append(LogEntry(None, ts, LINK_EVENT, None, kind, text))
+
+    def _check_restart(self, stats: ServerStats, ts: float) -> None:
+        limits = {name: (rule.limit, rule.period) for name, rule in self.limiter.rules.items()}
+        note = self.link.on_settings(self.clock(), self.faults, limits, stats.faults, stats.rules)
+        if note is not None:
+            self.note(note, KIND_ERROR, ts)
 
     # --- input -----------------------------------------------------------
     def ingest(self, event: Received, event_id: int | None = None) -> None:
@@ -114,6 +136,7 @@ class Model:
             self.requests.add(ts)
             self.limiter.on_throttled(event.rule)
         elif isinstance(event, ServerStats):
+            self._check_restart(event, ts)
             self.stats = event
             self.limiter.on_stats(event)
             if event.faults is not None:

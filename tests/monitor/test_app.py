@@ -43,6 +43,7 @@ FOOTER = {
     "a": "admin",
     "x": "export",
     "question_mark": "help",
+    "ctrl+p": "command_palette",
 }
 
 
