@@ -7,10 +7,14 @@ from typing import Any
 
 import msgspec
 import pytest
-from textual.widgets import DataTable, Input
+from rich.text import Text
+from textual.binding import Binding
+from textual.command import CommandPalette
+from textual.widgets import DataTable, Footer, Input
 from textual.widgets._footer import FooterKey
 
 from monitor.app import MonitorApp
+from monitor.commands import ActionCommands
 from monitor.model import Model
 from monitor.replay import read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen, parse_form
@@ -285,3 +289,101 @@ def test_the_admin_form_passes_values_in_range() -> None:
         {"latency_ms": 600000, "error_rate": 0.25},
         10,
     )
+
+
+async def test_ctrl_c_quits_even_from_a_form_field() -> None:
+    app = MonitorApp(server=f"http://127.0.0.1:{free_port()}", admin_token="t", first_contact=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, AdminScreen) and isinstance(app.focused, Input)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 0 and not app.is_running
+
+
+async def test_the_command_palette_offers_every_key_and_runs_it() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        provider = ActionCommands(app.screen)
+        offered = {hit.text: hit.help async for hit in provider.discover()}
+        labels = {b.description for b in app.BINDINGS if isinstance(b, Binding)}
+        assert set(offered) == labels - {""} and len(offered) == len(FOOTER) - 1  # all but the palette's own key
+        assert "(key: x)" in str(offered["Export"])
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"pause")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.paused and "PAUSED" in str(app.status_bar.render())
+
+
+async def test_a_theme_recolours_from_its_variables() -> None:
+    app = demo_app(theme="solarized-light")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        colors = app.theme_variables
+        assert app.theme == "solarized-light"
+        text = app.status_text()
+        state = next(span for span in text.spans if text.plain[span.start : span.end].startswith(" ● replay"))
+        assert str(state.style) == f"bold {colors['accent']}"
+        progress = app.runs_view.get_cell("agg-3", "progress")
+        assert isinstance(progress, Text) and colors["success"] in str(progress.spans[0].style)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
+async def test_the_essentials_stay_on_screen(size: tuple[int, int]) -> None:
+    app = demo_app(MIDRUN)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        screen = app.screen.region
+        for widget in (app.status_bar, app.runs_view, app.lanes_view, app.screen.query_one(Footer)):
+            assert screen.contains_region(widget.region) and widget.region.height > 0, widget
+        assert app.status_bar.region.y == 0 and app.screen.query_one(Footer).region.bottom == size[1]
+        columns = {str(col.label) for col in app.runs_view.columns.values()}
+        assert {"Run", "Progress", "ETA", "429s", "Status"} <= columns
+        keys = {fk.key for fk in app.screen.query(FooterKey) if screen.contains_region(fk.region)}
+        assert {"question_mark", "q"} <= keys
+        bottom = {w.id for w in (app.throughput_view, app.limiter_view, app.log_view) if w.region.height > 0}
+        assert bottom == ({"throughput", "limiter", "log"} if size[0] >= 100 else set())
+        width = app.log_view.region.width
+        assert width == 0 or width >= 40  # an event log is either there, readable, or not at all
+
+
+async def test_the_admin_form_fits_80x24_with_apply_on_screen() -> None:
+    app = MonitorApp(server=f"http://127.0.0.1:{free_port()}", admin_token="t", first_contact=None)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, AdminScreen)
+        for widget in (*form.query(Input), form.query_one("#apply")):
+            assert form.region.contains_region(widget.region) and widget.region.height > 0, widget
+
+
+async def test_a_dead_stream_marks_every_panel_stale_and_hides_the_lag() -> None:
+    app, clock = fed_app(load(MIDRUN))
+    async with app.run_test(size=SIZE) as pilot:
+        app._on_state("connected", "http://127.0.0.1:1/api/v1/events")
+        app.model.lag = 0.0
+        app.server = "http://127.0.0.1:1"
+        app._redraw_now()
+        assert "lag 0.00s" in str(app.status_bar.render())
+        app._on_state("reconnecting", "ConnectError: All connection attempts failed; retry in 1.2 s")
+        clock.now += 12
+        app._redraw_now()
+        await pilot.pause()
+        status = str(app.status_bar.render())
+        assert "reconnecting since " in status and "(12s)" in status and "lag" not in status
+        assert app.main_screen.has_class("-stale")
+        for view in app.panels:
+            assert str(view.border_subtitle).startswith("stale since ") and "(12s)" in str(view.border_subtitle)
+        assert "stream lost" in str(app.log_view.render())
+        app._on_state("connected", "http://127.0.0.1:1/api/v1/events")
+        app._redraw_now()
+        assert not app.main_screen.has_class("-stale") and app.runs_view.border_subtitle == "3 runs"
+        assert not str(app.lanes_view.border_subtitle) and "lag" in str(app.status_bar.render())
+        assert "stream back after 12.0 s down" in str(app.log_view.render())
