@@ -218,19 +218,14 @@ class MonitorApp(App[None]):
 
     def status_text(self) -> Text:
         text = Text()
-        text.append(" syncbed monitor ", style="bold reverse")
+        text.append(" syncbed monitor " if self.size.width >= NARROW else " syncbed ", style="bold reverse")
         state, link, now = self.conn_state, self.model.link, self.model.now()
         if self.replay_clock is not None and state == "replay":
             state = f"replay {self.replay_clock.fraction() * 100:.0f}% at {self.replay_clock.speed:g}x"
         if link.down_since is not None:
             state = f"{state} since {ago(link.down_since, now)}"
         text.append(f" ● {state}", style=self._style(STATE_STYLES.get(self.conn_state, DOWN_STYLE)))
-        if self.server:
-            text.append(f" {self.server}", style="dim")
-        elif self.replay_path:
-            text.append(f" {self.replay_path.name}", style="dim")
-        if self.conn_detail and self.conn_state not in (CONNECTED,):
-            text.append(f" ({fmt.short(self.conn_detail, 50)})", style="dim")
+        # Most telling first: a narrow terminal cuts the header at the right.
         if link.reset_note and link.reset_at is not None and now - link.reset_at < RESET_NOTE_S:
             text.append(f" │ {link.reset_note}", style=self._style(f"bold {BAD_STYLE}"))
         if self.server and self.model.lag is not None and self.conn_state == CONNECTED:
@@ -244,7 +239,13 @@ class MonitorApp(App[None]):
         if self.model.undecodable:
             text.append(f" │ unreadable {self.model.undecodable:,}", style=self._style(BAD_STYLE))
         if self.paused:
-            text.append(" │ PAUSED", style=self._style(f"bold reverse {DOWN_STYLE[5:]}"))
+            text.append(" │ PAUSED", style=self._style("bold reverse $warning"))
+        if self.server:
+            text.append(f" │ {self.server}", style="dim")
+        elif self.replay_path:
+            text.append(f" │ {self.replay_path.name}", style="dim")
+        if self.conn_detail and self.conn_state not in (CONNECTED,):
+            text.append(f" ({fmt.short(self.conn_detail, 50)})", style="dim")
         return text
 
     def _mark_stale(self) -> None:

@@ -58,7 +58,7 @@ class Link:
         if state == CONNECTED and not was_up and self.down_since is not None:
             down, self.down_since = now - self.down_since, None
             self.checking = True
-            return f"stream back after {down:.1f} s down (outage {self.outages}); missed events follow", False
+            return f"stream back after {down:.1f} s down (outage {self.outages})", False
         return None
 
     def on_settings(
