@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 from textual.binding import Binding, BindingType
@@ -51,7 +52,12 @@ def palette_actions() -> list[Key]:
     return [k for k in KEYS if k.keys]
 
 
-def help_table() -> str:
-    """The help screen's key table (Rich markup)."""
+def help_table(does_width: int = 60) -> str:
+    """The help screen's key table: keys in a column, each sentence wrapped beside its key (fits 80 columns)."""
     width = max(len(k.shown) for k in KEYS) + 2
-    return "\n".join(f"  {k.shown:<{width}}{k.does}" for k in KEYS)
+    indent = " " * (width + 2)
+    lines = [
+        textwrap.fill(k.does, does_width + width + 2, initial_indent=f"  {k.shown:<{width}}", subsequent_indent=indent)
+        for k in KEYS
+    ]
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
@@ -32,7 +32,7 @@ HELP = f"""\
   Throughput: records/s and 429s/s now (large) and over the last minutes.
   Limiter: each rule's limit and its hottest keys (from the server's stats).
   Events: the newest events, filtered as the title says.
-  While the stream is down every panel is dimmed and marked "stale since HH:MM:SS".
+  Stream down: every panel is dimmed and titled "stale since HH:MM:SS (Ns)".
 """
 
 
@@ -40,7 +40,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box", classes="modal-box"):
+        with VerticalScroll(id="help-box", classes="modal-box"):  # scrolls on a short terminal
             yield Static(HELP, id="help-text")
             yield Static(legend())
             yield Label("escape closes", classes="dim-label")
