@@ -59,6 +59,7 @@ class RunsTable(DataTable[Cell]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self._shown: dict[str, dict[str, str]] = {}
         self.compact = False
+        self._theme = ""
         self.columns_shown: tuple[tuple[str, str], ...] = COLUMNS
 
     def on_mount(self) -> None:
@@ -80,9 +81,11 @@ class RunsTable(DataTable[Cell]):
 
     def sync(self, model: Model, now: float) -> list[str]:
         """Make the rows match the model; returns the run ids added."""
-        if any(run_id not in model.runs for run_id in self._shown):
+        if self.app.theme != self._theme or any(run_id not in model.runs for run_id in self._shown):
+            # A new theme recolours cells whose text did not change: they are written afresh too.
             self.clear()
             self._shown.clear()
+            self._theme = self.app.theme
         added = []
         colors, keys = self.app.theme_variables, {key for key, _ in self.columns_shown}
         for run_id, run in model.runs.items():

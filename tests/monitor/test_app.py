@@ -325,13 +325,19 @@ async def test_a_theme_recolours_from_its_variables() -> None:
     app = demo_app(theme="solarized-light")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        colors = app.theme_variables
+        colors = dict(app.theme_variables)
         assert app.theme == "solarized-light"
         text = app.status_text()
         state = next(span for span in text.spans if text.plain[span.start : span.end].startswith(" ● replay"))
         assert str(state.style) == f"bold {colors['accent']}"
         progress = app.runs_view.get_cell("agg-3", "progress")
         assert isinstance(progress, Text) and colors["success"] in str(progress.spans[0].style)
+        app.theme = "nord"  # what the palette's Theme command does
+        await pilot.pause()
+        app._redraw_now()
+        progress = app.runs_view.get_cell("agg-3", "progress")
+        assert colors["success"] != app.theme_variables["success"]
+        assert isinstance(progress, Text) and app.theme_variables["success"] in str(progress.spans[0].style)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40), (200, 60)])
