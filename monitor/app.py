@@ -187,6 +187,9 @@ class MonitorApp(App[None]):
         if self.paused or not self.runs_view.is_attached:
             return
         now = self.model.now()
+        if self.model.link.down_since is not None:
+            # Stale: the views stand still at the outage instead of drawing in-flight bars into the blind.
+            now = min(now, self.model.link.down_since)
         with self.batch_update():
             table = self.runs_view
             table.set_compact(self.size.width < NARROW)
