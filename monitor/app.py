@@ -10,7 +10,8 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
+from textual.css.scalar import Scalar
 from textual.widgets import DataTable, Footer, Static
 
 from monitor import format as fmt
@@ -22,6 +23,7 @@ from monitor.keys import bindings
 from monitor.link import ago
 from monitor.model import Clock, Model
 from monitor.replay import ReplayClock, due, read_events
+from monitor.runs import Run
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
 from monitor.theme import DEFAULT_THEME, themed
@@ -40,6 +42,7 @@ HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-medium"), (160, "-wide")]
 VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-mid"), (50, "-tall")]
 STALE = "stale"
 RESET_NOTE_S = 120.0  # how long the header calls out settings a restart changed (the log keeps it)
+LANES_EXTRA_ROWS = 2  # the lanes view's time axis and legend
 
 
 class MonitorApp(App[None]):
@@ -100,7 +103,8 @@ class MonitorApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="status-bar")
         yield RunsTable(id="runs")
-        yield LanesView(id="lanes")
+        with VerticalScroll(id="lanes-box"):  # more lanes than rows: they scroll, the box keeps its place
+            yield LanesView(id="lanes")
         with Horizontal(id="bottom"):
             yield ThroughputPanel(id="throughput")
             yield LimiterPanel(id="limiter")
@@ -115,8 +119,9 @@ class MonitorApp(App[None]):
         self.limiter_view = self.query_one(LimiterPanel)
         self.log_view = self.query_one(LogPanel)
         self.status_bar = self.query_one("#status-bar", Static)
+        self.lanes_box = self.query_one("#lanes-box", VerticalScroll)
         self.main_screen = self.screen
-        self.panels = (self.runs_view, self.lanes_view, self.throughput_view, self.limiter_view, self.log_view)
+        self.panels = (self.runs_view, self.lanes_box, self.throughput_view, self.limiter_view, self.log_view)
         self.runs_view.border_title = "Runs"
         self.throughput_view.border_title = "Throughput"
         self.limiter_view.border_title = "Limiter"
@@ -205,7 +210,9 @@ class MonitorApp(App[None]):
                 table.select_run(self.selected)
                 self._placed_row = table.cursor_row
             run = self.model.runs.get(self.selected) if self.selected else None
+            self._size_lanes(run)
             self.lanes_view.show(run, now)
+            self.lanes_box.border_title = self.lanes_view.border_title
             self.throughput_view.show(self.model, now)
             self.limiter_view.show(self.model)
             log_run = self.selected if self.log_this_run else None
@@ -215,6 +222,13 @@ class MonitorApp(App[None]):
             self.status_bar.update(self.status_text())
         self.frames += 1
         self.rendered_ts = self.model.last_ts
+
+    def _size_lanes(self, run: Run | None) -> None:
+        """The lanes view as tall as the run's lanes (plus axis and legend), at least the box: the box scrolls."""
+        rows = (run.lanes.count if run is not None else 1) + LANES_EXTRA_ROWS
+        height = max(rows, self.lanes_box.content_size.height)
+        if self.lanes_view.styles.height != Scalar.from_number(height):
+            self.lanes_view.styles.height = height
 
     def _style(self, spec: str) -> str:
         return themed(spec, self.theme_variables)

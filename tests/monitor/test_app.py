@@ -398,3 +398,22 @@ async def test_a_dead_stream_marks_every_panel_stale_and_hides_the_lag() -> None
         assert not app.main_screen.has_class("-stale") and app.runs_view.border_subtitle == "3 runs"
         assert not str(app.lanes_view.border_subtitle) and "lag" in str(app.status_bar.render())
         assert app.model.entries()[-1].text == "stream back after 17.0 s down (outage 1)"
+
+
+async def test_more_lanes_than_rows_scroll_at_80x24() -> None:
+    received = [BatchReceived(ts=100.0 + i / 100, run="wide", batch=i, attempt=1, user="u", records=1000)
+                for i in range(1, 17)]  # fmt: skip
+    app, clock = fed_app(list(received))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        app._redraw_now()
+        await pilot.pause()
+        box = app.lanes_box
+        assert app.model.runs["wide"].lanes.count == 16
+        lines = str(app.lanes_view.render()).splitlines()
+        assert lines[15].startswith("16 ") and "more lanes" not in "\n".join(lines)  # every lane drawn
+        assert box.max_scroll_y > 0 and box.region.bottom <= 23  # in a box that keeps its place and scrolls
+        box.scroll_end(animate=False)
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y > 0
+        assert "16 lanes" in str(box.border_title)
