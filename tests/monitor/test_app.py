@@ -403,7 +403,7 @@ async def test_a_dead_stream_marks_every_panel_stale_and_hides_the_lag() -> None
 async def test_more_lanes_than_rows_scroll_at_80x24() -> None:
     received = [BatchReceived(ts=100.0 + i / 100, run="wide", batch=i, attempt=1, user="u", records=1000)
                 for i in range(1, 17)]  # fmt: skip
-    app, clock = fed_app(list(received))
+    app, _ = fed_app(list(received))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         app._redraw_now()
