@@ -212,7 +212,9 @@ class MonitorApp(App[None]):
             run = self.model.runs.get(self.selected) if self.selected else None
             self._size_lanes(run)
             self.lanes_view.show(run, now)
+            # The border is the box's (it stays put while the lanes scroll): it carries the view's titles.
             self.lanes_box.border_title = self.lanes_view.border_title
+            self.lanes_box.border_subtitle = self.lanes_view.border_subtitle or ""
             self.throughput_view.show(self.model, now)
             self.limiter_view.show(self.model)
             log_run = self.selected if self.log_this_run else None
