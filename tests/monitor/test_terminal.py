@@ -1,4 +1,4 @@
-"""The monitor in a real 80x24 terminal (tmux) while a real client syncs: the header and footer stay on screen."""
+"""The monitor in a real 80x24 terminal (tmux) while a real client syncs: header and footer stay, Ctrl-C quits."""
 
 from __future__ import annotations
 
@@ -46,6 +46,9 @@ class Terminal:
             time.sleep(0.2)
         raise AssertionError("the screen never showed it:\n" + "\n".join(lines))
 
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.base, "send-keys", "-t", self.name, *keys], check=True, timeout=30)
+
     def close(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=30)
 
@@ -70,7 +73,9 @@ def test_header_and_footer_stay_at_80x24_while_a_client_syncs(
     py = sys.executable
     subprocess.run([py, "-m", "client", "--db", db, "generate", "20000"], check=True, cwd=ROOT, timeout=120,
                    capture_output=True)  # fmt: skip
-    terminal.start([py, "-m", "monitor", "--server", live_server.url, "--admin-token", live_server.admin_token])
+    monitor = [py, "-m", "monitor", "--server", live_server.url, "--admin-token", live_server.admin_token]
+    # The shell stays after the monitor, so what it printed on the way out can be read off the pane.
+    terminal.start(["sh", "-c", f'{shlex.join(monitor)}; echo "monitor exited $?"; sleep 60'])
     lines = terminal.wait(lambda ls: header_and_footer(ls) and "connected" in ls[0])
     env = {**os.environ, "SYNCBED_TOKEN": live_server.token("tty")}
     sync = [py, "-m", "client", "--db", db, "sync", "--server", live_server.url, "--mode", "aggressive", "--json"]
@@ -88,3 +93,6 @@ def test_header_and_footer_stay_at_80x24_while_a_client_syncs(
     row = next(line for line in lines if "aggressive" in line)
     assert "100%" in row and "done" in row  # the selected run's progress and ETA columns fit in 80
     assert all(len(line) <= WIDTH for line in lines)
+    terminal.keys("C-c")  # a real terminal's Ctrl-C quits, with the run summary
+    lines = terminal.wait(lambda ls: any("monitor exited 0" in line for line in ls))
+    assert any(line.startswith("run ") and "aggressive" in line for line in lines)
