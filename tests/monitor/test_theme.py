@@ -14,9 +14,9 @@ NOT_YET = {"widgets_lanes.py", "widgets_panels.py"}
 
 
 def test_styles_name_theme_variables() -> None:
-    dark, light = theme_colors("textual-dark"), theme_colors("nord")
+    dark, nord = theme_colors("textual-dark"), theme_colors("nord")
     assert themed("bold $error on $success", dark) == f"bold {dark['error']} on {dark['success']}"
-    assert themed("$warning", light) == light["warning"] != dark["warning"]
+    assert themed("$warning", nord) == nord["warning"] != dark["warning"]
     assert themed("dim") == "dim" and themed("bold $no-such-variable") == "bold"
     assert "textual-dark" in THEMES and "nord" in THEMES
 
