@@ -91,3 +91,17 @@ async def test_more_lanes_than_rows_scroll_at_80x24() -> None:
         await pilot.pause()
         assert box.scroll_y == box.max_scroll_y > 0
         assert "16 lanes" in str(box.border_title)
+
+
+async def test_the_help_fits_80x24_and_scrolls_to_its_end() -> None:
+    app = demo_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await pilot.pause()
+        box = app.screen.query_one("#help-box")
+        assert app.screen.region.contains_region(box.region) and box.region.width == 80
+        text = app.screen.query_one("#help-text")
+        assert all(len(line) <= box.content_size.width for line in str(text.render()).splitlines())  # no wrap
+        box.scroll_end(animate=False)
+        await pilot.pause()
+        assert box.scroll_y == box.max_scroll_y > 0  # the views and the legend below are reached by scrolling
