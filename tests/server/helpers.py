@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import itertools
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -94,3 +96,12 @@ class Reader:
 def data(event: ServerSentEvent) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(event.data)
     return value
+
+
+def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every row a query reads from the SQLite file at `path`, on a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
