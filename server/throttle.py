@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from server.admin_token import is_admin
 from server.auth import authorization as authorization_of
@@ -18,6 +18,7 @@ from server.client_ip import ClientIp, IpSet
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
+from server.middleware import HttpMiddleware
 from server.responses import send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
@@ -315,16 +316,10 @@ def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes,
     return [(contract.HEADER_RATELIMIT_POLICY_KEY, policy.encode()), (contract.HEADER_RATELIMIT_KEY, state.encode())]
 
 
-class ThrottleMiddleware:
+class ThrottleMiddleware(HttpMiddleware):
     """Applies the engine to every HTTP request and adds the RateLimit fields to every answer."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         st = scope.setdefault("state", {})
         try:
             authorization = authorization_of(scope)
