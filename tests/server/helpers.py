@@ -14,6 +14,7 @@ import httpx
 import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from harness.server import LiveServer
 from syncbed import contract
 
 _seq = itertools.count()
@@ -105,3 +106,8 @@ def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[ob
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+def config_changes(client: httpx.AsyncClient, server: LiveServer) -> Reader:
+    """A reader of the server's config.changed events, as the admin sees them."""
+    return Reader(client, server.url + contract.EVENTS_PATH + "?types=config.changed", server.admin_headers())

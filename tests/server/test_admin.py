@@ -9,7 +9,7 @@ import pytest
 
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import TIMEOUT, Reader, auth, batch, data, throttle
+from tests.server.helpers import TIMEOUT, auth, batch, config_changes, data, throttle
 
 ONE_PER_MINUTE = throttle("sync/user", 100, "60s", key="user", sync=True)
 
@@ -79,11 +79,7 @@ async def test_fault_bodies_that_are_not_json_objects_are_400(server: LiveServer
 async def test_limits_change_live_and_are_events(server: LiveServer) -> None:
     token = server.token("alice")
     url = server.url + contract.LIMITS_PATH
-    config_changes = server.url + contract.EVENTS_PATH + "?types=config.changed"
-    async with (
-        httpx.AsyncClient(timeout=TIMEOUT) as client,
-        Reader(client, config_changes, server.admin_headers()) as reader,
-    ):
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, config_changes(client, server) as reader:
         post = {"content": batch(3, "lim"), "headers": auth(token)}
         assert (await client.post(server.url + contract.SYNC_PATH, **post)).status_code == 200
         r = await client.put(url, headers=server.admin_headers(), json={"rule": "sync/user", "limit": 1})

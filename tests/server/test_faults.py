@@ -14,7 +14,7 @@ from syncbed import contract
 from syncbed.events import EV_STATS
 from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import Reader, auth, batch, data
+from tests.server.helpers import Reader, auth, batch, config_changes, data
 from tests.server.raw import connect, sync_head
 
 
@@ -194,11 +194,7 @@ async def test_live_fault_changes_apply_to_the_next_request_and_are_events(serve
     srv = server_factory(args=["--no-limits"])
     token = srv.token("alice")
     url = srv.url + contract.FAULTS_PATH
-    config_changes = srv.url + contract.EVENTS_PATH + "?types=config.changed"
-    async with (
-        httpx.AsyncClient(timeout=TIMEOUT) as client,
-        Reader(client, config_changes, srv.admin_headers()) as reader,
-    ):
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, config_changes(client, srv) as reader:
         assert (await sync(client, srv, token, 5, "live0")).status_code == 200
         r = await client.put(url, headers=srv.admin_headers(), json={"error_rate": 1})
         assert r.status_code == 200 and r.json()["error_rate"] == 1.0
