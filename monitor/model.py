@@ -87,7 +87,7 @@ class Model:
     def _run(self, run_id: str, ts: float) -> Run:
         run = self.runs.get(run_id)
         if run is None:
-            run = self.runs[run_id] = Run(run_id, ts)
+            run = self.runs[run_id] = Run(run_id, ts, self.limiter, self.faults)
             if len(self.runs) > MAX_RUNS:
                 self._evict()
         return run
@@ -121,7 +121,7 @@ class Model:
         elif isinstance(event, ConfigChanged):
             self.faults.update(event.fault_values())
             if event.what == "limits":
-                self.limiter.set_rule(event.name or event.rule, event.limit, event.period)
+                self.limiter.on_limits(event)
         elif isinstance(event, StreamDropped):
             self.missed += event.missed
         elif isinstance(event, StreamReset):
