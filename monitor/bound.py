@@ -156,10 +156,12 @@ def bound_of(
         return None
     unsent = p.left - len(p.in_flight)
     whole = run.finished or unsent <= 0  # nothing left to send: what bound the whole run
+    stored = run.batches_done()  # the ratio is time over the bound for the batches, as the bench's is
     if whole:
-        verdict = physics.verdict(p.done, p.latency, p.concurrency, p.rules_start)
+        verdict = physics.verdict(stored, p.latency, p.concurrency, p.rules_start)
     else:
         verdict = physics.verdict(unsent, p.latency, p.concurrency, p.rules_now)
-    so_far = physics.earliest_finish(p.done, p.latency, p.concurrency, p.rules_start)
-    ratio = p.took / so_far if so_far > 0 and p.took > 0 else None
+    so_far = physics.earliest_finish(stored, p.latency, p.concurrency, p.rules_start)
+    took = max(0.0, (run.last_store or run.started_at) - run.started_at)
+    ratio = took / so_far if so_far > 0 and took > 0 else None
     return BoundView(verdict, ratio, whole)
