@@ -97,7 +97,8 @@ def physics_of(
     started = run.started_at
     return Physics(
         latency=latency,
-        concurrency=max(1, run.concurrency or 1, run.lanes.count if run.mode == "adaptive" else 1),
+        # Adaptive announces its ceiling, not what it sends at: the most it had in flight is its C.
+        concurrency=max(1, run.lanes.count if run.mode == "adaptive" else run.concurrency or 1),
         left=left,
         in_flight=run.open_starts(),
         rules_now=rules_at(views, sends, now),

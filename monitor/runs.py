@@ -22,6 +22,10 @@ from syncbed.runs import AttemptView
 
 RATE_WINDOW = 5.0  # seconds of stored records behind the live records/s
 STALLED_AFTER = 30.0  # an unfinished run quiet this long (or 3x its expected gap) shows as stalled
+# The ETA and bound are schedules of the work left: worked out again after a new answer, but at most
+# every MIN_RECOMPUTE_S, and at least every RECOMPUTE_S (the phase of the windows moves on).
+MIN_RECOMPUTE_S = 0.25
+RECOMPUTE_S = 1.0
 LOST_AFTER = 300.0  # ... and this long (or 10x its expected gap) as lost: its client is likely gone
 STALLED, LOST = "stalled", "lost"
 
@@ -56,6 +60,9 @@ class Run:
         self.answered = 0  # attempts the limiter admitted that have an answer (stored or refused)
         self.last_answer: float | None = None
         self._retry_after: dict[Key, float] = {}
+        # (when, value, answers then[, finished then]) as last worked out
+        self._eta: tuple[float, float | None, int] | None = None
+        self._bound: tuple[float, bound.BoundView | None, int, bool] | None = None
 
     # --- feeding ---------------------------------------------------------
     def add(self, event: RunEvent) -> None:
@@ -231,12 +238,29 @@ class Run:
             return None
         if self.records_done >= self.total_records:
             return 0.0
+        if self.display_status(now) in (STALLED, LOST):
+            return None  # no pace to go by: the run is not moving
+        cached = self._eta
+        if cached is not None and self._fresh(cached[0], cached[2], now):
+            return None if cached[1] is None else max(0.0, cached[1] - (now - cached[0]))  # counting down
         p = bound.physics_of(self, self.limiter.rules.values(), now, self.faults)
-        return bound.eta(p, now) if p is not None else None
+        value = bound.eta(p, now) if p is not None else None
+        self._eta = (now, value, self.answered)
+        return value
 
     def bound(self, now: float) -> bound.BoundView | None:
         """What binds the run now and how far it is from its bound (the bound panel)."""
-        return bound.bound_of(self, self.limiter.rules.values(), now, self.faults)
+        cached = self._bound
+        if cached is not None and self._fresh(cached[0], cached[2], now) and cached[3] == self.finished:
+            return cached[1]
+        view = bound.bound_of(self, self.limiter.rules.values(), now, self.faults)
+        self._bound = (now, view, self.answered, self.finished)
+        return view
+
+    def _fresh(self, when: float, answered: int, now: float) -> bool:
+        """Whether a figure worked out at `when` still stands: a schedule of 1,000 batches takes ms."""
+        age = now - when
+        return 0 <= age < MIN_RECOMPUTE_S or (0 <= age < RECOMPUTE_S and answered == self.answered)
 
     def expected_gap(self, now: float) -> float:
         """The longest quiet spell a healthy run may have now: a service time, or a 429's wait."""

@@ -20,6 +20,10 @@ SPARK_SECONDS = 180  # the sparklines' history: the last three minutes
 KIND_STYLES = {KIND_THROTTLED: "#ff9f1c", KIND_ERROR: "#f85149"}
 STATUS_STYLES = {200: "#3fb950", 429: "#ff9f1c"}
 CODE_STYLES = {"200": "#3fb950", "429": "#ff9f1c", "4xx": "#f85149", "5xx": "#f85149", "reset": "#f85149"}
+LINE_IDS = ("records-line", "throttled-line", "spark-axis", "latency-head", "latency-server", "latency-attempt",
+            "status-codes", "in-flight", "faults")  # fmt: skip
+# The first kept longest; the latency head and the server's line go together.
+OPTIONAL_LINES = ("latency-head", "latency-server", "faults", "latency-attempt", "in-flight")
 NUM_W = 7  # every figure in a fixed field this wide, so two never run together
 
 
@@ -41,48 +45,55 @@ def status_line(model: Model) -> Text:
     return text
 
 
-def codes_line(model: Model, now: float, span: int) -> Text:
-    """The answers of the last `span` seconds by class: 200, 429, 4xx, 5xx, dropped connections."""
-    text = Text()
-    for name in CODE_CLASSES:
-        count = model.codes[name].sum_between(now - span, now - 1)
+def codes_line(model: Model, now: float, span: int, width: int = 30) -> Text:
+    """The answers of the last `span` seconds by class (200, 429, 4xx, 5xx, dropped): those seen, then zeros."""
+    counts = {name: model.codes[name].sum_between(now - span, now - 1) for name in CODE_CLASSES}
+    parts = [(n, c) for n, c in counts.items() if c] + [(n, c) for n, c in counts.items() if not c]
+    text, used = Text(), 0
+    for name, count in parts:
+        piece = f"{name} {count:,.0f}"
+        if used + len(piece) > width or (not count and used + len(piece) + 1 > width):
+            break
+        if used:
+            text.append(" ")
         text.append(name, style=CODE_STYLES[name] if count else "dim")
-        text.append(f" {count:,.0f}  ")
+        text.append(f" {count:,.0f}", style="" if count else "dim")
+        used += len(piece) + 1
     return text
 
 
 def rate_line(label: str, series: RateSeries, now: float, span: int) -> Text:
-    """`records/s   1,234 now   max   5,012` in fixed fields."""
+    """`rec/s   1,234 now  max  5,012`: fixed fields, so two figures never run together."""
     peak = max(series.series(now, span), default=0.0)
     text = Text()
-    text.append(f"{label:<10}", style="dim")
+    text.append(f"{label:<6}", style="dim")
     text.append(f"{series.last_second(now):>{NUM_W},.0f}", style="bold")
-    text.append(" now ", style="dim")
-    text.append(f"max {peak:>{NUM_W},.0f}", style="")
+    text.append(" now  max", style="dim")
+    text.append(f"{peak:>{NUM_W},.0f}")
     return text
 
 
-def axis_line(span: int, per_column: int, width: int) -> Text:
-    """The sparklines' time axis: how far back the left edge is, and how much one column holds."""
+def axis_line(span: int, per_column: int | None, width: int) -> Text:
+    """The sparklines' time axis: how far back the left edge is (and a column's seconds when one is one bin)."""
     left, right = f"-{span_label(span)}", "now"
-    middle = f" {per_column} s/col " if per_column > 1 else " 1 s/col "
+    middle = f" {per_column} s/col " if per_column else "─"
     fill = max(0, width - len(left) - len(right) - len(middle))
-    text = Text(style="dim")
-    text.append(left + "─" * (fill // 2) + middle + "─" * (fill - fill // 2) + right)
-    return text
+    return Text(left + "─" * (fill // 2) + middle + "─" * (fill - fill // 2) + right, style="dim")
+
+
+def latency_head() -> Text:
+    return Text(f"{'latency ms':<10}{'p50':>6}{'p95':>6}{'p99':>6}", style="dim")
 
 
 def latency_line(label: str, values: list[float] | None) -> Text:
-    """`server p50/95/99   301   305   310 ms`."""
+    """`  server     301   305   310`: stored batches' service time, or attempts' send to answer."""
     text = Text()
-    text.append(f"{label:<8}", style="dim")
+    text.append(f"  {label:<8}", style="dim")
     if values is None:
-        text.append("p50/95/99      -", style="dim")
+        text.append(f"{'-':>6}{'-':>6}{'-':>6}", style="dim")
         return text
-    text.append("p50/95/99", style="dim")
     for v in values:
         text.append(f"{v:>6,.0f}")
-    text.append(" ms", style="dim")
     return text
 
 
@@ -114,6 +125,7 @@ class ThroughputPanel(Vertical):
         yield Static(id="throttled-line")
         yield Sparkline([], id="throttled-spark")
         yield Static(id="spark-axis")
+        yield Static(id="latency-head")
         yield Static(id="latency-server")
         yield Static(id="latency-attempt")
         yield Static(id="status-codes")
@@ -121,9 +133,7 @@ class ThroughputPanel(Vertical):
         yield Static(id="faults")
 
     def on_mount(self) -> None:
-        self.lines = {name: self.query_one(f"#{name}", Static) for name in (
-            "records-line", "throttled-line", "spark-axis", "latency-server", "latency-attempt", "status-codes",
-            "in-flight", "faults")}  # fmt: skip
+        self.lines = {name: self.query_one(f"#{name}", Static) for name in LINE_IDS}
         self.records_spark = self.query_one("#records-spark", Sparkline)
         self.throttled_spark = self.query_one("#throttled-spark", Sparkline)
         self.ready = True
@@ -135,16 +145,22 @@ class ThroughputPanel(Vertical):
         # The last three minutes, but no more than the model has seen, so a short run fills the line.
         seen = now - model.first_ts if model.first_ts is not None else 0.0
         span, per_column = span_for(seen, width, SPARK_SECONDS)
-        self.lines["records-line"].update(rate_line("records/s", model.records, now, span))
-        self.lines["throttled-line"].update(rate_line("429s/s", model.throttled, now, span))
+        self.lines["records-line"].update(rate_line("rec/s", model.records, now, span))
+        self.lines["throttled-line"].update(rate_line("429/s", model.throttled, now, span))
         self.records_spark.data = model.records.binned(now, span, width)
         self.throttled_spark.data = model.throttled.binned(now, span, width)
-        self.lines["spark-axis"].update(axis_line(span, per_column, width))
+        bins = -(-span // per_column)
+        self.lines["spark-axis"].update(axis_line(span, per_column if bins == width else None, width))
+        self.lines["latency-head"].update(latency_head())
         self.lines["latency-server"].update(latency_line("server", model.service.percentiles(now, span)))
         self.lines["latency-attempt"].update(latency_line("attempt", model.attempt_ms.percentiles(now, span)))
-        self.lines["status-codes"].update(codes_line(model, now, span))
+        self.lines["status-codes"].update(codes_line(model, now, span, width))
         self.lines["in-flight"].update(flight_line(model))
         self.lines["faults"].update(faults_line(model))
+        # A short panel keeps the rates, sparklines, axis and answers, and drops the rest in this order.
+        spare = self.content_size.height - 6
+        for i, name in enumerate(OPTIONAL_LINES):
+            self.lines[name].display = i < spare
 
 
 class BoundLine(Static):
@@ -160,8 +176,9 @@ class BoundLine(Static):
             self.update(Text("bound: known once the run has announced its size and stored a batch", style="dim"))
             return
         text = Text()
-        text.append("bound ", style="dim")
-        text.append(view.verdict.sentence() if not view.whole else view.line().split(" · ")[0], style="bold")
+        if not view.whole:
+            text.append("bound: ", style="dim")
+        text.append(view.line().split(" · ")[0], style="bold")
         if view.ratio is not None:
             text.append(" · so far ", style="dim")
             text.append(f"{view.ratio:.2f}x", style="bold #ff9f1c" if view.ratio > 1.5 else "bold")
@@ -222,6 +239,7 @@ class LogPanel(Vertical):
         self._key: tuple[object, ...] | None = None  # what the written lines were filtered by
         self._written = 0  # model.logged when the lines were last written
         self._empty = False  # "no events match" is what is written
+        self._id_w = 2
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=SEARCH_HELP, id="log-search")
@@ -236,7 +254,8 @@ class LogPanel(Vertical):
         if not log.size.width:
             return  # not laid out yet: RichLog would hold the lines back
         query = Query.parse(self.query_text) if self.query_text else None
-        key = (kind_filter, run, self.query_text, self.full_ids, log.size.width)
+        self._id_w = max(2, len(str(model.last_id or 0)))  # the ids' column, as wide as the newest id
+        key = (kind_filter, run, self.query_text, self.full_ids, log.size.width, self._id_w)
         at_end = log.scroll_y >= log.max_scroll_y
         fresh = model.logged - self._written
         new: list[LogEntry] = []
@@ -266,7 +285,7 @@ class LogPanel(Vertical):
 
     def _line_of(self, entry: LogEntry) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
-        text.append(f"{entry.id if entry.id is not None else '-':>6} ", style="dim")
+        text.append(f"{entry.id if entry.id is not None else '-':>{self._id_w}} ", style="dim")
         text.append(entry.line(self.full_ids), style=KIND_STYLES.get(entry.kind, ""))
         return text
 

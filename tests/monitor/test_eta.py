@@ -90,3 +90,18 @@ def test_a_quiet_run_is_stalled_then_lost_not_running() -> None:
     assert run.display_status(last + 31.0) == STALLED
     assert run.display_status(last + 301.0) == LOST
     assert physics_of(run, [], last) is not None  # announced and one batch stored: L is known
+
+
+def test_between_answers_the_eta_counts_down_and_a_wide_limit_leaves_concurrency_binding() -> None:
+    model = Model(clock=ManualClock(0.0))
+    events = [e for e in load(SEED_AGGRESSIVE) if not isinstance(e, RunFinished)][:40]
+    model.ingest_many(events)
+    run = model.newest_run()
+    assert run is not None
+    model.limiter.rule("sync/user").limit = 1000  # a limit far above C/L: 10 in flight at 0.3 s bind
+    model.limiter.rule("sync/ip").limit = 1000
+    now = events[-1].ts + 0.3
+    eta = run.eta(now)
+    assert eta is not None and run.eta(now + 0.1) == pytest.approx(eta - 0.1)
+    view = run.bound(now)
+    assert view is not None and view.verdict.binds == "concurrency"
