@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, RichLog, Sparkline, Static
 
 from monitor import format as fmt
+from monitor.bound import BoundView
 from monitor.eventlog import KIND_ERROR, KIND_THROTTLED, LEGEND, SEARCH_HELP, LogEntry, Query
 from monitor.limiter import format_period
 from monitor.model import CODE_CLASSES, Model
@@ -175,15 +176,27 @@ class BoundLine(Static):
         if view is None:
             self.update(Text("bound: known once the run has announced its size and stored a batch", style="dim"))
             return
-        text = Text()
-        if not view.whole:
-            text.append("bound: ", style="dim")
-        text.append(view.line().split(" · ")[0], style="bold")
-        if view.ratio is not None:
-            text.append(" · so far ", style="dim")
-            text.append(f"{view.ratio:.2f}x", style="bold #ff9f1c" if view.ratio > 1.5 else "bold")
-            text.append(" the bound", style="dim")
-        self.update(text)
+        self.update(bound_text(view, self.content_size.width or 200))
+
+
+def bound_text(view: BoundView, width: int) -> Text:
+    """The bound line, in its short form (`sync/user 5/1s: 25 batches ≥ 4.8 s · 1.04x`) when narrow."""
+    text = Text()
+    if not view.whole:
+        text.append("bound: ", style="dim")
+    text.append(view.line().split(" · ")[0], style="bold")
+    if view.ratio is not None:
+        text.append(" · so far ", style="dim")
+        text.append(f"{view.ratio:.2f}x", style="bold #ff9f1c" if view.ratio > 1.5 else "bold")
+        text.append(" the bound", style="dim")
+    if text.cell_len <= width:
+        return text
+    v = view.verdict
+    short = Text()
+    short.append(f"{v.binds}: {v.batches:,} {'done' if view.whole else 'left'} ≥ {v.bound:.1f} s", style="bold")
+    if view.ratio is not None:
+        short.append(f" · {view.ratio:.2f}x", style="bold #ff9f1c" if view.ratio > 1.5 else "bold")
+    return short
 
 
 def limiter_text(model: Model, height: int, width: int) -> Text:

@@ -10,6 +10,7 @@ from monitor.bound import physics_of, rules_at
 from monitor.limiter import RuleView
 from monitor.model import Model
 from monitor.runs import LOST, STALLED, Run
+from monitor.widgets_panels import bound_text
 from syncbed.events import BatchStored, RunFinished
 from tests.monitor.helpers import SEED_AGGRESSIVE, SEED_FAULTS, ManualClock, load
 
@@ -56,6 +57,10 @@ def test_the_bound_names_the_rate_limit_and_the_run_keeps_close_to_it() -> None:
     assert view.verdict.binds == "sync/user 5/1s"
     assert view.line().startswith("sync/user 5/1s binds: ") and "x the bound" in view.line()
     assert view.ratio is not None and 1.0 <= view.ratio < 1.2
+
+    assert bound_text(view, 200).plain == "bound: " + view.line()
+    short = bound_text(view, 60).plain  # a narrow screen keeps the rule, the batches left, the bound and the ratio
+    assert short.startswith("sync/user 5/1s: ") and " left ≥ " in short and short.endswith("x") and len(short) <= 60
 
     model.ingest_many(events[first_store + 10 :])
     done = run.bound(model.now())
