@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 import statistics
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,11 +38,35 @@ def _count(sends: Sequence[float], start: float, end: float) -> int:
     return bisect.bisect_left(sends, end) - bisect.bisect_left(sends, start)
 
 
-def rules_at(views: Iterable[RuleView], sends: Sequence[float], t: float) -> list[physics.Rule]:
-    """Each rule that counts a sync request as the run finds it at `t`, from its own sends before `t`."""
+def enforced(rule: RuleView, admitted: Sequence[float]) -> bool:
+    """False when a rule does not hold the run back: it never counts, or let twice its limit through.
+
+    The server lists its rules even when it does not apply them (`--no-limits`, a dry run). With
+    limits off its `stats` show traffic and never a hot key of the rule; in a dry run the keys are
+    counted but the run gets more than its limit through in one window. Twice, because an
+    event's time may fall a hair past the window edge the limiter decided in (the 2x burst at an
+    edge is then counted in one window).
+    """
+    if not rule.counted and rule.silent >= 2:
+        return False  # traffic, and never a key of it in the server's stats: it does not count
+    if rule.limit is None or rule.period is None or len(admitted) <= 2 * rule.limit:
+        return True
+    if rule.algorithm != physics.FIXED_WINDOW:
+        return True  # only a fixed window is cut where the server cuts it
+    windows = Counter(math.floor(t / rule.period) for t in admitted)
+    return max(windows.values()) <= 2 * rule.limit
+
+
+def rules_at(
+    views: Iterable[RuleView], sends: Sequence[float], t: float, admitted: Sequence[float] = ()
+) -> list[physics.Rule]:
+    """Each rule that counts a sync request as the run finds it at `t`, from its own sends before `t`.
+
+    `admitted`: the run's requests the limiter let through, to leave out a rule the server does not apply.
+    """
     out = []
     for view in views:
-        if not applies(view):
+        if not applies(view) or not enforced(view, admitted):
             continue
         assert view.limit is not None and view.period is not None
         period, algorithm = view.period, view.algorithm
@@ -101,8 +126,8 @@ def physics_of(
         concurrency=max(1, run.lanes.count if run.mode == "adaptive" else run.concurrency or 1),
         left=left,
         in_flight=run.open_starts(),
-        rules_now=rules_at(views, sends, now),
-        rules_start=rules_at(views, sends[: bisect.bisect_left(sends, started)], started),
+        rules_now=rules_at(views, sends, now, run.admitted),
+        rules_start=rules_at(views, sends[: bisect.bisect_left(sends, started)], started, run.admitted),
         done=run.answered,
         took=max(0.0, (run.last_answer or started) - started),
         failing=failing(faults or {}),
@@ -118,14 +143,18 @@ def eta(p: Physics, now: float) -> float:
     the ETA is between their bounds).
     """
     pace = physics.pace(p.took, p.done, p.latency, p.concurrency, p.rules_start)
-    flying = max((s + p.latency - now for s in p.in_flight), default=0.0)
+    busy = [s + p.latency - now for s in p.in_flight]  # their slots free up as they are answered
     sends = max(0.0, p.left / (1.0 - p.failing) - len(p.in_flight))
     low = math.floor(sends)
-    ahead = physics.eta(low, p.latency, p.concurrency, p.rules_now, pace)
+
+    def finish(n: int) -> float:
+        times = physics.schedule(n, p.latency, p.concurrency, p.rules_now, busy)
+        return (times[-1] + p.latency if times else 0.0) * pace
+
+    ahead = finish(low)
     if sends > low:
-        high = physics.eta(low + 1, p.latency, p.concurrency, p.rules_now, pace)
-        ahead += (sends - low) * (high - ahead)
-    return max(0.0, flying, ahead)
+        ahead += (sends - low) * (finish(low + 1) - ahead)
+    return max(0.0, *busy, ahead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +188,7 @@ def bound_of(
     whole = run.finished or unsent <= 0  # nothing left to send: what bound the whole run
     stored = run.batches_done()  # the ratio is time over the bound for the batches, as the bench's is
     if whole:
-        verdict = physics.verdict(stored, p.latency, p.concurrency, p.rules_start)
+        verdict = physics.verdict(stored + len(p.in_flight), p.latency, p.concurrency, p.rules_start)
     else:
         verdict = physics.verdict(unsent, p.latency, p.concurrency, p.rules_now)
     so_far = physics.earliest_finish(stored, p.latency, p.concurrency, p.rules_start)

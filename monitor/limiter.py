@@ -22,6 +22,9 @@ class RuleView:
     enabled: bool = True
     paths: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
+    # Whether it counts at all: the server lists its rules even with limits off (`--no-limits`).
+    counted: bool = False  # a stats event showed a hot key of it: it counts
+    silent: int = 0  # stats events with traffic but no key of it
 
     def take(self, settings: RuleSettings | ConfigChanged) -> None:
         """The shape of the rule from the server's stats or a limits edit (absent fields stay)."""
@@ -57,7 +60,12 @@ class LimiterView:
             self.set_rule(item.name, item.limit, item.period)
             self.rule(item.name).take(item)
         for name, top in ev.limiter.items():
-            self.rule(name).keys = sorted(((k.key, k.count) for k in top), key=lambda p: -p[1])
+            view = self.rule(name)
+            view.keys = sorted(((k.key, k.count) for k in top), key=lambda p: -p[1])
+            if view.keys:
+                view.counted = True
+            elif ev.requests_per_s > 0:
+                view.silent += 1
         for name, view in self.rules.items():
             if name not in ev.limiter:
                 view.keys = []

@@ -55,6 +55,7 @@ class Run:
         self._bars: dict[Key, Attempt] = {}  # each attempt's latest bar
         self._recent: deque[tuple[float, int]] = deque()
         self.sends: list[float] = []  # every request the server counted for the run, sorted
+        self.admitted: list[float] = []  # the ones the limiter let through (batch.received)
         self.service_ms: list[float] = []  # each stored attempt's server-side time
         self.last_store: float | None = None
         self.answered = 0  # attempts the limiter admitted that have an answer (stored or refused)
@@ -78,6 +79,7 @@ class Run:
         elif isinstance(event, BatchReceived):
             self._open[(event.batch, event.attempt)] = self._new_bar(event.batch, event.attempt, ts)
             bisect.insort(self.sends, ts)
+            self.admitted.append(ts)
         elif isinstance(event, BatchStored):
             bar = self._close(event.batch, event.attempt, ts, STORED, event.ms)
             bar.status = 200

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.bound import physics_of, rules_at
+from monitor.bound import enforced, physics_of, rules_at
 from monitor.limiter import RuleView
 from monitor.model import Model
 from monitor.runs import LOST, STALLED, Run
@@ -110,3 +110,13 @@ def test_between_answers_the_eta_counts_down_and_a_wide_limit_leaves_concurrency
     assert eta is not None and run.eta(now + 0.1) == pytest.approx(eta - 0.1)
     view = run.bound(now)
     assert view is not None and view.verdict.binds == "concurrency"
+
+
+def test_a_rule_the_server_lists_but_does_not_apply_is_left_out() -> None:
+    listed = RuleView("sync/user", 5, 1.0)
+    assert enforced(listed, [100.1, 100.2, 100.3])
+    listed.silent = 2  # two stats with traffic and never a key of it: limits are off
+    assert not enforced(listed, [])
+    listed.counted = True  # it showed a key once: it counts
+    assert enforced(listed, [100.0 + i / 20 for i in range(10)])  # 10 in a window: at most the 2x edge burst
+    assert not enforced(listed, [100.0 + i / 20 for i in range(11)])  # 11 got through: a dry run
