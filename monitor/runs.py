@@ -253,7 +253,8 @@ class Run:
     def bound(self, now: float) -> bound.BoundView | None:
         """What binds the run now and how far it is from its bound (the bound panel)."""
         cached = self._bound
-        if cached is not None and self._fresh(cached[0], cached[2], now) and cached[3] == self.finished:
+        # A verdict is a few schedules of the work left: once a second is often enough for a sentence.
+        if cached is not None and 0 <= now - cached[0] < RECOMPUTE_S and cached[3] == self.finished:
             return cached[1]
         view = bound.bound_of(self, self.limiter.rules.values(), now, self.faults)
         self._bound = (now, view, self.answered, self.finished)
