@@ -23,7 +23,7 @@ from monitor.replay import ReplayClock, due, read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
 from monitor.widgets_lanes import LanesView
-from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
+from monitor.widgets_panels import BoundLine, LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
 
 REFRESH_S = 0.1
@@ -42,6 +42,8 @@ class MonitorApp(App[None]):
         Binding("c", "clear", "Clear"),
         Binding("f", "filter", "Filter"),
         Binding("r", "run_filter", "This run"),
+        Binding("slash", "log_search", "Search", key_display="/", show=False),
+        Binding("i", "log_ids", "Full ids", show=False),
         Binding("d", "details", "Details"),
         Binding("a", "admin", "Faults"),
         Binding("x", "export", "Export"),
@@ -95,6 +97,7 @@ class MonitorApp(App[None]):
         yield Static(id="status-bar")
         yield RunsTable(id="runs")
         yield LanesView(id="lanes")
+        yield BoundLine(id="bound")
         with Horizontal(id="bottom"):
             yield ThroughputPanel(id="throughput")
             yield LimiterPanel(id="limiter")
@@ -108,6 +111,7 @@ class MonitorApp(App[None]):
         self.throughput_view = self.query_one(ThroughputPanel)
         self.limiter_view = self.query_one(LimiterPanel)
         self.log_view = self.query_one(LogPanel)
+        self.bound_view = self.query_one(BoundLine)
         self.status_bar = self.query_one("#status-bar", Static)
         self.runs_view.border_title = "Runs"
         self.throughput_view.border_title = "Throughput"
@@ -193,6 +197,7 @@ class MonitorApp(App[None]):
                 self._placed_row = table.cursor_row
             run = self.model.runs.get(self.selected) if self.selected else None
             self.lanes_view.show(run, now)
+            self.bound_view.show(run, now)
             self.throughput_view.show(self.model, now)
             self.limiter_view.show(self.model)
             log_run = self.selected if self.log_this_run else None
@@ -269,6 +274,13 @@ class MonitorApp(App[None]):
 
     def action_run_filter(self) -> None:
         self.log_this_run = not self.log_this_run
+        self._redraw_now()
+
+    def action_log_search(self) -> None:
+        self.log_view.action_search()
+
+    def action_log_ids(self) -> None:
+        self.log_view.action_full_ids()
         self._redraw_now()
 
     def _redraw_now(self) -> None:

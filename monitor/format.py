@@ -9,7 +9,8 @@ STATUS_STYLES = {
     "complete": "bold #3fb950",
     "partial": "bold #ff9f1c",
     "failed": "bold #f85149",
-    "idle": "dim",
+    "stalled": "bold #ff9f1c",
+    "lost": "bold #f85149",
 }
 
 
