@@ -28,7 +28,7 @@ from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
 from monitor.theme import DEFAULT_THEME, themed
 from monitor.widgets_lanes import LanesView
-from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
+from monitor.widgets_panels import BoundLine, LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
 
 REFRESH_S = 0.1
@@ -105,6 +105,7 @@ class MonitorApp(App[None]):
         yield RunsTable(id="runs")
         with VerticalScroll(id="lanes-box"):  # more lanes than rows: they scroll, the box keeps its place
             yield LanesView(id="lanes")
+        yield BoundLine(id="bound")
         with Horizontal(id="bottom"):
             yield ThroughputPanel(id="throughput")
             yield LimiterPanel(id="limiter")
@@ -118,10 +119,18 @@ class MonitorApp(App[None]):
         self.throughput_view = self.query_one(ThroughputPanel)
         self.limiter_view = self.query_one(LimiterPanel)
         self.log_view = self.query_one(LogPanel)
+        self.bound_view = self.query_one(BoundLine)
         self.status_bar = self.query_one("#status-bar", Static)
         self.lanes_box = self.query_one("#lanes-box", VerticalScroll)
         self.main_screen = self.screen
-        self.panels = (self.runs_view, self.lanes_box, self.throughput_view, self.limiter_view, self.log_view)
+        self.panels = (
+            self.runs_view,
+            self.lanes_box,
+            self.bound_view,
+            self.throughput_view,
+            self.limiter_view,
+            self.log_view,
+        )
         self.runs_view.border_title = "Runs"
         self.throughput_view.border_title = "Throughput"
         self.limiter_view.border_title = "Limiter"
@@ -215,6 +224,7 @@ class MonitorApp(App[None]):
             # The border is the box's (it stays put while the lanes scroll): it carries the view's titles.
             self.lanes_box.border_title = self.lanes_view.border_title
             self.lanes_box.border_subtitle = self.lanes_view.border_subtitle or ""
+            self.bound_view.show(run, now)
             self.throughput_view.show(self.model, now)
             self.limiter_view.show(self.model)
             log_run = self.selected if self.log_this_run else None
@@ -319,6 +329,13 @@ class MonitorApp(App[None]):
 
     def action_run_filter(self) -> None:
         self.log_this_run = not self.log_this_run
+        self._redraw_now()
+
+    def action_log_search(self) -> None:
+        self.log_view.action_search()
+
+    def action_log_ids(self) -> None:
+        self.log_view.action_full_ids()
         self._redraw_now()
 
     def _redraw_now(self) -> None:

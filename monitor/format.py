@@ -11,7 +11,8 @@ STATUS_STYLES = {
     "complete": "bold $success",
     "partial": "bold $warning",
     "failed": "bold $error",
-    "idle": "dim",
+    "stalled": "bold $warning",
+    "lost": "bold $error",
 }
 
 

@@ -17,6 +17,7 @@ class Key:
     action: str = ""
     keys: str = ""
     label: str = ""
+    footer: bool = True
 
 
 KEYS = (
@@ -26,6 +27,8 @@ KEYS = (
     Key("c", "clear what was seen (the stream position is kept)", "clear", "c", "Clear"),
     Key("f", "event log filter: all → throttled → errors", "filter", "f", "Filter"),
     Key("r", "event log: the selected run only / every run", "run_filter", "r", "This run"),
+    Key("/", "event log: search (run:ID type:T status:N rule:R narrow it)", "log_search", "slash", "Search", False),
+    Key("i", "event log: whole run ids / short ones", "log_ids", "i", "Full ids", False),
     Key("a", "faults and limits: latency, jitter, error and reset rates, sync/user limit", "admin", "a", "Faults"),
     Key("x", "export the selected run: events (JSON Lines) and batches (CSV)", "export", "x", "Export"),
     Key("?, F1", "this help", "help", "question_mark,f1", "Help"),
@@ -42,8 +45,10 @@ CTRL_C = Binding("ctrl+c", "quit", "Quit", show=False, priority=True)
 def bindings() -> list[BindingType]:
     """The app's bindings: every key above that is not a widget's own or Textual's palette key."""
     keys = sorted((k for k in KEYS if k.keys), key=lambda k: k.action not in FOOTER_FIRST)
-    shown = {"help": "?"}
-    out: list[BindingType] = [Binding(k.keys, k.action, k.label, key_display=shown.get(k.action)) for k in keys]
+    shown = {"help": "?", "log_search": "/"}
+    out: list[BindingType] = [
+        Binding(k.keys, k.action, k.label, show=k.footer, key_display=shown.get(k.action)) for k in keys
+    ]
     return [*out, CTRL_C]
 
 

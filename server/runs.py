@@ -108,17 +108,7 @@ async def start_run(request: Request) -> Response:
             "server picks one.",
             field="run",
         )
-    app_state(request).bus.publish(
-        RunStarted(
-            run=run,
-            user=who.user,
-            total_records=body.total_records,
-            total_batches=body.total_batches,
-            batch_size=body.batch_size,
-            mode=body.mode,
-            concurrency=body.concurrency,
-        )
-    )
+    app_state(request).bus.publish(RunStarted(**{**msgspec.structs.asdict(body), "run": run, "user": who.user}))
     return JSONResponse({"run": run}, status_code=201)
 
 
@@ -127,16 +117,7 @@ async def finish_run(request: Request) -> Response:
     who = await _user_caller(request)
     run, _ = await _visible_run(request, who)
     body = await _body(request, RunFinish)
-    app_state(request).bus.publish(
-        RunFinished(
-            run=run,
-            user=who.user,
-            status=body.status,
-            ok_batches=body.ok_batches,
-            failed_batches=body.failed_batches,
-            seconds=body.seconds,
-        )
-    )
+    app_state(request).bus.publish(RunFinished(**{**msgspec.structs.asdict(body), "run": run, "user": who.user}))
     return JSONResponse({"run": run, "status": body.status})
 
 

@@ -10,14 +10,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from server.admin_token import is_admin
 from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
-from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
+from server.limiter_store import Counter, MemoryStore, Store, counter_id, open_store
+from server.middleware import HttpMiddleware
 from server.responses import send_error, send_json
 from syncbed import contract
 from syncbed.bounds import rule_values
@@ -300,8 +301,7 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
             settings.server.workers,
             settings.server.workers,
         )
-    if isinstance(store, RedisStore):
-        await store.probe()
+    await store.probe()  # at start-up: a missing Redis is logged and reported before any request
     return Limiter(limits, store, user_for=user_for)
 
 
@@ -315,16 +315,10 @@ def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes,
     return [(contract.HEADER_RATELIMIT_POLICY_KEY, policy.encode()), (contract.HEADER_RATELIMIT_KEY, state.encode())]
 
 
-class ThrottleMiddleware:
+class ThrottleMiddleware(HttpMiddleware):
     """Applies the engine to every HTTP request and adds the RateLimit fields to every answer."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         st = scope.setdefault("state", {})
         try:
             authorization = authorization_of(scope)

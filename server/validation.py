@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
 
@@ -128,6 +130,34 @@ def _int_error(value: object, lo: int, hi: int) -> str | None:
     return None
 
 
+def _text_error(value: object, lo: int, hi: int, ok: Callable[[str], bool] | None, message: str) -> str | None:
+    """Why a string field is wrong, or None (a missing one is the required check's business)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return f"must be a string, not {_kind(value)}"
+    if not lo <= len(value) <= hi:
+        span = f"{lo} to {hi}" if lo else f"at most {hi}"
+        return f"must be {span} characters, has {len(value)}"
+    if ok is not None and not ok(value):
+        return message
+    return None
+
+
+# Wire name, length range, pattern check and its message; ids and urls are reported before the integers,
+# titles after, as the fields stand in the record.
+_TEXT: Final[tuple[tuple[str, int, int, Callable[[str], bool] | None, str], ...]] = (
+    ("id", 1, contract.MAX_ID_CHARS, contract.id_ok, contract.ID_MESSAGE),
+    ("url", 0, contract.MAX_URL_CHARS, contract.url_ok, contract.URL_MESSAGE),
+    ("title", 0, contract.MAX_TITLE_CHARS, None, ""),
+)
+_INTS: Final = (
+    ("visitedAt", 0, contract.MAX_VISITED_AT),
+    ("durationMs", 0, contract.INT64_MAX),
+    ("tabId", contract.INT64_MIN, contract.INT64_MAX),
+)
+
+
 def record_errors(index: int, rec: object) -> list[dict[str, object]]:
     """Every problem with one record, in wire field names."""
     if not isinstance(rec, dict):
@@ -140,35 +170,14 @@ def record_errors(index: int, rec: object) -> list[dict[str, object]]:
     for name in contract.REQUIRED_FIELDS:
         if rec.get(name) is None:
             err(name, "is required")
-    rid = rec.get("id")
-    if rid is not None:
-        if not isinstance(rid, str):
-            err("id", f"must be a string, not {_kind(rid)}")
-        elif not 1 <= len(rid) <= contract.MAX_ID_CHARS:
-            err("id", f"must be 1 to {contract.MAX_ID_CHARS} characters, has {len(rid)}")
-        elif not contract.id_ok(rid):
-            err("id", contract.ID_MESSAGE)
-    url = rec.get("url")
-    if url is not None:
-        if not isinstance(url, str):
-            err("url", f"must be a string, not {_kind(url)}")
-        elif len(url) > contract.MAX_URL_CHARS:
-            err("url", f"must be at most {contract.MAX_URL_CHARS} characters, has {len(url)}")
-        elif not contract.url_ok(url):
-            err("url", contract.URL_MESSAGE)
-    checks: tuple[tuple[str, int, int], ...] = (
-        ("visitedAt", 0, contract.MAX_VISITED_AT),
-        ("durationMs", 0, contract.INT64_MAX),
-        ("tabId", contract.INT64_MIN, contract.INT64_MAX),
-    )
-    for name, lo, hi in checks:
-        value = rec.get(name)
-        if value is not None and (problem := _int_error(value, lo, hi)):
+    for name, lo, hi, ok, message in _TEXT[:2]:
+        if (problem := _text_error(rec.get(name), lo, hi, ok, message)) is not None:
             err(name, problem)
-    title = rec.get("title")
-    if title is not None:
-        if not isinstance(title, str):
-            err("title", f"must be a string, not {_kind(title)}")
-        elif len(title) > contract.MAX_TITLE_CHARS:
-            err("title", f"must be at most {contract.MAX_TITLE_CHARS} characters, has {len(title)}")
+    for name, low, high in _INTS:
+        value = rec.get(name)
+        if value is not None and (problem := _int_error(value, low, high)):
+            err(name, problem)
+    for name, lo, hi, ok, message in _TEXT[2:]:
+        if (problem := _text_error(rec.get(name), lo, hi, ok, message)) is not None:
+            err(name, problem)
     return out

@@ -141,12 +141,19 @@ class _Gcra:
 _GATES: Final[dict[str, Callable[[Rule], _Gate]]] = {FIXED_WINDOW: _Fixed, SLIDING_WINDOW: _Sliding, GCRA: _Gcra}
 
 
-def schedule(batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = ()) -> list[float]:
-    """When each batch is sent in the earliest schedule, in run seconds from the start."""
+def schedule(
+    batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = (), busy: Sequence[float] = ()
+) -> list[float]:
+    """When each batch is sent in the earliest schedule, in run seconds from the start.
+
+    `busy`: when each slot already taken at the start (by a request in flight) frees up.
+    """
     if batches < 0 or not latency >= 0 or concurrency < 1:
         raise ValueError("batches and latency must be >= 0 and concurrency >= 1")
     gates: list[_Gate] = [_GATES[r.algorithm](r) for r in rules]
-    free = [0.0] * min(concurrency, batches)  # when each slot is next free
+    taken = sorted(max(0.0, b) for b in busy)[:concurrency]
+    free = (taken + [0.0] * (concurrency - len(taken)))[:concurrency]  # when each slot is next free
+    heapq.heapify(free)
     sends: list[float] = []
     last = 0.0
     for _ in range(batches):

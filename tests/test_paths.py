@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from syncbed import paths
+
+
+@contextlib.contextmanager
+def no_write_umask() -> Iterator[None]:
+    """No write bit for anyone: only syncbed's chmod afterwards can make a path 0700 or 0600."""
+    old = os.umask(0o222)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def mode(path: Path) -> int:
@@ -35,11 +47,8 @@ def test_the_admin_token_is_read_trimmed_or_is_none(tmp_path: Path) -> None:
 
 
 def test_a_new_directory_is_0700_whatever_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o222)  # no write bit for anyone: only the chmod afterwards makes it 0700 or 0600
-    try:
+    with no_write_umask():
         made = paths.private_dir(tmp_path / "a" / "b")
-    finally:
-        os.umask(old)
     assert made == tmp_path / "a" / "b" and mode(made) == 0o700
 
 
@@ -52,11 +61,8 @@ def test_an_existing_directory_is_left_as_it_is(tmp_path: Path) -> None:
 
 
 def test_a_new_file_is_created_empty_0600(tmp_path: Path) -> None:
-    old = os.umask(0o222)  # no write bit for anyone: only the chmod afterwards makes it 0700 or 0600
-    try:
+    with no_write_umask():
         f = paths.private_file(tmp_path / "dir" / "f")
-    finally:
-        os.umask(old)
     assert f.read_bytes() == b"" and mode(f) == 0o600 and mode(f.parent) == 0o700
 
 

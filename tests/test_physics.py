@@ -174,3 +174,10 @@ def test_the_eta_is_the_bound_for_what_is_left_at_the_runs_pace() -> None:
     assert pace(0.1, 10, 0.3, 5, [SEED]) == 1.0  # ahead of the bound is luck of the phase, not a faster physics
     assert pace(0.0, 0, 0.3, 5, [SEED]) == 1.0
     assert eta(0, 0.3, 5, [SEED], 2.0) == 0.0
+
+
+def test_slots_busy_at_the_start_are_free_only_when_their_requests_are_answered() -> None:
+    # 3 slots, 2 of them in flight until 0.1 s and 0.2 s: the next sends take the free one, then those.
+    assert schedule(4, 0.3, 3, busy=[0.2, 0.1]) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert schedule(3, 0.3, 3) == schedule(3, 0.3, 3, busy=[])  # nothing busy: as before
+    assert schedule(2, 0.3, 1, busy=[0.5, -1.0]) == pytest.approx([0.0, 0.3])  # one slot: the earliest counts

@@ -12,7 +12,7 @@ from monitor.screens import HelpScreen
 from tests.monitor.helpers import DEMO
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "monitor.md"
-NAMES = {"question_mark": "?", "f1": "F1"}  # how a person writes the keys Textual spells out
+NAMES = {"question_mark": "?", "f1": "F1", "slash": "/"}  # how a person writes the keys Textual spells out
 
 
 def docs_keys() -> list[tuple[str, str]]:

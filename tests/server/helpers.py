@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import itertools
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 from httpx_sse import ServerSentEvent, aconnect_sse
 
+from harness.server import LiveServer
 from syncbed import contract
 
 _seq = itertools.count()
@@ -94,3 +97,17 @@ class Reader:
 def data(event: ServerSentEvent) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(event.data)
     return value
+
+
+def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    """Every row a query reads from the SQLite file at `path`, on a connection of its own."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def config_changes(client: httpx.AsyncClient, server: LiveServer) -> Reader:
+    """A reader of the server's config.changed events, as the admin sees them."""
+    return Reader(client, server.url + contract.EVENTS_PATH + "?types=config.changed", server.admin_headers())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import httpx
@@ -10,7 +9,7 @@ import pytest
 
 from syncbed import contract
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import TIMEOUT, auth, batch, throttle
+from tests.server.helpers import TIMEOUT, auth, batch, config_changes, data, throttle
 
 ONE_PER_MINUTE = throttle("sync/user", 100, "60s", key="user", sync=True)
 
@@ -80,12 +79,7 @@ async def test_fault_bodies_that_are_not_json_objects_are_400(server: LiveServer
 async def test_limits_change_live_and_are_events(server: LiveServer) -> None:
     token = server.token("alice")
     url = server.url + contract.LIMITS_PATH
-    async with (
-        httpx.AsyncClient(timeout=TIMEOUT) as client,
-        client.stream(
-            "GET", server.url + contract.EVENTS_PATH + "?types=config.changed", headers=server.admin_headers()
-        ) as stream,
-    ):
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, config_changes(client, server) as reader:
         post = {"content": batch(3, "lim"), "headers": auth(token)}
         assert (await client.post(server.url + contract.SYNC_PATH, **post)).status_code == 200
         r = await client.put(url, headers=server.admin_headers(), json={"rule": "sync/user", "limit": 1})
@@ -96,12 +90,8 @@ async def test_limits_change_live_and_are_events(server: LiveServer) -> None:
         r = await client.put(url, headers=server.admin_headers(), json={"rule": "sync/user", "enabled": False})
         assert r.status_code == 200 and r.json()["enabled"] is False
         assert (await client.post(server.url + contract.SYNC_PATH, **post)).status_code == 200
-        events = []
-        async for line in stream.aiter_lines():
-            if line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-            if len(events) == 2:
-                break
+        await reader.wait_for(lambda seen: len(seen) == 2)
+        events = [data(e) for e in reader.events]
     assert [(e["what"], e["rule"], e["limit"], e["enabled"]) for e in events] == [
         ("limits", "sync/user", 1, True),
         ("limits", "sync/user", 1, False),

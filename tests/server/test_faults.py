@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 
@@ -15,7 +14,7 @@ from syncbed import contract
 from syncbed.events import EV_STATS
 from syncbed.faults import FaultError
 from tests.conftest import LiveServer, ServerFactory
-from tests.server.helpers import Reader, auth, batch, data
+from tests.server.helpers import Reader, auth, batch, config_changes, data
 from tests.server.raw import connect, sync_head
 
 
@@ -195,12 +194,7 @@ async def test_live_fault_changes_apply_to_the_next_request_and_are_events(serve
     srv = server_factory(args=["--no-limits"])
     token = srv.token("alice")
     url = srv.url + contract.FAULTS_PATH
-    async with (
-        httpx.AsyncClient(timeout=TIMEOUT) as client,
-        client.stream(
-            "GET", srv.url + contract.EVENTS_PATH + "?types=config.changed", headers=srv.admin_headers()
-        ) as stream,
-    ):
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client, config_changes(client, srv) as reader:
         assert (await sync(client, srv, token, 5, "live0")).status_code == 200
         r = await client.put(url, headers=srv.admin_headers(), json={"error_rate": 1})
         assert r.status_code == 200 and r.json()["error_rate"] == 1.0
@@ -210,12 +204,8 @@ async def test_live_fault_changes_apply_to_the_next_request_and_are_events(serve
         began = time.monotonic()
         assert (await sync(client, srv, token, 5, "live2")).status_code == 200
         assert time.monotonic() - began >= 0.25
-        changes = []
-        async for line in stream.aiter_lines():
-            if line.startswith("data: "):
-                changes.append(json.loads(line[6:]))
-            if len(changes) == 2:
-                break
+        await reader.wait_for(lambda seen: len(seen) == 2)
+        changes = [data(e) for e in reader.events]
     assert srv.count(token) == 10
     assert [(c["what"], c["error_rate"], c["changed"]) for c in changes] == [
         ("faults", 1.0, ["error_rate"]),

@@ -13,35 +13,44 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from server.events import Event, EventBus
+from server.events import EventBus, Published
 from server.history import RUN_COLUMNS, History
 from server.storage import StorageUnavailable
-from syncbed.contract import EV_BATCH_RECEIVED, EV_BATCH_STORED, EV_RUN_FINISHED, EV_RUN_STARTED, EV_STATS
+from syncbed.events import (
+    EV_BATCH_RECEIVED,
+    EV_BATCH_STORED,
+    EV_RUN_FINISHED,
+    EV_RUN_STARTED,
+    EV_STATS,
+    BatchStored,
+    Event,
+)
 from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS
+from tests.server.helpers import rows
+
+_STATS: dict[str, object] = {"requests_per_s": 0.0, "throttled_per_s": 0.0, "in_flight": 0, "limiter": {}}
 
 
 def emit(bus: EventBus, type: str, **fields: object) -> None:
-    """Publish as the server does (the one place this module names the bus's call)."""
-    bus.publish(type, **fields)
+    """Publish as the server does, built from wire fields (the one place this module names the bus's call)."""
+    defaults = _STATS if type == EV_STATS else {"batch": None, "attempt": None}
+    bus.publish(msgspec.convert({**defaults, "type": type, **fields}, Event))
 
 
-def event(run: str, user: str, ts: float) -> Event:
+def event(run: str, user: str, ts: float) -> Published:
     """A batch.stored event at a chosen time, as the bus would hand it to its taps."""
-    return Event(0, EV_BATCH_STORED, {"id": 0, "ts": ts, "type": EV_BATCH_STORED, "run": run, "user": user})
+    stored = BatchStored(
+        id=0, ts=ts, run=run, batch=None, attempt=None, user=user, records=0, stored=0, duplicates=0, ms=0.0
+    )
+    return Published(stored)
 
 
 def stored(bus: EventBus, run: str, user: str | None, batch: int, **more: object) -> None:
-    emit(bus, EV_BATCH_STORED, run=run, batch=batch, attempt=1, user=user, records=10, stored=9, duplicates=1, **more)
-
-
-def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+    fields = {"records": 10, "stored": 9, "duplicates": 1, "ms": 1.0, **more}
+    emit(bus, EV_BATCH_STORED, run=run, batch=batch, attempt=1, user=user, **fields)
 
 
 @pytest.fixture
@@ -80,10 +89,8 @@ async def test_opening_again_keeps_what_is_there(tmp_path: Path, bus: EventBus, 
 async def test_only_events_naming_a_valid_run_and_a_user_are_kept(bus: EventBus, history: History) -> None:
     emit(bus, EV_STATS, records_per_s=1.0)  # no run
     stored(bus, "r1", None, 0)  # nobody authenticated
-    emit(bus, EV_BATCH_STORED, run="r1", batch=1, user=7)  # a user that is not a name
     stored(bus, "bad run id", "alice", 2)  # not a run id
     stored(bus, "x" * 65, "alice", 3)
-    emit(bus, EV_BATCH_STORED, run=5, user="alice")  # a run that is not a string
     assert history.pending == 0
     stored(bus, "r1", "alice", 4)
     assert history.pending == 1
@@ -94,7 +101,7 @@ async def test_only_events_naming_a_valid_run_and_a_user_are_kept(bus: EventBus,
 
 async def test_an_event_is_stored_with_its_columns_and_its_json(bus: EventBus, history: History) -> None:
     stored(bus, "r1", "alice", 3, ms=1.5)
-    emit(bus, EV_BATCH_RECEIVED, run="r1", batch=True, attempt="2", user="alice", records=2.0)
+    emit(bus, EV_BATCH_RECEIVED, run="r1", user="alice", records=2)
     await history.flush()
     got = rows(history.path, "SELECT id, run, type, ts, batch, attempt, records, stored, duplicates, data FROM events")
     first, second = got
@@ -114,8 +121,8 @@ async def test_an_event_is_stored_with_its_columns_and_its_json(bus: EventBus, h
         "duplicates": 1,
         "ms": 1.5,
     }
-    assert second[4:9] == (None, None, None, None, None)  # a bool or a string is no integer column
-    assert json.loads(str(second[9]))["batch"] is True  # the JSON keeps what was sent
+    assert second[4:9] == (None, None, 2, None, None)  # a batch without trace headers has no batch column
+    assert json.loads(str(second[9]))["records"] == 2
 
 
 async def test_a_run_is_created_by_its_first_event_and_spans_its_events(bus: EventBus, history: History) -> None:
@@ -282,11 +289,11 @@ async def test_list_runs_is_newest_first_limited_and_per_user(bus: EventBus, his
     for run, user in (("a", "alice"), ("b", "bob"), ("c", "alice"), ("d", "alice")):
         stored(bus, run, user, 0)
     await history.flush()
-    assert [r["run"] for r in await history.list_runs()] == ["d", "c", "b", "a"]
-    assert [r["run"] for r in await history.list_runs(limit=2)] == ["d", "c"]
+    assert [r.run for r in await history.list_runs()] == ["d", "c", "b", "a"]
+    assert [r.run for r in await history.list_runs(limit=2)] == ["d", "c"]
     mine = await history.list_runs("alice")
-    assert [r["run"] for r in mine] == ["d", "c", "a"]
-    assert all(r["announced"] is False for r in mine)
+    assert [r.run for r in mine] == ["d", "c", "a"]
+    assert all(r.announced is False for r in mine)
     assert await history.list_runs("nobody") == []
 
 

@@ -22,18 +22,11 @@ from server.storage import (
 from server.tokens import create_token_at
 from syncbed.contract import PageVisit
 from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS
+from tests.server.helpers import rows
 
 
 def visits(n: int, start: int = 0, url: str = "https://example.com/") -> list[PageVisit]:
     return [PageVisit(id=f"v-{i}", url=f"{url}{i}", visited_at=1_700_000_000_000 + i) for i in range(start, start + n)]
-
-
-def rows(path: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def not_a_database(path: Path) -> sqlite3.DatabaseError:
