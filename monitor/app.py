@@ -27,7 +27,7 @@ from monitor.runs import Run
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
 from monitor.theme import DEFAULT_THEME, themed
-from monitor.widgets_lanes import LanesView
+from monitor.widgets_lanes import LanesView, shared_span
 from monitor.widgets_panels import BoundLine, LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
 
@@ -220,7 +220,7 @@ class MonitorApp(App[None]):
                 self._placed_row = table.cursor_row
             run = self.model.runs.get(self.selected) if self.selected else None
             self._size_lanes(run)
-            self.lanes_view.show(run, now)
+            self.lanes_view.show(run, now, None if run is None else shared_span(self.model.runs.values(), run, now))
             # The border is the box's (it stays put while the lanes scroll): it carries the view's titles.
             self.lanes_box.border_title = self.lanes_view.border_title
             self.lanes_box.border_subtitle = self.lanes_view.border_subtitle or ""

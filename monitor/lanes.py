@@ -47,14 +47,24 @@ class Attempt:
 
 
 class LaneAllocator:
-    """Puts each attempt on the lowest lane whose previous attempt ended by its start."""
+    """Puts each attempt on the lowest lane whose previous attempt ended by its start.
+
+    A batch refused with a 429 keeps its slot while it waits, as the client's worker does: its lane
+    is held for that batch until its retry (or until the wait is over), so every 429 of a burst
+    lands on a lane of its own and the retry follows on the same lane.
+    """
 
     def __init__(self) -> None:
         self._ends: list[float | None] = []  # None: the lane's attempt is still open
+        self._held: dict[int | None, int] = {}  # batch -> the lane it waits on
 
-    def assign(self, start: float) -> int:
+    def assign(self, start: float, batch: int | None = None) -> int:
+        lane = self._held.pop(batch, None) if batch is not None else None
+        if lane is not None:
+            self._ends[lane] = None
+            return lane
         for lane, end in enumerate(self._ends):
-            if end is not None and end <= start:
+            if end is not None and end <= start and lane not in self._held.values():
                 self._ends[lane] = None
                 return lane
         self._ends.append(None)
@@ -62,6 +72,19 @@ class LaneAllocator:
 
     def release(self, lane: int, end: float) -> None:
         self._ends[lane] = end
+
+    def hold(self, lane: int, batch: int | None, until: float) -> None:
+        """Keep `lane` for `batch`'s retry; after `until` anyone may have it."""
+        self._ends[lane] = until
+        if batch is not None:
+            self._held[batch] = lane
+
+    def expire(self, now: float) -> None:
+        """Give back the lanes of waits that are over without a retry (a client that gave up)."""
+        for batch, lane in list(self._held.items()):
+            end = self._ends[lane]
+            if end is not None and end < now:
+                del self._held[batch]
 
     @property
     def count(self) -> int:

@@ -30,6 +30,10 @@ LOST_AFTER = 300.0  # ... and this long (or 10x its expected gap) as lost: its c
 STALLED, LOST = "stalled", "lost"
 
 
+# A retry may come a little after its wait (scheduling, jitter): its lane stays its own that long.
+HOLD_GRACE_S = 1.0
+
+
 class Run:
     """Everything seen of one run id; fed event by event by the model.
 
@@ -96,6 +100,7 @@ class Run:
             self._end(bar, ts, THROTTLED)
             bar.status = 429
             self._retry_after[(event.batch, event.attempt)] = event.retry_after
+            self.lanes.hold(bar.lane, event.batch, ts + event.retry_after)
             bisect.insort(self.sends, ts)
 
     def _answer(self, ts: float) -> None:
@@ -104,7 +109,8 @@ class Run:
 
     # --- bars and lanes --------------------------------------------------
     def _new_bar(self, batch: int | None, attempt: int | None, start: float) -> Attempt:
-        bar = Attempt(batch=batch, attempt=attempt, start=start, lane=self.lanes.assign(start))
+        self.lanes.expire(start - HOLD_GRACE_S)
+        bar = Attempt(batch=batch, attempt=attempt, start=start, lane=self.lanes.assign(start, batch))
         history = self.batches.setdefault(batch, [])
         if history and history[-1].next_start is None:
             history[-1].next_start = start

@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from rich.text import Text
 from textual.widget import Widget
 
 from monitor.lanes import FAILED, IN_FLIGHT, STATE_LABELS, STATES, STORED, THROTTLED, WAITING, Attempt
 from monitor.runs import Run
+from monitor.theme import Colors, themed
 
-COLORS = {
-    IN_FLIGHT: "#4aa3ff",
-    STORED: "#3fb950",
-    THROTTLED: "#ff9f1c",
-    WAITING: "#a371f7",
-    FAILED: "#f85149",
+# Colours by meaning, from the theme (`monitor/theme.py`): a theme switch repaints the lanes.
+STYLES = {
+    IN_FLIGHT: "$primary",
+    STORED: "$success",
+    THROTTLED: "$warning",
+    WAITING: "$accent",
+    FAILED: "$error",
 }
+# A 429 is its own mark, never a digit: digits beside a batch label would read as one number.
+THROTTLE_MARK = "\u2715"  # ✕
+THROTTLE_MARKS = "※"  # several 429s in one cell (a coarse scale)
 # When two attempts share a cell, the more telling state wins.
 PRIORITY = {WAITING: 0, STORED: 1, IN_FLIGHT: 2, THROTTLED: 3, FAILED: 4}
 LABEL_WIDTH = 3
+# Runs started this close together are compared on one time scale (a demo's acts, a before/after pair).
+COMPARE_WITHIN_S = 300.0
 NICE_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 
 
-def legend() -> Text:
+def legend(colors: Colors | None = None) -> Text:
     text = Text()
     for state in STATES:
-        mark = "╌╌" if state == WAITING else "██"
-        text.append(mark, style=COLORS[state])
+        mark = "╌╌" if state == WAITING else THROTTLE_MARK if state == THROTTLED else "██"
+        text.append(mark, style=themed(STYLES[state], colors))
         text.append(f" {STATE_LABELS[state]}  ")
     return text
 
@@ -91,7 +99,9 @@ class _Grid:
                 own[col] = owner
 
 
-def _row_text(grid: _Grid, lane: int, attempts: list[Attempt]) -> Text:
+def _row_text(grid: _Grid, lane: int, attempts: list[Attempt], colors: Colors | None = None) -> Text:
+    style = {state: themed(spec, colors) for state, spec in STYLES.items()}
+    ink = themed("$background", colors) or "black"
     text = Text()
     text.append(f"{lane + 1:>2} ", style="dim")
     states, owners = grid.state[lane], grid.owner[lane]
@@ -105,27 +115,33 @@ def _row_text(grid: _Grid, lane: int, attempts: list[Attempt]) -> Text:
         if state is None:
             text.append(" " * length)
         elif state == WAITING:
-            text.append("╌" * length, style=COLORS[WAITING])
+            text.append("╌" * length, style=style[WAITING])
+        elif state == THROTTLED:
+            for c in range(col, end + 1):
+                mark = THROTTLE_MARKS if grid.hits[lane][c] > 1 else THROTTLE_MARK
+                text.append(mark, style=f"bold {ink} on {style[THROTTLED]}")
         elif length == 1:
-            hits = grid.hits[lane][col] if state == THROTTLED else 0
-            if hits > 1:  # several 429s in one cell: say how many
-                text.append(str(hits) if hits < 10 else "+", style=f"bold #000000 on {COLORS[state]}")
-            else:
-                text.append("█", style=COLORS[state])
+            text.append("█", style=style[state])
         else:
             # The body carries the batch number; a half block at the end keeps neighbours apart.
             batch = attempts[owner].batch
             label = ("?" if batch is None else str(batch))[: length - 1].ljust(length - 1)
-            text.append(label, style=f"bold #000000 on {COLORS[state]}")
-            text.append("▌", style=COLORS[state])
+            text.append(label, style=f"bold {ink} on {style[state]}")
+            text.append("▌", style=style[state])
         col = end + 1
     return text
 
 
-def render_lanes(run: Run, now: float, width: int, height: int) -> list[Text]:
-    """The lanes picture as lines of text: lanes, then a time axis, then the legend."""
+def render_lanes(
+    run: Run, now: float, width: int, height: int, span: float | None = None, colors: Colors | None = None
+) -> list[Text]:
+    """The lanes picture as lines of text: lanes, then a time axis, then the legend.
+
+    `span`: seconds the width stands for, shared by the runs being compared (at least this run's own).
+    """
     width = max(width - LABEL_WIDTH, 10)
-    start, span = time_window(run, now)
+    start, own = time_window(run, now)
+    span = max(own, span or 0.0)
     lanes = max(run.lanes.count, 1)
     rows = max(height - 2, 1)
     shown = lanes if lanes <= rows else max(rows - 1, 0)
@@ -138,13 +154,19 @@ def render_lanes(run: Run, now: float, width: int, height: int) -> list[Text]:
     for i, att in enumerate(attempts):
         end = att.end if att.end is not None else max(now, att.start)
         grid.paint(att.lane, grid.cols(att.start, end), att.state, i)
-    lines = [_row_text(grid, lane, attempts) for lane in range(shown)]
+    lines = [_row_text(grid, lane, attempts, colors) for lane in range(shown)]
     if shown < lanes:
         lines.append(Text(f"   … {lanes - shown} more lanes", style="dim"))
     lines.extend(Text() for _ in range(rows - len(lines)))
     lines.append(axis(width, span))
-    lines.append(legend())
+    lines.append(legend(colors))
     return lines
+
+
+def shared_span(runs: Iterable[Run], selected: Run, now: float, within: float = COMPARE_WITHIN_S) -> float:
+    """The longest span of the runs started within `within` seconds of the selected one: one scale for all."""
+    near = [r for r in runs if abs(r.started_at - selected.started_at) <= within]
+    return max((time_window(r, now)[1] for r in near), default=time_window(selected, now)[1])
 
 
 class LanesView(Widget):
@@ -155,13 +177,15 @@ class LanesView(Widget):
         self._lines: list[Text] = []
         self._empty = Text("no run yet: waiting for batches", style="dim")
 
-    def show(self, run: Run | None, now: float) -> None:
+    def show(self, run: Run | None, now: float, span: float | None = None) -> None:
+        """Draw `run`; `span` is the scale shared with the runs it is compared with (`shared_span`)."""
+        colors = self.app.theme_variables
         if run is None:
-            self._lines = [self._empty, Text(), legend()]
+            self._lines = [self._empty, Text(), legend(colors)]
             self.border_title = "Batch lanes"
         else:
             size = self.content_size
-            self._lines = render_lanes(run, now, size.width, size.height)
+            self._lines = render_lanes(run, now, size.width, size.height, span, colors)
             lanes = run.lanes.count
             self.border_title = f"Batch lanes · {run.run} · {lanes} lane{'s' if lanes != 1 else ''}"
         self.refresh()
