@@ -141,12 +141,21 @@ class _Gcra:
 _GATES: Final[dict[str, Callable[[Rule], _Gate]]] = {FIXED_WINDOW: _Fixed, SLIDING_WINDOW: _Sliding, GCRA: _Gcra}
 
 
-def schedule(batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = ()) -> list[float]:
-    """When each batch is sent in the earliest schedule, in run seconds from the start."""
+def schedule(
+    batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = (), busy: Sequence[float] = ()
+) -> list[float]:
+    """When each batch is sent in the earliest schedule, in run seconds from the start.
+
+    `busy`: when the slots held by batches already in flight free up (seconds from now; those batches
+    are not among `batches`, and their sends are already in the rules' `used`).
+    """
     if batches < 0 or not latency >= 0 or concurrency < 1:
         raise ValueError("batches and latency must be >= 0 and concurrency >= 1")
     gates: list[_Gate] = [_GATES[r.algorithm](r) for r in rules]
-    free = [0.0] * min(concurrency, batches)  # when each slot is next free
+    # With more in flight than the concurrency, the first send waits for enough of them: the latest free up last.
+    held = sorted(max(0.0, b) for b in busy)[-concurrency:] if busy else []
+    free = held + [0.0] * min(concurrency - len(held), batches)  # when each slot is next free
+    heapq.heapify(free)
     sends: list[float] = []
     last = 0.0
     for _ in range(batches):
@@ -164,10 +173,15 @@ def schedule(batches: int, latency: float, concurrency: int, rules: Sequence[Rul
     return sends
 
 
-def earliest_finish(batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = ()) -> float:
-    """Least seconds any client needs for `batches` from now: the last answer of the earliest schedule."""
-    sends = schedule(batches, latency, concurrency, rules)
-    return sends[-1] + latency if sends else 0.0
+def earliest_finish(
+    batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = (), busy: Sequence[float] = ()
+) -> float:
+    """Least seconds any client needs for `batches` from now: the last answer of the earliest schedule.
+
+    `busy` as for `schedule`: the batches in flight are answered when their slots free up.
+    """
+    sends = schedule(batches, latency, concurrency, rules, busy)
+    return max(sends[-1] + latency if sends else 0.0, max(busy, default=0.0))
 
 
 def lower_bound(
