@@ -2,8 +2,8 @@
 
 The bound is `syncbed.physics.earliest_finish` for the batches not yet sent, from now: under the limits
 the server advertises (the pacer's fixed windows, epoch-aligned, with what is already spent in the
-current one), at the scheduler's concurrency, each batch taking the observed service time (the median
-of recent acknowledged attempts), the slots of the batches in flight busy until they are due.
+current one), at the scheduler's concurrency, each batch taking the observed service time (the lower
+quartile of recent acknowledged attempts), the slots of the batches in flight busy until they are due.
 
 The pace is how many wall seconds the run has taken per second of that bound it used up, measured from
 the first estimate on: retries, backoff, late answers and anything else the bound leaves out slow it.
@@ -24,14 +24,16 @@ from client.pacing import WindowPacer
 from syncbed import physics
 
 EVERY = 0.25  # seconds between two computations; in between the last ETA counts down
-SERVICE_SAMPLES = 32  # acknowledged attempts whose median is the service time
+# The service time is the lower quartile of the last few acknowledged attempts: an answer that waited
+# behind the others of its burst in the client's own event loop took longer than the server held it.
+SERVICE_SAMPLES = 32
 # Seconds after the first answer before the pace is measured (the start-up, a first burst smaller than
 # the concurrency, is behind by then and would weigh on every later estimate), and the least span it is
 # measured over; until then it is 1.
 PACE_AFTER = 1.0
-# A pace measured over a short span is mostly the noise of the rounds it spans: it counts in full only
-# once measured over this many seconds, and as much closer to 1 before.
-PACE_FULL = 4.0
+# A pace measured over a short span is mostly the noise of where in their rounds its two ends fell: it
+# counts by spent / (spent + PACE_HALF), half after this many seconds, the rest of the way to 1 before.
+PACE_HALF = 8.0
 # The bound here is not strict (a median service time, an expected share of failures): a run may beat it a little.
 MIN_PACE = 0.5
 
@@ -68,7 +70,7 @@ def windows_of(pacer: WindowPacer) -> list[Window]:
 class _Start:
     at: float
     unsent: int
-    busy: list[float]
+    ages: list[float]  # how long each batch then in flight had been
     rules: list[physics.Rule]
 
 
@@ -115,7 +117,9 @@ class EtaEstimator:
 
     @property
     def service_time(self) -> float | None:
-        return statistics.median(self._service) if self._service else None
+        if len(self._service) < 4:
+            return min(self._service, default=None)
+        return statistics.quantiles(self._service, n=4)[0]
 
     def estimate(self, done: int, left: int, concurrency: int, windows: Sequence[Window]) -> Estimate | None:
         """The ETA for `left` batches not yet answered (`done` answered); None until one was acknowledged."""
@@ -135,7 +139,7 @@ class EtaEstimator:
         if self._answered_at is None:
             self._answered_at = now
         if self._first is None and now - self._answered_at >= PACE_AFTER:
-            self._first = _Start(now, left - len(busy), busy, rules)
+            self._first = _Start(now, left - len(busy), [now - t for t in self._flying[:left]], rules)
         concurrency = max(1, concurrency)
         bound = self._bound(left - len(busy), len(busy), latency, concurrency, rules, busy)
         pace = self._pace(now, bound, latency, concurrency)
@@ -158,11 +162,12 @@ class EtaEstimator:
         f = self._first
         if f is None:
             return 1.0
-        first = self._bound(f.unsent, len(f.busy), latency, concurrency, f.rules, f.busy)
+        busy = [latency - age for age in f.ages]
+        first = self._bound(f.unsent, len(busy), latency, concurrency, f.rules, busy)
         spent, used = now - f.at, first - bound
         if spent < PACE_AFTER:
             return 1.0
         if used <= 0:  # no progress at all against the bound: keep what was measured
             return self._last[2].pace if self._last is not None else 1.0
-        weight = min(1.0, spent / PACE_FULL)
+        weight = spent / (spent + PACE_HALF)
         return max(MIN_PACE, 1.0 + weight * (spent / used - 1.0))

@@ -41,8 +41,8 @@ CONDITIONS = [
     Condition("seed", ("--latency-ms", "300"), 10_000, 200),
     # 128 batches, 16 at a time, 1 s each: about 9 s.
     Condition("wide", ("--latency-ms", "1000"), 12_800, 100, WIDE),
-    # The seed's limits with 10% of the batches answered 503 (each a backoff and a resend): about 8-10 s.
-    Condition("503s", ("--latency-ms", "300", "--error-rate", "0.1"), 8_000, 200, per_failure=1.3),
+    # The seed's limits with 10% of the attempts answered 503 (each a backoff and a resend): about 10-12 s.
+    Condition("503s", ("--latency-ms", "300", "--error-rate", "0.1"), 10_000, 200, per_failure=1.3),
 ]
 
 
