@@ -279,10 +279,13 @@ def million(records: int, work: Path) -> str:
             cwd=ROOT,
             env={**os.environ, "SYNCBED_TOKEN": token},
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         client_rss = PeakRss(proc.pid)
-        out, _ = proc.communicate()
+        out, err = proc.communicate()
+        # --json's progress lines go to stderr: pass on only what else it said (warnings, errors).
+        sys.stderr.writelines(line for line in err.splitlines(keepends=True) if not line.startswith('{"progress"'))
         client_peak, server_peak = client_rss.stop(), server_rss.stop()
         result = json.loads(out)
         stored = asyncio.run(count(server.url, token))
