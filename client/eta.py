@@ -31,9 +31,9 @@ SERVICE_SAMPLES = 32
 # the concurrency, is behind by then and would weigh on every later estimate), and the least span it is
 # measured over; until then it is 1.
 PACE_AFTER = 1.0
-# A pace measured over a short span is mostly the noise of where in their rounds its two ends fell: it
-# counts by spent / (spent + PACE_HALF), half after this many seconds, the rest of the way to 1 before.
-PACE_HALF = 8.0
+# Where in their rounds the two ends of a measurement fell moves the bound used up by about this many
+# seconds: over a short span that is all a pace of a few percent says, so the pace counts only beyond it.
+PACE_NOISE = 0.15
 # The bound here is not strict (a median service time, an expected share of failures): a run may beat it a little.
 MIN_PACE = 0.5
 
@@ -167,7 +167,8 @@ class EtaEstimator:
         spent, used = now - f.at, first - bound
         if spent < PACE_AFTER:
             return 1.0
-        if used <= 0:  # no progress at all against the bound: keep what was measured
+        if used < 0.1 * spent:  # (next to) no progress against the bound: a ratio of noise; keep what was measured
             return self._last[2].pace if self._last is not None else 1.0
-        weight = spent / (spent + PACE_HALF)
-        return max(MIN_PACE, 1.0 + weight * (spent / used - 1.0))
+        raw, noise = spent / used, spent / used * PACE_NOISE / spent
+        beyond = max(0.0, abs(raw - 1.0) - noise)
+        return max(MIN_PACE, 1.0 + math.copysign(beyond, raw - 1.0))
