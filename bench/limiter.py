@@ -63,7 +63,8 @@ async def engine_checks(n: int) -> float:
 async def redis_decisions(url: str, algorithm: str, n: int, in_flight: int) -> float:
     """Decisions per second through RedisStore (one Lua call each), `in_flight` at a time."""
     from server.limiter import make_algorithm
-    from server.limiter_store import Counter, RedisStore, counter_id
+    from server.limiter_redis import RedisStore
+    from server.limiter_store import Counter, counter_id
 
     store = RedisStore(url, max_connections=max(in_flight, 1))
     counter = Counter(counter_id("throttle", f"bench/{algorithm}", 60.0), make_algorithm(algorithm, 100, 60.0))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from monitor.stream import EXIT_SETTINGS, StreamFailed
+from monitor.theme import DEFAULT_THEME, THEMES
 from syncbed.cli import shared_options
 from syncbed.paths import admin_token_path, read_admin_token
 from syncbed.wire import server_url_problem
@@ -24,6 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 shows the end at once")
     parser.add_argument("--export-dir", type=Path, default=Path.cwd(), help="where the export key writes")
     parser.add_argument("--demo", action="store_true", help="start a server and demo clients, and watch them")
+    parser.add_argument("--theme", choices=THEMES, default=DEFAULT_THEME, metavar="NAME",
+                        help=f"colours (ctrl+p switches live): {', '.join(THEMES)}")  # fmt: skip
     scripted = parser.add_argument_group("scripted runs (CI, docs)")
     scripted.add_argument("--headless", action="store_true", help="no terminal output (with --exit-after)")
     scripted.add_argument("--exit-after", type=float, metavar="S", help="quit after S seconds")
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
 
-    common = {"export_dir": args.export_dir, "exit_after": args.exit_after, "screenshot": args.screenshot}
+    common = {"export_dir": args.export_dir, "exit_after": args.exit_after, "screenshot": args.screenshot,
+              "theme": args.theme}  # fmt: skip
     size = args.size if args.headless else None
     if args.replay is not None:
         if not args.replay.is_file():

@@ -10,24 +10,39 @@ from typing import Any
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
+from textual.css.scalar import Scalar
 from textual.widgets import DataTable, Footer, Static
 
 from monitor import format as fmt
 from monitor.admin import AdminClient
+from monitor.commands import ActionCommands
 from monitor.eventlog import LOG_FILTERS
 from monitor.export import export_run
+from monitor.keys import bindings
+from monitor.link import ago
 from monitor.model import Clock, Model
 from monitor.replay import ReplayClock, due, read_events
+from monitor.runs import Run
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen
 from monitor.stream import CONNECTED, FIRST_CONTACT_S, STOPPED, Received, StreamFailed, StreamFollower
+from monitor.theme import DEFAULT_THEME, themed
 from monitor.widgets_lanes import LanesView
-from monitor.widgets_panels import LimiterPanel, LogPanel, ThroughputPanel
+from monitor.widgets_panels import BoundLine, LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
 
 REFRESH_S = 0.1
-STATE_STYLES = {CONNECTED: "bold #3fb950", "replay": "bold #a371f7", "replay done": "bold #a371f7"}
+STATE_STYLES = {CONNECTED: "bold $success", "replay": "bold $accent", "replay done": "bold $accent"}
+DOWN_STYLE = "bold $warning"
+BAD_STYLE = "$error"
+# Widths and heights where the layout changes (monitor.tcss): below 100 columns the runs table
+# keeps its essential columns and the limiter goes; below 28 rows the bottom panels go.
+NARROW = 100
+HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW, "-medium"), (160, "-wide")]
+VERTICAL_BREAKPOINTS = [(0, "-short"), (28, "-mid"), (50, "-tall")]
+STALE = "stale"
+RESET_NOTE_S = 120.0  # how long the header calls out settings a restart changed (the log keeps it)
+LANES_EXTRA_ROWS = 2  # the lanes view's time axis and legend
 
 
 class MonitorApp(App[None]):
@@ -35,18 +50,10 @@ class MonitorApp(App[None]):
 
     CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "syncbed monitor"
-    ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("p", "pause", "Pause"),
-        Binding("c", "clear", "Clear"),
-        Binding("f", "filter", "Filter"),
-        Binding("r", "run_filter", "This run"),
-        Binding("d", "details", "Details"),
-        Binding("a", "admin", "Faults"),
-        Binding("x", "export", "Export"),
-        Binding("question_mark,f1", "help", "Help", key_display="?"),
-    ]
+    COMMANDS = App.COMMANDS | {ActionCommands}
+    BINDINGS = bindings()
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
 
     def __init__(
         self,
@@ -60,8 +67,10 @@ class MonitorApp(App[None]):
         exit_after: float | None = None,
         screenshot: Path | None = None,
         first_contact: float | None = FIRST_CONTACT_S,
+        theme: str = DEFAULT_THEME,
     ) -> None:
         super().__init__()
+        self.theme = theme
         self.first_contact = first_contact  # None: wait for a server that never answered, forever
         self.exit_after = exit_after
         self.screenshot_path = screenshot
@@ -94,12 +103,14 @@ class MonitorApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="status-bar")
         yield RunsTable(id="runs")
-        yield LanesView(id="lanes")
+        with VerticalScroll(id="lanes-box"):  # more lanes than rows: they scroll, the box keeps its place
+            yield LanesView(id="lanes")
+        yield BoundLine(id="bound")
         with Horizontal(id="bottom"):
             yield ThroughputPanel(id="throughput")
             yield LimiterPanel(id="limiter")
             yield LogPanel(id="log")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         # Held directly: while a modal screen is up, app-level queries would search the modal.
@@ -108,7 +119,18 @@ class MonitorApp(App[None]):
         self.throughput_view = self.query_one(ThroughputPanel)
         self.limiter_view = self.query_one(LimiterPanel)
         self.log_view = self.query_one(LogPanel)
+        self.bound_view = self.query_one(BoundLine)
         self.status_bar = self.query_one("#status-bar", Static)
+        self.lanes_box = self.query_one("#lanes-box", VerticalScroll)
+        self.main_screen = self.screen
+        self.panels = (
+            self.runs_view,
+            self.lanes_box,
+            self.bound_view,
+            self.throughput_view,
+            self.limiter_view,
+            self.log_view,
+        )
         self.runs_view.border_title = "Runs"
         self.throughput_view.border_title = "Throughput"
         self.limiter_view.border_title = "Limiter"
@@ -158,6 +180,7 @@ class MonitorApp(App[None]):
 
     def _on_state(self, state: str, detail: str) -> None:
         self.conn_state, self.conn_detail = state, detail
+        self.model.on_connection(state, detail)
 
     @work(exclusive=True, exit_on_error=False, group="feed")
     async def _replay(self) -> None:
@@ -178,8 +201,12 @@ class MonitorApp(App[None]):
         if self.paused or not self.runs_view.is_attached:
             return
         now = self.model.now()
+        if self.model.link.down_since is not None:
+            # Stale: the views stand still at the outage instead of drawing in-flight bars into the blind.
+            now = min(now, self.model.link.down_since)
         with self.batch_update():
             table = self.runs_view
+            table.set_compact(self.size.width < NARROW)
             self._take_user_selection()
             added = table.sync(self.model, now)
             if self.selected not in self.model.runs:
@@ -192,41 +219,74 @@ class MonitorApp(App[None]):
                 table.select_run(self.selected)
                 self._placed_row = table.cursor_row
             run = self.model.runs.get(self.selected) if self.selected else None
+            self._size_lanes(run)
             self.lanes_view.show(run, now)
+            # The border is the box's (it stays put while the lanes scroll): it carries the view's titles.
+            self.lanes_box.border_title = self.lanes_view.border_title
+            self.lanes_box.border_subtitle = self.lanes_view.border_subtitle or ""
+            self.bound_view.show(run, now)
             self.throughput_view.show(self.model, now)
             self.limiter_view.show(self.model)
             log_run = self.selected if self.log_this_run else None
             self.log_view.show(self.model, self.log_filter, log_run)
-            self.status_bar.update(self.status_text())
             table.border_subtitle = f"{len(self.model.runs)} runs"
+            self._mark_stale()
+            self.status_bar.update(self.status_text())
         self.frames += 1
         self.rendered_ts = self.model.last_ts
 
+    def _size_lanes(self, run: Run | None) -> None:
+        """The lanes view as tall as the run's lanes (plus axis and legend), at least the box: the box scrolls."""
+        rows = (run.lanes.count if run is not None else 1) + LANES_EXTRA_ROWS
+        height = max(rows, self.lanes_box.content_size.height)
+        if self.lanes_view.styles.height != Scalar.from_number(height):
+            self.lanes_view.styles.height = height
+
+    def _style(self, spec: str) -> str:
+        return themed(spec, self.theme_variables)
+
     def status_text(self) -> Text:
         text = Text()
-        text.append(" syncbed monitor ", style="bold reverse")
-        state = self.conn_state
+        text.append(" syncbed monitor " if self.size.width >= NARROW else " syncbed ", style="bold reverse")
+        state, link, now = self.conn_state, self.model.link, self.model.now()
         if self.replay_clock is not None and state == "replay":
             state = f"replay {self.replay_clock.fraction() * 100:.0f}% at {self.replay_clock.speed:g}x"
-        text.append(f" ● {state}", style=STATE_STYLES.get(self.conn_state, "bold #ff9f1c"))
-        if self.server:
-            text.append(f" {self.server}", style="dim")
-        elif self.replay_path:
-            text.append(f" {self.replay_path.name}", style="dim")
-        if self.conn_detail and self.conn_state not in (CONNECTED,):
-            text.append(f" ({fmt.short(self.conn_detail, 50)})", style="dim")
-        if self.server and self.model.lag is not None:
+        if link.down_since is not None:
+            state = f"{state} since {ago(link.down_since, now)}"
+        text.append(f" ● {state}", style=self._style(STATE_STYLES.get(self.conn_state, DOWN_STYLE)))
+        # Most telling first: a narrow terminal cuts the header at the right.
+        if link.reset_note and link.reset_at is not None and now - link.reset_at < RESET_NOTE_S:
+            text.append(f" │ {link.reset_note}", style=self._style(f"bold {BAD_STYLE}"))
+        if self.server and self.model.lag is not None and self.conn_state == CONNECTED:
+            # Only while the stream delivers: the lag of a dead stream is not a small number.
             text.append(f" │ lag {self.model.lag:.2f}s")
         text.append(f" │ events {self.model.events_seen:,}")
         if self.model.last_id is not None:
             text.append(f" (#{self.model.last_id})", style="dim")
         if self.model.missed or self.model.resets:
-            text.append(f" │ missed {self.model.missed:,}, resets {self.model.resets}", style="#f85149")
+            text.append(f" │ missed {self.model.missed:,}, resets {self.model.resets}", style=self._style(BAD_STYLE))
         if self.model.undecodable:
-            text.append(f" │ unreadable {self.model.undecodable:,}", style="#f85149")
+            text.append(f" │ unreadable {self.model.undecodable:,}", style=self._style(BAD_STYLE))
         if self.paused:
-            text.append(" │ PAUSED", style="bold reverse #ff9f1c")
+            text.append(" │ PAUSED", style=self._style("bold reverse $warning"))
+        if self.server:
+            text.append(f" │ {self.server}", style="dim")
+        elif self.replay_path:
+            text.append(f" │ {self.replay_path.name}", style="dim")
+        if self.conn_detail and self.conn_state not in (CONNECTED,):
+            text.append(f" ({fmt.short(self.conn_detail, 50)})", style="dim")
         return text
+
+    def _mark_stale(self) -> None:
+        """While the stream is down every panel is dimmed and says since when its figures are old."""
+        down = self.model.link.down_since
+        note = None if down is None else f"{STALE} since {ago(down, self.model.now())}"
+        self.main_screen.set_class(note is not None, "-stale")
+        for view in self.panels:
+            if note is not None:
+                view.border_subtitle = note
+            elif str(view.border_subtitle or "").startswith(STALE):
+                view.border_subtitle = ""  # a view that titles itself puts its own back on its next show
 
     # --- selection -------------------------------------------------------
     def _take_user_selection(self) -> None:
@@ -269,6 +329,13 @@ class MonitorApp(App[None]):
 
     def action_run_filter(self) -> None:
         self.log_this_run = not self.log_this_run
+        self._redraw_now()
+
+    def action_log_search(self) -> None:
+        self.log_view.action_search()
+
+    def action_log_ids(self) -> None:
+        self.log_view.action_full_ids()
         self._redraw_now()
 
     def _redraw_now(self) -> None:

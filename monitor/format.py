@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from monitor.theme import Colors, themed
+
 STATUS_STYLES = {
-    "running": "bold #4aa3ff",
-    "complete": "bold #3fb950",
-    "partial": "bold #ff9f1c",
-    "failed": "bold #f85149",
-    "idle": "dim",
+    "running": "bold $primary",
+    "complete": "bold $success",
+    "partial": "bold $warning",
+    "failed": "bold $error",
+    "stalled": "bold $warning",
+    "lost": "bold $error",
 }
 
 
-def bar(fraction: float | None, width: int = 10) -> Text:
+def bar(fraction: float | None, width: int = 10, colors: Colors | None = None) -> Text:
     """A text progress bar with its percentage; unknown totals show as a dim dash."""
     if fraction is None:
         return Text("?".center(width + 5), style="dim")
     filled = round(fraction * width)
     text = Text()
-    text.append("█" * filled, style="#3fb950")
+    text.append("█" * filled, style=themed("$success", colors))
     text.append("░" * (width - filled), style="dim")
     text.append(f" {fraction * 100:3.0f}%")
     return text
@@ -41,8 +44,8 @@ def duration(seconds: float | None) -> str:
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
 
 
-def status(value: str) -> Text:
-    return Text(value, style=STATUS_STYLES.get(value, ""))
+def status(value: str, colors: Colors | None = None) -> Text:
+    return Text(value, style=themed(STATUS_STYLES.get(value, ""), colors))
 
 
 def short(value: object, width: int = 10) -> str:

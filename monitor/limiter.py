@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from syncbed.events import ServerStats
+from syncbed.events import ConfigChanged, ServerStats
+from syncbed.physics import FIXED_WINDOW
+from syncbed.responses import RuleSettings
 
 
 @dataclass(slots=True)
@@ -14,6 +16,22 @@ class RuleView:
     period: float | None = None
     keys: list[tuple[str, int]] = field(default_factory=list)
     throttled: int = 0
+    # What the bound needs to know of it (monitor/bound.py); a rule only heard of by name is a throttle.
+    algorithm: str = FIXED_WINDOW
+    kind: str = "throttle"
+    enabled: bool = True
+    paths: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    # Whether it counts at all: the server lists its rules even with limits off (`--no-limits`).
+    counted: bool = False  # a stats event showed a hot key of it: it counts
+    silent: int = 0  # stats events with traffic but no key of it
+
+    def take(self, settings: RuleSettings | ConfigChanged) -> None:
+        """The shape of the rule from the server's stats or a limits edit (absent fields stay)."""
+        for name in ("algorithm", "kind", "enabled", "paths", "methods"):
+            value = getattr(settings, name)
+            if value is not None:
+                setattr(self, name, value)
 
 
 class LimiterView:
@@ -40,11 +58,23 @@ class LimiterView:
     def on_stats(self, ev: ServerStats) -> None:
         for item in ev.rules or ():
             self.set_rule(item.name, item.limit, item.period)
+            self.rule(item.name).take(item)
         for name, top in ev.limiter.items():
-            self.rule(name).keys = sorted(((k.key, k.count) for k in top), key=lambda p: -p[1])
+            view = self.rule(name)
+            view.keys = sorted(((k.key, k.count) for k in top), key=lambda p: -p[1])
+            if view.keys:
+                view.counted = True
+            elif ev.requests_per_s > 0:
+                view.silent += 1
         for name, view in self.rules.items():
             if name not in ev.limiter:
                 view.keys = []
+
+    def on_limits(self, ev: ConfigChanged) -> None:
+        name = ev.name or ev.rule
+        self.set_rule(name, ev.limit, ev.period)
+        if name:
+            self.rule(name).take(ev)
 
     def on_throttled(self, rule: str) -> None:
         self.rule(rule).throttled += 1

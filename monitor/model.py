@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from monitor.eventlog import LogEntry, make_entry
+from monitor.eventlog import KIND_ERROR, KIND_INFO, LogEntry, Query, make_entry
 from monitor.limiter import LimiterView
-from monitor.rates import RateSeries
+from monitor.link import Link
+from monitor.rates import RateSeries, Samples
 from monitor.runs import Run
 from monitor.stream import Received, Undecodable
 from syncbed.events import (
@@ -28,6 +29,18 @@ from syncbed.events import (
 
 Clock = Callable[[], float]
 MAX_RUNS = 200
+LINK_EVENT = "monitor.link"  # the log's type for the monitor's own notes on its stream
+# The answers by class, for the throughput panel's breakdown; "reset": the connection dropped, no status.
+CODE_CLASSES = ("200", "429", "4xx", "5xx", "reset")
+OPEN_ATTEMPTS = 10_000  # sends waiting for their answer, for the attempt latency (older ones are dropped)
+
+
+def code_class(status: int) -> str:
+    if status == 0:
+        return "reset"
+    if status in (200, 429):
+        return str(status)
+    return "5xx" if status >= 500 else "4xx"
 
 
 class Model:
@@ -40,8 +53,13 @@ class Model:
         self.throttled = RateSeries()
         self.requests = RateSeries()
         self.status_counts: Counter[int] = Counter()
+        self.codes = {name: RateSeries() for name in CODE_CLASSES}
+        self.service = Samples()  # batch.stored `ms`: the server's own time per stored batch
+        self.attempt_ms = Samples()  # batch.received to its answer, per run/batch/attempt
+        self._sent: dict[tuple[str | None, int | None, int | None], float] = {}
         self.limiter = LimiterView()
         self.log: deque[LogEntry] = deque(maxlen=log_size)
+        self.logged = 0  # entries ever appended (the log view writes only the new ones)
         self.faults: dict[str, int | float] = {}
         self.stats: ServerStats | None = None  # the server's latest
         self.last_id: int | None = None
@@ -52,6 +70,27 @@ class Model:
         self.missed = 0
         self.resets = 0
         self.undecodable = 0  # events of a type or shape this monitor does not know
+        self.link = Link()
+
+    # --- the stream's connection -------------------------------------------
+    def on_connection(self, state: str, detail: str) -> None:
+        """A follower state: an outage or a reconnect goes into the log."""
+        now = self.clock()
+        note = self.link.on_state(state, detail, now)
+        if note is not None:
+            text, bad = note
+            self.note(text, KIND_ERROR if bad else KIND_INFO, now)
+
+    def note(self, text: str, kind: str, ts: float) -> None:
+        """A line of the monitor's own in the log."""
+        self.log.append(LogEntry(None, ts, LINK_EVENT, None, kind, text))
+        self.logged += 1
+
+    def _check_restart(self, stats: ServerStats, ts: float) -> None:
+        limits = {name: (rule.limit, rule.period) for name, rule in self.limiter.rules.items()}
+        note = self.link.on_settings(self.clock(), self.faults, limits, stats.faults, stats.rules)
+        if note is not None:
+            self.note(note, KIND_ERROR, ts)
 
     # --- input -----------------------------------------------------------
     def ingest(self, event: Received, event_id: int | None = None) -> None:
@@ -73,9 +112,12 @@ class Model:
         if isinstance(event, Undecodable):
             self.undecodable += 1
             self.log.append(make_entry(event, event_id, ts))
+            self.logged += 1
             return
         if not isinstance(event, ServerStats):
-            self.log.append(make_entry(event, event_id, ts))
+            limits = {name: (view.limit, view.period) for name, view in self.limiter.rules.items()}
+            self.log.append(make_entry(event, event_id, ts, self.faults, limits))
+            self.logged += 1
         if isinstance(event, RUN_EVENT_CLASSES) and event.run is not None:
             self._run(event.run, ts).add(event)
         self._count(event, ts)
@@ -87,7 +129,7 @@ class Model:
     def _run(self, run_id: str, ts: float) -> Run:
         run = self.runs.get(run_id)
         if run is None:
-            run = self.runs[run_id] = Run(run_id, ts)
+            run = self.runs[run_id] = Run(run_id, ts, self.limiter, self.faults)
             if len(self.runs) > MAX_RUNS:
                 self._evict()
         return run
@@ -103,17 +145,28 @@ class Model:
     def _count(self, event: Event, ts: float) -> None:
         if isinstance(event, BatchReceived):
             self.requests.add(ts)
+            if event.attempt is not None:
+                if len(self._sent) >= OPEN_ATTEMPTS:
+                    del self._sent[next(iter(self._sent))]
+                self._sent[(event.run, event.batch, event.attempt)] = ts
         elif isinstance(event, BatchStored):
             self.status_counts[200] += 1
+            self.codes["200"].add(ts)
             self.records.add(ts, event.records)
+            self.service.add(ts, event.ms)
+            self._answered(event, ts)
         elif isinstance(event, BatchRejected):
             self.status_counts[event.status] += 1
+            self.codes[code_class(event.status)].add(ts)
+            self._answered(event, ts)
         elif isinstance(event, RequestThrottled):
             self.status_counts[429] += 1
+            self.codes["429"].add(ts)
             self.throttled.add(ts)
             self.requests.add(ts)
             self.limiter.on_throttled(event.rule)
         elif isinstance(event, ServerStats):
+            self._check_restart(event, ts)
             self.stats = event
             self.limiter.on_stats(event)
             if event.faults is not None:
@@ -121,11 +174,16 @@ class Model:
         elif isinstance(event, ConfigChanged):
             self.faults.update(event.fault_values())
             if event.what == "limits":
-                self.limiter.set_rule(event.name or event.rule, event.limit, event.period)
+                self.limiter.on_limits(event)
         elif isinstance(event, StreamDropped):
             self.missed += event.missed
         elif isinstance(event, StreamReset):
             self.resets += 1
+
+    def _answered(self, event: BatchStored | BatchRejected, ts: float) -> None:
+        sent = self._sent.pop((event.run, event.batch, event.attempt), None)
+        if sent is not None:
+            self.attempt_ms.add(ts, max(0.0, ts - sent) * 1000.0)
 
     # --- views' questions ------------------------------------------------
     def now(self) -> float:
@@ -137,11 +195,13 @@ class Model:
     def newest_run(self) -> Run | None:
         return next(reversed(self.runs.values()), None)
 
-    def entries(self, kind_filter: str = "all", run: str | None = None, limit: int = 200) -> list[LogEntry]:
+    def entries(
+        self, kind_filter: str = "all", run: str | None = None, limit: int = 200, query: Query | None = None
+    ) -> list[LogEntry]:
         """The newest `limit` log entries that pass the filters, oldest first."""
         out: list[LogEntry] = []
         for entry in reversed(self.log):
-            if entry.matches(kind_filter, run):
+            if entry.matches(kind_filter, run, query):
                 out.append(entry)
                 if len(out) >= limit:
                     break
@@ -155,6 +215,11 @@ class Model:
         self.throttled.clear()
         self.requests.clear()
         self.status_counts.clear()
+        for series in self.codes.values():
+            series.clear()
+        self.service.clear()
+        self.attempt_ms.clear()
+        self._sent.clear()
         self.limiter.clear()
         self.log.clear()
         self.missed = 0

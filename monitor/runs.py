@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 
+from monitor import bound
 from monitor.lanes import FAILED, STORED, THROTTLED, Attempt, LaneAllocator
+from monitor.limiter import LimiterView
 from syncbed.events import (
     BatchReceived,
     BatchRejected,
@@ -17,8 +20,14 @@ from syncbed.events import (
 from syncbed.fold import Key, RunFold
 from syncbed.runs import AttemptView
 
-RATE_WINDOW = 5.0  # seconds of stored records behind the live records/s and ETA
-IDLE_AFTER = 30.0  # an unfinished run with no event for this long shows as idle
+RATE_WINDOW = 5.0  # seconds of stored records behind the live records/s
+STALLED_AFTER = 30.0  # an unfinished run quiet this long (or 3x its expected gap) shows as stalled
+# The ETA and bound are schedules of the work left: worked out again after a new answer, but at most
+# every MIN_RECOMPUTE_S, and at least every RECOMPUTE_S (the phase of the windows moves on).
+MIN_RECOMPUTE_S = 0.25
+RECOMPUTE_S = 1.0
+LOST_AFTER = 300.0  # ... and this long (or 10x its expected gap) as lost: its client is likely gone
+STALLED, LOST = "stalled", "lost"
 
 
 class Run:
@@ -28,8 +37,13 @@ class Run:
     too; what is the monitor's own is the picture: bars on lanes, the recent rate, the ETA.
     """
 
-    def __init__(self, run: str, ts: float) -> None:
+    def __init__(
+        self, run: str, ts: float, limiter: LimiterView | None = None, faults: dict[str, int | float] | None = None
+    ) -> None:
         self.run = run
+        # The server's rules and faults as the model knows them (shared, not copied): the ETA's physics.
+        self.limiter = limiter if limiter is not None else LimiterView()
+        self.faults = faults if faults is not None else {}
         self.fold = RunFold(run)
         self.started_at = ts
         self.last_ts = ts
@@ -40,6 +54,16 @@ class Run:
         self._open: dict[Key, Attempt] = {}
         self._bars: dict[Key, Attempt] = {}  # each attempt's latest bar
         self._recent: deque[tuple[float, int]] = deque()
+        self.sends: list[float] = []  # every request the server counted for the run, sorted
+        self.admitted: list[float] = []  # the ones the limiter let through (batch.received)
+        self.service_ms: list[float] = []  # each stored attempt's server-side time
+        self.last_store: float | None = None
+        self.answered = 0  # attempts the limiter admitted that have an answer (stored or refused)
+        self.last_answer: float | None = None
+        self._retry_after: dict[Key, float] = {}
+        # (when, value, answers then[, finished then]) as last worked out
+        self._eta: tuple[float, float | None, int] | None = None
+        self._bound: tuple[float, bound.BoundView | None, int, bool] | None = None
 
     # --- feeding ---------------------------------------------------------
     def add(self, event: RunEvent) -> None:
@@ -54,17 +78,29 @@ class Run:
                 self.started_at = min(self.started_at, ts - event.seconds)
         elif isinstance(event, BatchReceived):
             self._open[(event.batch, event.attempt)] = self._new_bar(event.batch, event.attempt, ts)
+            bisect.insort(self.sends, ts)
+            self.admitted.append(ts)
         elif isinstance(event, BatchStored):
             bar = self._close(event.batch, event.attempt, ts, STORED, event.ms)
             bar.status = 200
             self._recent.append((ts, event.records))
+            self.service_ms.append(event.ms)
+            self.last_store = ts if self.last_store is None else max(self.last_store, ts)
+            self._answer(ts)
         elif isinstance(event, BatchRejected):
             bar = self._close(event.batch, event.attempt, ts, FAILED, 0.0)
             bar.status = event.status or None  # 0: the connection was dropped, no answer
+            self._answer(ts)
         elif isinstance(event, RequestThrottled):
             bar = self._new_bar(event.batch, event.attempt, ts)
             self._end(bar, ts, THROTTLED)
             bar.status = 429
+            self._retry_after[(event.batch, event.attempt)] = event.retry_after
+            bisect.insort(self.sends, ts)
+
+    def _answer(self, ts: float) -> None:
+        self.answered += 1
+        self.last_answer = ts if self.last_answer is None else max(self.last_answer, ts)
 
     # --- bars and lanes --------------------------------------------------
     def _new_bar(self, batch: int | None, attempt: int | None, start: float) -> Attempt:
@@ -117,6 +153,10 @@ class Run:
         return self.fold.announced.total_records if self.fold.announced else None
 
     @property
+    def batch_size(self) -> int | None:
+        return self.fold.announced.batch_size if self.fold.announced else None
+
+    @property
     def total_batches(self) -> int | None:
         return self.fold.announced.total_batches if self.fold.announced else None
 
@@ -162,6 +202,10 @@ class Run:
     def in_flight(self) -> int:
         return len(self._open)
 
+    def open_starts(self) -> list[float]:
+        """When each attempt now in flight was sent."""
+        return [bar.start for bar in self._open.values()]
+
     def progress(self) -> float | None:
         """Fraction of records acknowledged, when the run announced its total."""
         total = self.total_records
@@ -189,20 +233,55 @@ class Run:
         return sum(n for t, n in self._recent if t <= now) / window
 
     def eta(self, now: float) -> float | None:
-        """Seconds left at the recent rate; 0 when done, None when unknown."""
+        """Seconds left: the physics bound for the batches left at the run's pace; 0 when done, None unknown."""
         if self.finished:
             return 0.0
         if self.total_records is None:
             return None
-        left = self.total_records - self.records_done
-        if left <= 0:
+        if self.records_done >= self.total_records:
             return 0.0
-        rate = self.records_per_s(now)
-        return left / rate if rate > 0 else None
+        if self.display_status(now) in (STALLED, LOST):
+            return None  # no pace to go by: the run is not moving
+        cached = self._eta
+        if cached is not None and self._fresh(cached[0], cached[2], now):
+            return None if cached[1] is None else max(0.0, cached[1] - (now - cached[0]))  # counting down
+        p = bound.physics_of(self, self.limiter.rules.values(), now, self.faults)
+        value = bound.eta(p, now) if p is not None else None
+        self._eta = (now, value, self.answered)
+        return value
+
+    def bound(self, now: float) -> bound.BoundView | None:
+        """What binds the run now and how far it is from its bound (the bound panel)."""
+        cached = self._bound
+        # A verdict is a few schedules of the work left: once a second is often enough for a sentence.
+        if cached is not None and 0 <= now - cached[0] < RECOMPUTE_S and cached[3] == self.finished:
+            return cached[1]
+        view = bound.bound_of(self, self.limiter.rules.values(), now, self.faults)
+        self._bound = (now, view, self.answered, self.finished)
+        return view
+
+    def _fresh(self, when: float, answered: int, now: float) -> bool:
+        """Whether a figure worked out at `when` still stands: a schedule of 1,000 batches takes ms."""
+        age = now - when
+        return 0 <= age < MIN_RECOMPUTE_S or (0 <= age < RECOMPUTE_S and answered == self.answered)
+
+    def expected_gap(self, now: float) -> float:
+        """The longest quiet spell a healthy run may have now: a service time, or a 429's wait."""
+        gap = bound.service_time(self.service_ms) or 0.0
+        for bar in self.attempts[-64:]:
+            until = self.waiting_until(bar, now)
+            if until is not None and bar.end is not None and bar.state == THROTTLED:
+                gap = max(gap, self._retry_after.get((bar.batch, bar.attempt), 0.0))
+        return gap
 
     def display_status(self, now: float) -> str:
-        if not self.finished and now - self.last_ts > IDLE_AFTER:
-            return "idle"
+        if not self.finished:
+            quiet = now - self.last_ts
+            gap = self.expected_gap(now)
+            if quiet > max(LOST_AFTER, 10 * gap):
+                return LOST
+            if quiet > max(STALLED_AFTER, 3 * gap):
+                return STALLED
         return self.status
 
     def waiting_until(self, att: Attempt, now: float) -> float | None:

@@ -9,11 +9,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Vertical
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from monitor.admin import AdminClient, AdminError
+from monitor.keys import help_table
 from monitor.rows import DETAIL_COLUMNS, SERVER_COLUMNS, model_rows, server_rows
 from monitor.runs import Run
 from monitor.widgets_lanes import legend
@@ -21,17 +22,9 @@ from syncbed.bounds import rule_values
 from syncbed.faults import validate
 from syncbed.runs import RunDetail
 
-HELP = """\
+HELP = f"""\
 [b]Keys[/b]
-  ↑ ↓        select a run (the newest is followed until you pick another)
-  enter / d  the selected run's details: every batch and attempt
-  p          pause / resume the view (events are still collected; a replay holds)
-  c          clear what was seen
-  f          event log filter: all → throttled → errors
-  r          event log: the selected run only / every run
-  a          faults and limits: latency, jitter, error and reset rates, sync/user limit
-  x          export the selected run: events (JSON Lines) and batches (CSV)
-  ?          this help         q  quit (prints a summary of the runs)
+{help_table()}
 
 [b]Views[/b]
   Runs: progress, records/s, ETA, 429s, retries, failed batches, status.
@@ -39,6 +32,7 @@ HELP = """\
   Throughput: records/s and 429s/s now (large) and over the last minutes.
   Limiter: each rule's limit and its hottest keys (from the server's stats).
   Events: the newest events, filtered as the title says.
+  Stream down: every panel is dimmed and titled "stale since HH:MM:SS (Ns)".
 """
 
 
@@ -46,7 +40,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box", classes="modal-box"):
+        with VerticalScroll(id="help-box", classes="modal-box"):  # scrolls on a short terminal
             yield Static(HELP, id="help-text")
             yield Static(legend())
             yield Label("escape closes", classes="dim-label")
@@ -107,6 +101,7 @@ class RunDetailsScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
+COMPACT_FORM_BELOW = 30  # rows: a terminal lower than this gets the one-line-a-field form
 FORM_FIELDS = (
     ("latency_ms", "latency ms", int),
     ("jitter_ms", "jitter ms", int),
@@ -158,6 +153,14 @@ class AdminScreen(ModalScreen[str | None]):
                     yield Input("" if value is None else str(value), id=f"in-{key}", placeholder="unchanged")
             yield Label("", id="admin-error")
             yield Button("Apply (enter)", id="apply", variant="primary")
+
+    def on_mount(self) -> None:
+        # On a short terminal the form goes one line a field, so Apply stays on screen (80x24 too).
+        if self.app.size.height < COMPACT_FORM_BELOW:
+            self.add_class("-compact")
+            for widget in self.query(Input).results():
+                widget.compact = True
+            self.query_one("#apply", Button).compact = True
 
     def on_input_submitted(self) -> None:
         self._apply()

@@ -17,7 +17,7 @@ from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
-from server.limiter_store import Counter, MemoryStore, RedisStore, Store, counter_id, open_store
+from server.limiter_store import Counter, MemoryStore, Store, counter_id, open_store
 from server.middleware import HttpMiddleware
 from server.responses import send_error, send_json
 from syncbed import contract
@@ -301,8 +301,7 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
             settings.server.workers,
             settings.server.workers,
         )
-    if isinstance(store, RedisStore):
-        await store.probe()
+    await store.probe()  # at start-up: a missing Redis is logged and reported before any request
     return Limiter(limits, store, user_for=user_for)
 
 

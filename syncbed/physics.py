@@ -146,15 +146,13 @@ def schedule(
 ) -> list[float]:
     """When each batch is sent in the earliest schedule, in run seconds from the start.
 
-    `busy`: when the slots held by batches already in flight free up (seconds from now; those batches
-    are not among `batches`, and their sends are already in the rules' `used`).
+    `busy`: when each slot already taken at the start (by a request in flight) frees up.
     """
     if batches < 0 or not latency >= 0 or concurrency < 1:
         raise ValueError("batches and latency must be >= 0 and concurrency >= 1")
     gates: list[_Gate] = [_GATES[r.algorithm](r) for r in rules]
-    # With more in flight than the concurrency, the first send waits for enough of them: the latest free up last.
-    held = sorted(max(0.0, b) for b in busy)[-concurrency:] if busy else []
-    free = held + [0.0] * min(concurrency - len(held), batches)  # when each slot is next free
+    taken = sorted(max(0.0, b) for b in busy)[:concurrency]
+    free = (taken + [0.0] * (concurrency - len(taken)))[:concurrency]  # when each slot is next free
     heapq.heapify(free)
     sends: list[float] = []
     last = 0.0
@@ -178,7 +176,7 @@ def earliest_finish(
 ) -> float:
     """Least seconds any client needs for `batches` from now: the last answer of the earliest schedule.
 
-    `busy` as for `schedule`: the batches in flight are answered when their slots free up.
+    `busy` as for `schedule`: those requests in flight are not among `batches` and end when their slots free.
     """
     sends = schedule(batches, latency, concurrency, rules, busy)
     return max(sends[-1] + latency if sends else 0.0, max(busy, default=0.0))

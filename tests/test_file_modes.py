@@ -82,7 +82,7 @@ def test_an_outbox_readable_by_others_is_tightened(tmp_path: Path) -> None:
 
 def test_a_monitor_export_is_0600_in_a_0700_directory(tmp_path: Path) -> None:
     events = load(DEMO)
-    model = Model(clock=ManualClock(events[-1]["ts"]))
+    model = Model(clock=ManualClock(events[-1].ts))
     model.ingest_many(events)
     directory = tmp_path / "exports"  # not there yet
     written = export_run(model.runs["agg-3"], directory)

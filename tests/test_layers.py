@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,3 +72,16 @@ def test_the_walk_sees_every_kind_of_import(tmp_path: Path) -> None:
 def test_the_lazy_demo_import_is_where_the_allowance_says() -> None:
     (where, module), *_ = ALLOWED
     assert module in [m for _, m in imports(ROOT / where)]
+
+
+def test_every_module_has_its_line_in_the_architecture_doc() -> None:
+    """docs/architecture.md: one row a module, in its package's section."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    sections = dict(re.findall(r"^## [^\n]*\(`(\w+)/`\)\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    missing = [
+        f"{package}/{path.name}"
+        for package in (*LAYERS, "bench")
+        for path in sorted((ROOT / package).glob("*.py"))
+        if path.name != "__init__.py" and f"`{path.name}`" not in sections.get(package, "")
+    ]
+    assert not missing, f"add a row for each to docs/architecture.md: {missing}"

@@ -49,8 +49,6 @@ def test_a_window_already_used_waits_for_its_edge() -> None:
 def test_batches_in_flight_hold_their_slots_until_answered() -> None:
     # 2 slots of 3 busy until 0.2 s and 0.5 s: the next three go at 0, 0.2 and 0.5.
     assert schedule(3, 1.0, 3, busy=[0.5, 0.2]) == [0.0, pytest.approx(0.2), pytest.approx(0.5)]
-    # More in flight than the concurrency: the first send waits for two of the four answers.
-    assert schedule(1, 1.0, 3, busy=[0.1, 0.2, 0.3, 0.4]) == [pytest.approx(0.2)]
     # Nothing left to send: the finish is the last answer in flight; an overdue one is due now.
     assert earliest_finish(0, 1.0, 3, busy=[0.7, -0.1]) == pytest.approx(0.7)
     assert earliest_finish(2, 0.3, 5, [Rule("r", 5, 1.0, elapsed=0.5, used=5)], busy=[0.2]) == pytest.approx(0.8)
@@ -185,3 +183,10 @@ def test_the_eta_is_the_bound_for_what_is_left_at_the_runs_pace() -> None:
     assert pace(0.1, 10, 0.3, 5, [SEED]) == 1.0  # ahead of the bound is luck of the phase, not a faster physics
     assert pace(0.0, 0, 0.3, 5, [SEED]) == 1.0
     assert eta(0, 0.3, 5, [SEED], 2.0) == 0.0
+
+
+def test_slots_busy_at_the_start_are_free_only_when_their_requests_are_answered() -> None:
+    # 3 slots, 2 of them in flight until 0.1 s and 0.2 s: the next sends take the free one, then those.
+    assert schedule(4, 0.3, 3, busy=[0.2, 0.1]) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert schedule(3, 0.3, 3) == schedule(3, 0.3, 3, busy=[])  # nothing busy: as before
+    assert schedule(2, 0.3, 1, busy=[0.5, -1.0]) == pytest.approx([0.0, 0.3])  # one slot: the earliest counts

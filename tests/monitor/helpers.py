@@ -24,3 +24,7 @@ class ManualClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+SEED_AGGRESSIVE = FIXTURES / "events_seed_aggressive.jsonl"  # recorded: python -m tests.monitor.record_runs
+SEED_FAULTS = FIXTURES / "events_seed_faults.jsonl"

@@ -7,10 +7,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from rich.text import Text
+from textual.binding import Binding
+from textual.command import CommandPalette
 from textual.widgets import DataTable, Input
 from textual.widgets._footer import FooterKey
 
 from monitor.app import MonitorApp
+from monitor.commands import ActionCommands
 from monitor.model import Model
 from monitor.replay import read_events
 from monitor.screens import AdminScreen, HelpScreen, RunDetailsScreen, parse_form
@@ -43,6 +47,7 @@ FOOTER = {
     "a": "admin",
     "x": "export",
     "question_mark": "help",
+    "ctrl+p": "command_palette",
 }
 
 
@@ -100,12 +105,12 @@ async def test_log_filters_cycle_and_follow_the_run() -> None:
         assert app.log_filter == "all"
         await pilot.press("f")
         assert app.log_filter == "throttled" and "throttled" in str(app.log_view.border_title)
-        assert "429" in str(app.log_view.render()) and "stored" not in str(app.log_view.render())
+        assert "429" in app.log_view.text() and "stored" not in app.log_view.text()
         await pilot.press("f")
-        assert app.log_filter == "errors" and "503" in str(app.log_view.render())
-        await pilot.press("f", "r")
+        assert app.log_filter == "errors" and "503" in app.log_view.text()
+        await pilot.press("f", "f", "f", "f", "r")  # batches, runs, config, all
         assert app.log_filter == "all" and app.log_this_run
-        text = str(app.log_view.render())
+        text = app.log_view.text()
         assert "agg-3" in text and "seq-1" not in text and "run agg-3" in str(app.log_view.border_title)
         await pilot.press("r")
         assert not app.log_this_run
@@ -284,3 +289,53 @@ def test_the_admin_form_passes_values_in_range() -> None:
         {"latency_ms": 600000, "error_rate": 0.25},
         10,
     )
+
+
+async def test_ctrl_c_quits_even_from_a_form_field() -> None:
+    app = MonitorApp(server=f"http://127.0.0.1:{free_port()}", admin_token="t", first_contact=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, AdminScreen) and isinstance(app.focused, Input)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert app.return_code == 0 and not app.is_running
+
+
+async def test_the_command_palette_offers_every_key_and_runs_it() -> None:
+    app = demo_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        provider = ActionCommands(app.screen)
+        offered = {hit.text: hit.help async for hit in provider.discover()}
+        labels = {b.description for b in app.BINDINGS if isinstance(b, Binding)}
+        assert set(offered) == labels  # every bound key, footer or not ("Search", "Full ids")
+        assert {"Search", "Full ids", "Help", "Quit"} <= set(offered) and "command_palette" not in offered
+        assert "(key: x)" in str(offered["Export"])
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"pause")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert app.paused and "PAUSED" in str(app.status_bar.render())
+
+
+async def test_a_theme_recolours_from_its_variables() -> None:
+    app = demo_app(theme="solarized-light")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        colors = dict(app.theme_variables)
+        assert app.theme == "solarized-light"
+        text = app.status_text()
+        state = next(span for span in text.spans if text.plain[span.start : span.end].startswith(" ● replay"))
+        assert str(state.style) == f"bold {colors['accent']}"
+        progress = app.runs_view.get_cell("agg-3", "progress")
+        assert isinstance(progress, Text) and colors["success"] in str(progress.spans[0].style)
+        app.theme = "nord"  # what the palette's Theme command does
+        await pilot.pause()
+        app._redraw_now()
+        progress = app.runs_view.get_cell("agg-3", "progress")
+        assert colors["success"] != app.theme_variables["success"]
+        assert isinstance(progress, Text) and app.theme_variables["success"] in str(progress.spans[0].style)

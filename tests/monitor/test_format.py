@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monitor import format as fmt
+from monitor.theme import themed
 
 
 def test_bar_fills_to_the_fraction_and_shows_the_percentage() -> None:
@@ -34,7 +35,7 @@ def test_duration_picks_its_unit() -> None:
 
 
 def test_status_is_styled_by_its_name() -> None:
-    assert fmt.status("failed").style == fmt.STATUS_STYLES["failed"]
+    assert fmt.status("failed").style == themed(fmt.STATUS_STYLES["failed"]) and "$" not in themed("bold $error")
     assert fmt.status("something new").style == ""
     assert fmt.status("complete").plain == "complete"
 

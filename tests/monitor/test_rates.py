@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.rates import RateSeries
+from monitor.rates import RateSeries, Samples, span_for, span_label
 
 
 def test_amounts_land_in_the_second_that_holds_them() -> None:
@@ -60,3 +60,33 @@ def test_clear_forgets_everything() -> None:
     assert s.total == 0.0 and s.series(4.0, 2) == [0.0, 0.0]
     s.add(1.0)  # a clock that went back after a clear starts afresh
     assert s.series(2.0, 1) == [1.0]
+
+
+def test_binned_keeps_each_columns_busiest_second_so_a_spike_stays_for_the_whole_span() -> None:
+    s = RateSeries()
+    s.add(1000.5, 5000.0)  # one spike, then quiet
+    span, per_column = span_for(180.0, 30)
+    assert (span, per_column) == (180, 6)  # 30 columns of 6 s: three minutes, as labelled
+    for later in (1001.0, 1100.0, 1180.0):
+        assert max(s.binned(later, span, 30)) == 5000.0  # still drawn 3 minutes on
+        assert len(s.binned(later, span, 30)) == 30
+    assert max(s.binned(1182.0, span, 30)) == 0.0  # and gone once it is older than the span
+
+
+def test_span_covers_what_was_seen_in_whole_columns() -> None:
+    assert span_for(4.0, 30) == (10, 1)  # at least 10 s
+    assert span_for(45.2, 30) == (46, 2)  # 23 columns of 2 s
+    assert span_for(1e6, 100) == (180, 2)
+    assert span_for(1e6, 7) == (182, 26)  # a narrow panel: a whole number of columns, labelled as such
+    assert (span_label(180), span_label(46), span_label(90)) == ("3 min", "46 s", "90 s")
+
+
+def test_samples_give_nearest_rank_percentiles_of_the_recent_span() -> None:
+    s = Samples(horizon=100.0)
+    for i in range(1, 101):
+        s.add(float(i), float(i))  # value i at time i
+    assert s.percentiles(100.0, 100.0) == [50.0, 95.0, 99.0]
+    assert s.percentiles(100.0, 9.5) == [95.0, 100.0, 100.0]  # the last ten only
+    assert s.percentiles(500.0, 10.0) is None
+    s.add(250.0, 7.0)  # the horizon drops what is older than 100 s before the newest
+    assert s.percentiles(250.0, 1000.0) == [7.0, 7.0, 7.0]

@@ -20,16 +20,8 @@ from redis.exceptions import ResponseError
 
 from server.config import ThrottleRule
 from server.limiter import make_algorithm
-from server.limiter_store import (
-    KEY_PREFIX,
-    PROBE_INTERVAL,
-    Counter,
-    MemoryStore,
-    RedisStore,
-    ScriptBatcher,
-    counter_id,
-    redact,
-)
+from server.limiter_redis import KEY_PREFIX, PROBE_INTERVAL, RedisStore, ScriptBatcher, redact
+from server.limiter_store import Counter, MemoryStore, counter_id
 from syncbed.contract import EVENTS_PATH, LIMITER_PATH
 from syncbed.events import EV_LIMITER_STORE
 from tests.conftest import RedisServer, ServerFactory, wait_until
