@@ -17,7 +17,7 @@ from rich.console import Console
 from client import generate as gen
 from client.manager import SyncManager
 from client.outbox import Outbox, OutboxBusy
-from client.progress import LiveProgress, PlainProgress, summary
+from client.progress import JsonProgress, LiveProgress, PlainProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not pace from the RateLimit / RateLimit-Policy fields (adaptive then learns from 429s alone)",
     )
-    p.add_argument("--json", action="store_true", help="no live progress; print one JSON result on stdout")
+    p.add_argument("--json", action="store_true", help="one JSON result on stdout, JSON progress lines on stderr")
 
     p = sub.add_parser("stats", parents=[db], help="last and average duration, records, 429s and retries")
     p.add_argument("--last", type=_positive, default=10, help="how many recent runs to average (default: %(default)s)")
@@ -201,6 +201,7 @@ async def _sync(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
         result: SyncResult
         if args.json:
+            manager.on_progress = JsonProgress(sys.stderr)
             result = await manager.sync()
         else:
             with LiveProgress(out) if out.is_terminal else PlainProgress(out) as live:

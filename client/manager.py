@@ -16,6 +16,7 @@ import httpx
 import msgspec
 
 from client import answers
+from client.eta import EtaEstimator, windows_of
 from client.outbox import LAST_SEQ, RUN_RUNNING, Chunk, Outbox, sync_lock
 from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy, usable
@@ -104,6 +105,7 @@ class SyncManager:
         self.rng = rng or random.Random()
         self.sleep = sleep  # backoffs; the scheduler's holds and pacing use it too, with `clock`
         self.scheduler = Scheduler(mode, concurrency, use_fields=use_ratelimit_fields, clock=clock, sleep=sleep)
+        self.eta = EtaEstimator(clock)
         self._result = SyncResult(run="", mode=mode, concurrency=0)
         self._failed_records = 0
         self._t0 = 0.0
@@ -119,8 +121,9 @@ class SyncManager:
         r = self._result
         elapsed = time.perf_counter() - self._t0 if self._t0 else 0.0
         rate = r.synced_records / elapsed if elapsed > 0 else 0.0
-        left = r.total_records - r.synced_records - self._failed_records
-        eta = left / rate if rate > 0 else None
+        answered = r.ok_batches + len(r.failed)
+        windows = windows_of(self.scheduler.windows) if self.scheduler.use_fields else []
+        e = self.eta.estimate(answered, r.total_batches - answered, self.scheduler.limit(), windows)
         return Progress(
             records_done=r.synced_records,
             records_total=r.total_records,
@@ -132,7 +135,9 @@ class SyncManager:
             retries=r.retries,
             elapsed=elapsed,
             rate=rate,
-            eta=eta,
+            eta=None if e is None else e.eta,
+            bound=None if e is None else e.bound,
+            pace=None if e is None else e.pace,
         )
 
     def _emit(self) -> None:
@@ -394,6 +399,7 @@ class SyncManager:
         body = batch.body if batch.body is not None and part is batch.chunk else _payload(part)
         sent_at = await self.scheduler.acquire()
         started = time.perf_counter()
+        self.eta.sent(sent_at)
 
         def headers() -> dict[str, str]:  # once per send: a resend on another connection is another attempt
             batch.attempts += 1
@@ -409,14 +415,11 @@ class SyncManager:
             self.scheduler.release()
         self._first_answer.set()
         self._last_answer = time.perf_counter()
-        status = answer.outcome.status
+        status, seconds = answer.outcome.status, time.perf_counter() - started
         self.scheduler.observe(
-            sent_at=sent_at,
-            status=status,
-            policies=answer.policies,
-            remaining=answer.remaining,
-            seconds=time.perf_counter() - started,
+            sent_at=sent_at, status=status, policies=answer.policies, remaining=answer.remaining, seconds=seconds
         )
+        self.eta.answered(sent_at, seconds, ok=status is not None and 200 <= status < 300, failed=is_temporary(status))
         if status == 429:
             self._result.throttled += 1
             self._emit()

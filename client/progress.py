@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from types import TracebackType
+from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn
@@ -82,6 +85,35 @@ class PlainProgress:
         if self._now() - self._last >= self._every:
             self._last = self._now()
             self._console.print(status_line(p), highlight=False, markup=False, soft_wrap=True)
+
+
+class JsonProgress:
+    """`sync --json`'s progress: one JSON object a line on `stream` (stderr), the result stays alone on stdout.
+
+    Each line is a `Progress` (its `eta`, `bound` and `pace` included): one for every batch answered, and
+    for a 429 or a retry at most every `every` seconds.
+    """
+
+    def __init__(self, stream: TextIO, every: float = 0.1, now: Callable[[], float] = time.monotonic) -> None:
+        self._stream, self._every, self._now = stream, every, now
+        self._last = -float("inf")
+        self._seen: tuple[int, ...] = ()
+
+    def __enter__(self) -> JsonProgress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+    def __call__(self, p: Progress) -> None:
+        answered = (p.batches_done, p.batches_failed, p.records_done)
+        state = (*answered, p.throttled, p.retries)
+        if state == self._seen or (answered == self._seen[:3] and self._now() - self._last < self._every):
+            return
+        self._last, self._seen = self._now(), state
+        line = {"progress": {**asdict(p), "fraction": p.fraction}}
+        self._stream.write(json.dumps(line) + "\n")
+        self._stream.flush()
 
 
 def summary(result: SyncResult) -> list[str]:

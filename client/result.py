@@ -31,7 +31,9 @@ class Progress:
     retries: int
     elapsed: float
     rate: float  # records per second so far
-    eta: float | None  # seconds left, None until there is a rate
+    eta: float | None  # seconds left: the bound for what is left at the run's pace; None until an answer
+    bound: float | None = None  # seconds the batches left need at least (syncbed.physics), from now
+    pace: float | None = None  # how much slower than its bound the run has gone so far (>= 1)
 
     @property
     def fraction(self) -> float:

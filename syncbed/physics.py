@@ -171,10 +171,15 @@ def schedule(
     return sends
 
 
-def earliest_finish(batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = ()) -> float:
-    """Least seconds any client needs for `batches` from now: the last answer of the earliest schedule."""
-    sends = schedule(batches, latency, concurrency, rules)
-    return sends[-1] + latency if sends else 0.0
+def earliest_finish(
+    batches: int, latency: float, concurrency: int, rules: Sequence[Rule] = (), busy: Sequence[float] = ()
+) -> float:
+    """Least seconds any client needs for `batches` from now: the last answer of the earliest schedule.
+
+    `busy` as for `schedule`: those requests in flight are not among `batches` and end when their slots free.
+    """
+    sends = schedule(batches, latency, concurrency, rules, busy)
+    return max(sends[-1] + latency if sends else 0.0, max(busy, default=0.0))
 
 
 def lower_bound(

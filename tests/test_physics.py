@@ -46,6 +46,15 @@ def test_a_window_already_used_waits_for_its_edge() -> None:
     assert schedule(3, 0.3, 5, [half]) == [0.0, 0.0, pytest.approx(0.5)]
 
 
+def test_batches_in_flight_hold_their_slots_until_answered() -> None:
+    # 2 slots of 3 busy until 0.2 s and 0.5 s: the next three go at 0, 0.2 and 0.5.
+    assert schedule(3, 1.0, 3, busy=[0.5, 0.2]) == [0.0, pytest.approx(0.2), pytest.approx(0.5)]
+    # Nothing left to send: the finish is the last answer in flight; an overdue one is due now.
+    assert earliest_finish(0, 1.0, 3, busy=[0.7, -0.1]) == pytest.approx(0.7)
+    assert earliest_finish(2, 0.3, 5, [Rule("r", 5, 1.0, elapsed=0.5, used=5)], busy=[0.2]) == pytest.approx(0.8)
+    assert earliest_finish(5, 0.3, 5, busy=()) == earliest_finish(5, 0.3, 5)
+
+
 def test_several_rules_bind_together() -> None:
     # sync/user 5/s and req/ip 8 per 2 s: the tighter one per stretch sets the pace.
     rules = [SEED, Rule("req/ip", 8, 2.0)]
