@@ -10,8 +10,8 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from harness.demo_acts import SEED_ACTS
-from harness.demo_clients import Demo, Outcome
+from harness.demo_acts import SEED_ACTS, Outcome
+from harness.demo_clients import Demo
 from harness.demo_story import figures, summary, title
 
 # Wide enough that no throttle binds at 0.3 s per batch: concurrency alone sets the pace. req/ip is

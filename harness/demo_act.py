@@ -66,9 +66,11 @@ async def run_reference(args: argparse.Namespace, token: str) -> dict[str, Any]:
     bodies = [msgspec.json.encode(SyncRequest(records[i : i + size])) for i in range(0, len(records), size)]
     run = f"ref-{int(time.time())}-{secrets.token_hex(4)}"
     async with ReferenceSyncManager(args.server, token, run=run) as reference:
-        await reference.announce(len(bodies), size)
         announce(await at_phase(args.period, args.phase))
+        # Announced beside the first group, as our client does: the monitor's clock starts with the run's.
+        announcing = asyncio.create_task(reference.announce(len(bodies), size))
         result = await reference.sync_batches_concurrent(bodies, GROUP)
+        await announcing
         await reference.finish(result)
     return {
         "client": REFERENCE,

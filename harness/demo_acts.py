@@ -96,3 +96,46 @@ def binding_period(settings: Sequence[RuleSettings]) -> float:
     """The period of the sync rule with the smallest quota, the first a burst uses up: the acts start at its phase."""
     rules = [s for s in settings if binds_sync(s)]
     return min(rules, key=lambda s: (s.limit, s.period)).period if rules else 1.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One act as it went: the client's result, the rules it met and its phase-aware bound."""
+
+    index: int
+    act: Act
+    result: dict[str, Any]
+    rules: tuple[Rule, ...]
+    bound: float
+
+    @property
+    def seconds(self) -> float:
+        return float(self.result.get("duration", 0.0))
+
+    @property
+    def throttled(self) -> int:
+        return int(self.result.get("throttled", 0))
+
+    @property
+    def requests(self) -> int:
+        return int(self.result.get("requests", 0))
+
+    @property
+    def batches(self) -> int:
+        return int(self.result.get("total_batches", 0))
+
+    @property
+    def records(self) -> int:
+        return int(self.result.get("synced_records", 0))
+
+    @property
+    def status(self) -> str:
+        return str(self.result.get("status", f"exit {self.result.get('exit')}"))
+
+    @property
+    def ratio(self) -> float:
+        return self.seconds / self.bound if self.bound > 0 else 0.0
+
+    @property
+    def beats_bound(self) -> bool:
+        return self.status == "complete" and self.ratio < MIN_RATIO

@@ -8,6 +8,7 @@ same numbers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -16,63 +17,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 
-from harness.demo_acts import MIN_RATIO, PHASE, RESTORE, SEED_ACTS, Act, Change, binding_period, bound, rules_at
+from harness.demo_acts import PHASE, RESTORE, SEED_ACTS, Act, Change, Outcome, binding_period, bound, rules_at
+from harness.demo_story import figures, summary, title
 from harness.processes import ROOT, stop
 from harness.server import LiveServer
 from syncbed import contract as c
-from syncbed.physics import Rule
 from syncbed.responses import LimiterView, RuleSettings
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One act as it went: the client's result, the rules it met and its phase-aware bound."""
-
-    index: int
-    act: Act
-    result: dict[str, Any]
-    rules: tuple[Rule, ...]
-    bound: float
-
-    @property
-    def seconds(self) -> float:
-        return float(self.result.get("duration", 0.0))
-
-    @property
-    def throttled(self) -> int:
-        return int(self.result.get("throttled", 0))
-
-    @property
-    def requests(self) -> int:
-        return int(self.result.get("requests", 0))
-
-    @property
-    def batches(self) -> int:
-        return int(self.result.get("total_batches", 0))
-
-    @property
-    def records(self) -> int:
-        return int(self.result.get("synced_records", 0))
-
-    @property
-    def status(self) -> str:
-        return str(self.result.get("status", f"exit {self.result.get('exit')}"))
-
-    @property
-    def ratio(self) -> float:
-        return self.seconds / self.bound if self.bound > 0 else 0.0
-
-    @property
-    def beats_bound(self) -> bool:
-        return self.status == "complete" and self.ratio < MIN_RATIO
-
 
 ActHook = Callable[[int, Act], None]
 OutcomeHook = Callable[[Outcome], None]
@@ -102,6 +58,7 @@ class Demo:
         self.on_outcome: OutcomeHook | None = None  # ... as it ends
         self.on_change: ChangeHook | None = None  # ... when the demo edits the server mid-act
         self.on_done: Callable[[], None] | None = None  # ... after the last act
+        self.ready: Callable[[], bool] = lambda: True  # the first act waits (up to 30 s) until this holds
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server: LiveServer | None = None
         self.token = ""  # the last act's user
@@ -174,6 +131,9 @@ class Demo:
             self.on_change(change)
 
     def _run_acts(self) -> None:
+        for _ in range(300):
+            if self.ready() or self._stopping.wait(0.1):
+                break
         for index, act in enumerate(self.acts):
             if self._stopping.is_set():
                 return
@@ -242,3 +202,26 @@ def _start_of(line: bytes) -> float | None:
     except ValueError:
         return None
     return float(data["at"]) if isinstance(data, dict) and data.get("event") == "start" else None
+
+
+def narrate(demo: Demo, app: Any) -> None:
+    """Tell the acts in `app` (the monitor): each caption, each live change, each act's figures, then the summary."""
+
+    def tell(message: str, heading: str, severity: str = "information", timeout: float = 10.0) -> None:
+        with contextlib.suppress(RuntimeError):  # the app has stopped: nobody to tell
+            app.call_from_thread(app.notify, message, title=heading, severity=severity, timeout=timeout)
+
+    total = len(demo.acts)
+    demo.ready = lambda: bool(app.is_running) and getattr(app, "conn_state", "connected") == "connected"
+    demo.on_act = lambda i, act: tell(act.caption, title(i, act, total))
+    demo.on_change = lambda change: tell(change.says, "admin API: faults and limits changed", "warning")
+    demo.on_outcome = lambda o: tell(figures(o), f"act {o.index + 1}/{total} done")
+    demo.on_done = lambda: tell("\n".join(summary(demo.outcomes)), "demo finished: summary", timeout=3600)
+
+
+def story(demo: Demo) -> list[str]:
+    """What the demo showed, for the terminal once the monitor has quit: each act's figures and the summary."""
+    lines = [figures(o) for o in demo.outcomes]
+    if len(demo.outcomes) < len(demo.acts):
+        lines.append(f"the demo was stopped after {len(demo.outcomes)} of {len(demo.acts)} acts")
+    return lines + summary(demo.outcomes)

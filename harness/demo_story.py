@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.demo_acts import MIN_RATIO, Act
-from harness.demo_clients import Outcome
+from harness.demo_acts import MIN_RATIO, Act, Outcome
 from syncbed import contract as c
 
 
