@@ -8,6 +8,7 @@ same numbers.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -159,8 +160,9 @@ class Demo:
                "--records", str(self.records * act.scale), "--db", str(self.data_dir / f"outbox-{index + 1}.sqlite3"),
                "--period", f"{binding_period(settings):g}", "--phase", f"{self.phase:g}"]  # fmt: skip
         env = {**os.environ, "SYNCBED_TOKEN": token}
-        with (self.data_dir / "clients.log").open("ab") as log:
-            self._proc = proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log)
+        log = (self.data_dir / "clients.log").open("ab")
+        with log, subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log) as proc:
+            self._proc = proc
             assert proc.stdout is not None
             lines = [proc.stdout.readline()]  # {"event": "start", "at": T}: the run starts at T
             start = _start_of(lines[0])
@@ -170,7 +172,6 @@ class Demo:
                         break
                     self.change(change)
                 lines += proc.stdout.readlines()
-                proc.wait()
             finally:
                 if act.changes and not self._stopping.is_set():
                     self.change(RESTORE)
@@ -208,7 +209,8 @@ def narrate(demo: Demo, app: Any) -> None:
     """Tell the acts in `app` (the monitor): each caption, each live change, each act's figures, then the summary."""
 
     def tell(message: str, heading: str, severity: str = "information", timeout: float = 10.0) -> None:
-        with contextlib.suppress(RuntimeError):  # the app has stopped: nobody to tell
+        # RuntimeError: the app is not running; CancelledError: it stopped while this waited for it.
+        with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
             app.call_from_thread(app.notify, message, title=heading, severity=severity, timeout=timeout)
 
     total = len(demo.acts)
