@@ -140,7 +140,12 @@ class Demo:
                 return
             if self.on_act is not None:
                 self.on_act(index, act)
-            outcome = self._run_act(index, act)
+            try:
+                outcome = self._run_act(index, act)
+            except (httpx.HTTPError, OSError):
+                if self._stopping.is_set():  # the server went down under the act because the demo is ending
+                    return
+                raise
             if outcome is None:
                 return
             self.outcomes.append(outcome)

@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.demo_acts import SEED_ACTS
+import pytest
+
+from harness.demo_act import next_phase
+from harness.demo_acts import SEED_ACTS, binding_period, bound, rules_at
+from syncbed.contract import SYNC_PATH
+from syncbed.physics import FIXED_WINDOW, lower_bound
+from syncbed.responses import RuleSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 ROW = re.compile(
@@ -49,3 +55,29 @@ def test_quick_demo_plays_every_act_as_its_story_says_and_ends_with_a_summary() 
     assert "No act beat its phase-aware bound" in summary and "BUG" not in summary
     assert "nothing lost, nothing doubled" in summary
     assert re.search(r"demo finished in \d+ s", out)
+
+
+def rule(name: str, limit: int, period: float, paths: list[str], enabled: bool = True) -> RuleSettings:
+    return RuleSettings(
+        name, "throttle", limit, period, "user", paths, ["POST"] if paths else [], FIXED_WINDOW, enabled
+    )
+
+
+def test_an_act_meets_the_sync_rules_at_their_phase_and_its_bound_is_the_schedule() -> None:
+    seed = [rule("req/ip", 300, 300.0, []), rule("sync/user", 5, 1.0, [SYNC_PATH]), rule("runs", 1, 1.0, ["/x"]),
+            rule("off", 1, 1.0, [SYNC_PATH], enabled=False), rule("all", 50, 1.0, ["/api/*"])]  # fmt: skip
+    rules = rules_at(seed, 3600.25)
+    assert [(r.name, r.elapsed) for r in rules] == [("req/ip", 0.25), ("sync/user", 0.25), ("all", 0.25)]
+    assert binding_period(seed) == 1.0  # sync/user's five run out first, not req/ip's 300
+    # Started at an edge, 10 batches 5 at a time need the next window: 1 s + 0.3 s; 0.25 s in, 0.25 s less.
+    assert bound(10, 0.3, "conservative", rules_at(seed, 3600.0)) == pytest.approx(1.3)
+    assert bound(10, 0.3, "reference", rules) == pytest.approx(lower_bound(10, 0.3, 5, 5, 1.0, phase=0.25))
+    assert bound(10, 0.3, "sequential", rules) == pytest.approx(3.0)  # latency binds one at a time
+
+
+def test_an_act_starts_at_its_phase_of_the_next_window_with_room_to_set_up() -> None:
+    assert next_phase(100.5, 1.0, 0.02) == pytest.approx(101.02)
+    assert next_phase(100.0, 1.0, 0.1) == pytest.approx(100.1)  # this window still has it, 0.1 s on
+    assert next_phase(100.0, 2.0, 0.5) == pytest.approx(101.0)
+    assert next_phase(100.99, 1.0, 0.02) == pytest.approx(101.02)
+    assert next_phase(101.0, 1.0, 0.02) == pytest.approx(102.02)  # 20 ms is too little to set up in: a window on
