@@ -77,12 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     elif args.demo:
         # The one place the monitor reaches the layer above it: --demo starts a server and clients to watch,
         # which only the harness may do. Imported here, so the dashboard itself never depends on it.
-        from harness.demo_clients import Demo
+        from harness.demo_clients import Demo, narrate, story
 
         with Demo() as demo:
             app = MonitorApp(server=demo.url, admin_token=demo.admin_token, **common)
+            narrate(demo, app)
             demo.start_clients()
             app.run(headless=args.headless, size=size)
+            print("\n".join(story(demo)))
     else:
         if (problem := server_url_problem(args.server)) is not None:
             return _fail(f"argument --server: {problem}", EXIT_SETTINGS)

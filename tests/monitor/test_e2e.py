@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import msgspec
 
-from harness.demo_clients import Demo
+from harness.demo_acts import SEED_ACTS
+from harness.demo_clients import Demo, narrate, story
 from monitor.app import MonitorApp
 from monitor.widgets_runs import COLUMNS
 from syncbed import contract as c
@@ -77,19 +78,42 @@ async def test_a_real_sync_reaches_100_percent_and_its_429s_match_the_server(
     assert run.records_done == 10_000 == server_view["totals"]["records_acked"]
 
 
-async def test_demo_runs_its_clients_and_the_monitor_sees_every_run() -> None:
-    with Demo(records=2000, modes=("sequential", "conservative"), latency_ms=50, pause=0.2) as demo:
+async def test_the_demo_tells_its_acts_in_the_monitor_and_the_plans_client_shows_as_a_run() -> None:
+    acts = [act for act in SEED_ACTS if act.name in ("sequential", "plan's client", "adaptive")]
+    with Demo(acts=acts, pause=0.2) as demo:  # the seed limits and 0.3 s per batch, 10 batches an act
         app = MonitorApp(server=demo.url, admin_token=demo.admin_token)
+        narrate(demo, app)
+        told: list[tuple[str, str]] = []  # every notification the screen showed, in order
+
+        def seen(done: Any) -> Any:
+            def check() -> bool:
+                told.extend(t for t in ((n.title, n.message) for n in app._notifications) if t not in told)
+                return bool(done())
+
+            return check
+
         async with app.run_test(size=SIZE) as pilot:
-            await wait(pilot, lambda: app.conn_state == "connected")
-            demo.start_clients()
-            await wait(pilot, lambda: len(app.model.runs) == 2 and all(r.finished for r in app.model.runs.values()))
-        assert demo.wait_clients(60)
-    assert [r["mode"] for r in demo.results] == ["sequential", "conservative"]
-    assert all(r["exit"] == 0 and r["status"] == "complete" for r in demo.results), demo.results
-    modes = [r.mode for r in app.model.runs.values()]
-    assert modes == ["sequential", "conservative"]
-    assert all(r.progress() == 1.0 for r in app.model.runs.values())
+            demo.start_clients()  # the first act waits until the monitor is connected
+            await wait(
+                pilot, seen(lambda: len(app.model.runs) == 3 and all(r.finished for r in app.model.runs.values()))
+            )
+            await wait(pilot, seen(lambda: demo.wait_clients(0)))  # not a blocking join: the acts tell the app
+            await wait(pilot, seen(lambda: any(t == "demo finished: summary" for t, _ in told)))
+        lines = story(demo)
+    outcomes = {o.act.name: o for o in demo.outcomes}
+    runs = list(app.model.runs.values())
+    assert [r.mode for r in runs] == ["sequential", "reference", "adaptive"]
+    assert all(r.status == "complete" and r.progress() == 1.0 for r in runs)
+    # The plan's client was announced and traced like ours: the monitor counts its 429s as the client did.
+    assert runs[1].throttled == outcomes["plan's client"].throttled > 0
+    assert runs[0].throttled == runs[2].throttled == 0
+    assert all(o.status == "complete" and o.ratio >= 0.99 for o in demo.outcomes), demo.outcomes
+    titles = [t for t, _ in told]
+    for i, act in enumerate(acts):
+        assert (f"act {i + 1}/3: {act.name}", act.caption) in told
+        assert titles.index(f"act {i + 1}/3: {act.name}") < titles.index(f"act {i + 1}/3 done")
+    (summary,) = [m for t, m in told if t == "demo finished: summary"]
+    assert "No act beat its phase-aware bound" in summary and summary in "\n".join(lines)
 
 
 async def test_the_server_detail_the_sql_totals_and_the_monitor_row_agree_on_a_troubled_run(
