@@ -195,6 +195,10 @@ class StreamFollower:
             self.connections += 1
             self.on_state(CONNECTED, self.url)
             async for sse in source.aiter_sse():
+                if not sse.data:
+                    # A block with no data (a bare `retry:` field) is no event: the SSE spec says not to
+                    # dispatch it, but httpx-sse hands it over as a "message" all the same.
+                    continue
                 data = decode(sse.data, sse.event)
                 event_id = parse_id(sse.id) if sse.id else None
                 if event_id is not None:

@@ -65,8 +65,9 @@ class AdminRecorder:
 class EventSource:
     """A tiny event stream server: keeps every event (so a restart loses none) and resumes after Last-Event-ID."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, ping: float = 15) -> None:
         self.token = token
+        self.ping = ping
         self.events: list[tuple[int, str, dict[str, Any]]] = []
         self.resume_headers: list[str | None] = []
         self.app = Starlette(routes=[Route(c.EVENTS_PATH, self.stream, methods=["GET"])])
@@ -94,4 +95,4 @@ class EventSource:
                     sent += 1
                 await asyncio.sleep(0.02)
 
-        return EventSourceResponse(frames(), ping=15)
+        return EventSourceResponse(frames(), ping=self.ping)  # type: ignore[arg-type]

@@ -135,3 +135,20 @@ def test_parsing_and_backoff() -> None:
     assert all(0.25 <= d <= 4.25 for d in delays) and max(delays) > 1.0
     backoff.reset()
     assert backoff.next_delay() <= 0.75
+
+
+async def test_keep_alive_pings_are_no_events() -> None:
+    # sse-starlette pings with a comment; httpx-sse hands the empty block after it over as a "message".
+    source = EventSource("tok", ping=0.05)
+    port = free_port()
+    sink = Sink()
+    follower = StreamFollower(f"http://127.0.0.1:{port}", "tok", sink.event, sink.state)
+    source.publish("batch.received", run="r", batch=1, attempt=1, user="u", records=1)
+    async with serve(source.app, port):
+        task = asyncio.create_task(follower.run())
+        await wait_for(lambda: len(sink.events) == 1)
+        await asyncio.sleep(0.3)  # several pings
+        source.publish("batch.received", run="r", batch=2, attempt=1, user="u", records=1)
+        await wait_for(lambda: len(sink.events) == 2)
+        task.cancel()
+    assert [type(e) for _, e in sink.events] == [BatchReceived, BatchReceived]
