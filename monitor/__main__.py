@@ -7,10 +7,11 @@ import os
 import sys
 from pathlib import Path
 
+from monitor.export import EXPORTS_DIR
 from monitor.stream import EXIT_SETTINGS, StreamFailed
 from monitor.theme import DEFAULT_THEME, THEMES
 from syncbed.cli import shared_options
-from syncbed.paths import admin_token_path, read_admin_token
+from syncbed.paths import admin_token_path, default_data_dir, read_admin_token
 from syncbed.wire import server_url_problem
 
 DEFAULT_SERVER = "http://127.0.0.1:3001"
@@ -23,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, help="the local server's data directory (for its admin token)")
     parser.add_argument("--replay", type=Path, metavar="FILE.jsonl", help="replay exported events instead")
     parser.add_argument("--speed", type=float, default=1.0, help="replay speed; 0 shows the end at once")
-    parser.add_argument("--export-dir", type=Path, default=Path.cwd(), help="where the export key writes")
+    parser.add_argument(
+        "--export-dir", type=Path, help="where the export key writes (default: the data directory's exports/)"
+    )
     parser.add_argument("--demo", action="store_true", help="start a server and demo clients, and watch them")
     parser.add_argument("--theme", choices=THEMES, default=DEFAULT_THEME, metavar="NAME",
                         help=f"colours (ctrl+p switches live): {', '.join(THEMES)}")  # fmt: skip
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
 
-    common = {"export_dir": args.export_dir, "exit_after": args.exit_after, "screenshot": args.screenshot,
+    export_dir = args.export_dir or (args.data_dir or default_data_dir()) / EXPORTS_DIR
+    common = {"export_dir": export_dir, "exit_after": args.exit_after, "screenshot": args.screenshot,
               "theme": args.theme}  # fmt: skip
     size = args.size if args.headless else None
     if args.replay is not None:

@@ -18,7 +18,7 @@ from monitor import format as fmt
 from monitor.admin import AdminClient
 from monitor.commands import ActionCommands
 from monitor.eventlog import LOG_FILTERS
-from monitor.export import export_run
+from monitor.export import EXPORTS_DIR, export_run
 from monitor.keys import bindings
 from monitor.link import ago
 from monitor.model import Clock, Model
@@ -30,6 +30,7 @@ from monitor.theme import DEFAULT_THEME, themed
 from monitor.widgets_lanes import LanesView, shared_span
 from monitor.widgets_panels import BoundLine, LimiterPanel, LogPanel, ThroughputPanel
 from monitor.widgets_runs import RunsTable
+from syncbed.paths import default_data_dir
 
 REFRESH_S = 0.1
 STATE_STYLES = {CONNECTED: "bold $success", "replay": "bold $accent", "replay done": "bold $accent"}
@@ -77,7 +78,7 @@ class MonitorApp(App[None]):
         self.server = server
         self.admin_token = admin_token
         self.replay_path = replay
-        self.export_dir = export_dir or Path.cwd()
+        self.export_dir = export_dir or default_data_dir() / EXPORTS_DIR
         self.replay_events: list[Received] = read_events(replay) if replay else []
         self.replay_clock: ReplayClock | None = None
         if self.replay_events:
@@ -375,7 +376,7 @@ class MonitorApp(App[None]):
             self.notify("no run selected", severity="warning")
             return
         try:
-            events, batches = export_run(run, self.export_dir)
+            events, batches = export_run(run, self.export_dir, self.model.context_of(run))
         except OSError as exc:
             self.notify(f"export failed: {exc}", severity="error")
             return

@@ -21,6 +21,7 @@ from syncbed.events import (
     BatchStored,
     ConfigChanged,
     Event,
+    LimiterStore,
     RequestThrottled,
     ServerStats,
     StreamDropped,
@@ -32,6 +33,10 @@ MAX_RUNS = 200
 LINK_EVENT = "monitor.link"  # the log's type for the monitor's own notes on its stream
 # The answers by class, for the throughput panel's breakdown; "reset": the connection dropped, no status.
 CODE_CLASSES = ("200", "429", "4xx", "5xx", "reset")
+# Events that explain a run without belonging to one (a fault edit, the limiter's store going down, the
+# rules and rates of the moment): kept so an export carries them; an hour of 1 Hz stats and then some.
+CONTEXT_EVENTS = 5_000
+CONTEXT_CLASSES = (ConfigChanged, ServerStats, LimiterStore)
 OPEN_ATTEMPTS = 10_000  # sends waiting for their answer, for the attempt latency (older ones are dropped)
 
 
@@ -49,6 +54,7 @@ class Model:
     def __init__(self, clock: Clock = time.time, log_size: int = 1000) -> None:
         self.clock = clock
         self.runs: dict[str, Run] = {}
+        self.context: deque[Event] = deque(maxlen=CONTEXT_EVENTS)
         self.records = RateSeries()
         self.throttled = RateSeries()
         self.requests = RateSeries()
@@ -120,6 +126,8 @@ class Model:
             self.logged += 1
         if isinstance(event, RUN_EVENT_CLASSES) and event.run is not None:
             self._run(event.run, ts).add(event)
+        elif isinstance(event, CONTEXT_CLASSES):
+            self.context.append(event)
         self._count(event, ts)
 
     def ingest_many(self, events: Iterable[Received]) -> None:
@@ -240,3 +248,17 @@ class Model:
                 f"{run.throttled} x 429, {run.retries} retries, {run.failed_batches()} failed batches"
             )
         return lines
+
+    def context_of(self, run: Run) -> list[Event]:
+        """The events around `run` that explain it: those of its time span, and the last of each kind before."""
+        start, end = run.started_at, run.finished_at if run.finished_at is not None else self.now()
+        before: dict[object, Event] = {}
+        within: list[Event] = []
+        for event in self.context:
+            ts = event.ts
+            if ts < start:
+                kind = (type(event), getattr(event, "what", None))  # faults and limits edits apart
+                before[kind] = event  # the state the run started in
+            elif ts <= end:
+                within.append(event)
+        return [*before.values(), *within]
