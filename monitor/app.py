@@ -353,7 +353,7 @@ class MonitorApp(App[None]):
         if run is None:
             self.notify("no run selected", severity="warning")
             return
-        self.push_screen(RunDetailsScreen(run, self._admin()))
+        self.push_screen(RunDetailsScreen(run, self._admin(), self.model.now))
 
     def action_admin(self) -> None:
         admin = self._admin()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -15,7 +17,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from monitor.admin import AdminClient, AdminError
 from monitor.keys import help_table
-from monitor.rows import DETAIL_COLUMNS, SERVER_COLUMNS, model_rows, server_rows
+from monitor.rows import DETAIL_COLUMNS, SERVER_COLUMNS, model_rows, server_rows, summary
 from monitor.runs import Run
 from monitor.widgets_lanes import legend
 from syncbed.bounds import rule_values
@@ -50,26 +52,42 @@ class HelpScreen(ModalScreen[None]):
 
 
 class RunDetailsScreen(ModalScreen[None]):
-    """Every batch of a run with its attempts: the server's record when it has one, else the monitor's."""
+    """Every batch of a run with its attempts: the server's record when it has one, else the monitor's.
+
+    Times count from the run's start; the head sums the run up (service-time percentiles, the bound)
+    and, while the run goes on, the screen follows it once a second.
+    """
 
     BINDINGS = [Binding("escape,q", "close", "Close")]
 
-    def __init__(self, run: Run, admin: AdminClient | None) -> None:
+    def __init__(self, run: Run, admin: AdminClient | None, now: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.run_view = run
         self.admin = admin
+        self.now = now
+        self._from_server = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="details-box", classes="modal-box"):
             yield Label(f"Run {self.run_view.run}", id="details-title")
+            yield Label("", id="details-summary")
             yield Label("", id="details-source", classes="dim-label")
             yield DataTable(id="details-table", zebra_stripes=True, cursor_type="row")
             yield Label("escape closes", classes="dim-label")
 
     def on_mount(self) -> None:
-        self._fill(model_rows(self.run_view), "as seen by the monitor")
+        self._follow()
         if self.admin is not None:
             self._fetch()
+        self.set_interval(1.0, self._follow)
+
+    def _follow(self) -> None:
+        """The summary always; the rows from the monitor until the server's record has come."""
+        run, now = self.run_view, self.now()
+        view = run.bound(now)
+        self.query_one("#details-summary", Label).update(summary(run, None if view is None else view.line(), now))
+        if not self._from_server:
+            self._fill(model_rows(run), "as seen by the monitor" + ("" if run.finished else ", live"))
 
     @work(exclusive=True, exit_on_error=False)
     async def _fetch(self) -> None:
@@ -83,18 +101,22 @@ class RunDetailsScreen(ModalScreen[None]):
         except msgspec.ValidationError as exc:
             self.query_one("#details-source", Label).update(f"as seen by the monitor (server's answer: {exc})")
             return
-        rows = server_rows(detail)
+        rows = server_rows(detail, self.run_view.started_at)
         if rows:
+            self._from_server = True
             self._fill(rows, "from the server's history")
 
     def _fill(self, rows: list[dict[str, Any]], source: str) -> None:
         table: DataTable[Any] = self.query_one("#details-table", DataTable)
+        cursor = table.cursor_row
         table.clear(columns=True)
         columns = [c for c in (*DETAIL_COLUMNS, *SERVER_COLUMNS) if any(c in r for r in rows)]
         for col in columns:
             table.add_column(col, key=col)
         for row in rows:
             table.add_row(*(Text(str(row.get(col, "")) if row.get(col) is not None else "") for col in columns))
+        if rows:
+            table.move_cursor(row=min(cursor, len(rows) - 1))
         self.query_one("#details-source", Label).update(f"{len(rows)} attempts, {source}")
 
     def action_close(self) -> None:

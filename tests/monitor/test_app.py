@@ -10,7 +10,8 @@ import pytest
 from rich.text import Text
 from textual.binding import Binding
 from textual.command import CommandPalette
-from textual.widgets import DataTable, Input
+from textual.coordinate import Coordinate
+from textual.widgets import DataTable, Input, Label
 from textual.widgets._footer import FooterKey
 
 from monitor.app import MonitorApp
@@ -125,6 +126,9 @@ async def test_details_help_and_escape() -> None:
         assert isinstance(app.screen, RunDetailsScreen)
         table = app.screen.query_one("#details-table", DataTable)
         assert table.row_count == len(app.model.runs["agg-3"].attempts)
+        head = str(app.screen.query_one("#details-summary", Label).render())
+        assert "x 429" in head and "service ms p50" in head and "the bound" in head
+        assert str(table.get_cell_at(Coordinate(0, table.get_column_index("received")))).startswith("+")
         await pilot.press("escape")
         await pilot.press("question_mark")
         await pilot.pause()
