@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=300, help="server latency per batch (default 300)")
     parser.add_argument("--monitor", action="store_true", help="watch the same acts in the live dashboard instead")
     args = parser.parse_args(argv)
-    if args.monitor:
-        os.execv(sys.executable, [sys.executable, "-m", "monitor", "--demo"])
     if args.records < 1:
         parser.error("--records must be at least 1")
+    if args.monitor:
+        same = ["--records", str(args.records), "--latency-ms", str(args.latency_ms)]
+        os.execv(sys.executable, [sys.executable, "-m", "monitor", "--demo", *same])
     console = Console() if sys.stdout.isatty() else Console(width=120, soft_wrap=True)  # tables at 120, text unwrapped
     started = time.monotonic()
     console.print(

@@ -55,8 +55,8 @@ SEED_ACTS: tuple[Act, ...] = (
         "5 in flight, paced by the RateLimit fields: the second five wait for the window's edge. "
         "No 429."),
     Act("aggressive", c.AGGRESSIVE,
-        "10 at once against 5 a second: 5 pass, 5 come back 429 and go again at the edge. No "
-        "faster than conservative, and 5 requests wasted."),
+        "Up to 10 at once against 5 a second: 5 pass, the next come back 429 within milliseconds and "
+        "hold the rest back; they go again at the edge. No faster than conservative, and requests wasted."),
     Act("adaptive", c.ADAPTIVE,
         "Paced from the server's RateLimit fields: 5 now, 5 at the edge, no 429: the bound, with "
         "nothing wasted."),

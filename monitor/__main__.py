@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--export-dir", type=Path, help="where the export key writes (default: the data directory's exports/)"
     )
     parser.add_argument("--demo", action="store_true", help="start a server and demo clients, and watch them")
+    demo = parser.add_argument_group("the demo (with --demo; scripts/demo --monitor passes its own)")
+    demo.add_argument("--records", type=int, default=10_000, help="records per act (default 10000: 10 batches)")
+    demo.add_argument("--latency-ms", type=int, default=300, help="server latency per batch (default 300)")
     parser.add_argument("--theme", choices=THEMES, default=DEFAULT_THEME, metavar="NAME",
                         help=f"colours (ctrl+p switches live): {', '.join(THEMES)}")  # fmt: skip
     scripted = parser.add_argument_group("scripted runs (CI, docs)")
@@ -66,6 +69,8 @@ def _stream_failure(server: str, token_source: str, failure: StreamFailed) -> st
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.records < 1 or args.latency_ms < 0:
+        return _fail("--records must be at least 1 and --latency-ms at least 0", EXIT_SETTINGS)
     from monitor.app import MonitorApp  # Textual loads only when a screen is wanted
 
     export_dir = args.export_dir or (args.data_dir or default_data_dir()) / EXPORTS_DIR
@@ -83,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         # which only the harness may do. Imported here, so the dashboard itself never depends on it.
         from harness.demo_clients import Demo, narrate, story
 
-        with Demo() as demo:
-            app = MonitorApp(server=demo.url, admin_token=demo.admin_token, **common)
+        with Demo(records=args.records, latency_ms=args.latency_ms) as demo:
+            # The acts are there to be compared: their lanes are stacked on one time scale from the start.
+            app = MonitorApp(server=demo.url, admin_token=demo.admin_token, compare=True, **common)
             narrate(demo, app)
             demo.start_clients()
             app.run(headless=args.headless, size=size)

@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 from monitor import format as fmt
 from monitor.admin import AdminClient
 from monitor.commands import ActionCommands
+from monitor.compare import compared, full_height, render_compare
 from monitor.eventlog import LOG_FILTERS
 from monitor.export import EXPORTS_DIR, export_run
 from monitor.keys import bindings
@@ -69,8 +70,10 @@ class MonitorApp(App[None]):
         screenshot: Path | None = None,
         first_contact: float | None = FIRST_CONTACT_S,
         theme: str = DEFAULT_THEME,
+        compare: bool = False,
     ) -> None:
         super().__init__()
+        self.compare = compare  # the lanes show every run started near the selected one, stacked
         self.theme = theme
         self.first_contact = first_contact  # None: wait for a server that never answered, forever
         self.exit_after = exit_after
@@ -220,8 +223,7 @@ class MonitorApp(App[None]):
                 table.select_run(self.selected)
                 self._placed_row = table.cursor_row
             run = self.model.runs.get(self.selected) if self.selected else None
-            self._size_lanes(run)
-            self.lanes_view.show(run, now, None if run is None else shared_span(self.model.runs.values(), run, now))
+            self._show_lanes(run, now)
             # The border is the box's (it stays put while the lanes scroll): it carries the view's titles.
             self.lanes_box.border_title = self.lanes_view.border_title
             self.lanes_box.border_subtitle = self.lanes_view.border_subtitle or ""
@@ -236,9 +238,22 @@ class MonitorApp(App[None]):
         self.frames += 1
         self.rendered_ts = self.model.last_ts
 
-    def _size_lanes(self, run: Run | None) -> None:
-        """The lanes view as tall as the run's lanes (plus axis and legend), at least the box: the box scrolls."""
-        rows = (run.lanes.count if run is not None else 1) + LANES_EXTRA_ROWS
+    def _show_lanes(self, run: Run | None, now: float) -> None:
+        box = self.lanes_box.content_size
+        group = compared(self.model.runs.values(), run) if run is not None and self.compare else []
+        if run is not None and len(group) > 1:
+            rows = full_height(group)
+            rows = rows if rows <= box.height else len(group) + LANES_EXTRA_ROWS + 1  # one row a run, and a key
+            self._size_lanes(rows)
+            width = self.lanes_view.content_size.width
+            lines = render_compare(group, run, now, width, max(rows, box.height), self.theme_variables)
+            self.lanes_view.show_lines(lines, f"Batch lanes · {len(group)} runs compared on one time scale")
+            return
+        self._size_lanes((run.lanes.count if run is not None else 1) + LANES_EXTRA_ROWS)
+        self.lanes_view.show(run, now, None if run is None else shared_span(self.model.runs.values(), run, now))
+
+    def _size_lanes(self, rows: int) -> None:
+        """The lanes view `rows` tall, at least the box: the box scrolls what does not fit."""
         height = max(rows, self.lanes_box.content_size.height)
         if self.lanes_view.styles.height != Scalar.from_number(height):
             self.lanes_view.styles.height = height
@@ -381,6 +396,10 @@ class MonitorApp(App[None]):
             self.notify(f"export failed: {exc}", severity="error")
             return
         self.notify(f"{events}\n{batches}", title=f"exported {run.run}")
+
+    def action_compare(self) -> None:
+        self.compare = not self.compare
+        self._redraw_now()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

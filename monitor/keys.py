@@ -25,6 +25,13 @@ KEYS = (
     Key("enter, d", "the selected run's details: every batch and attempt", "details", "d", "Details"),
     Key("p", "pause / resume the view (events are still collected; a replay holds)", "pause", "p", "Pause"),
     Key("c", "clear what was seen (the stream position is kept)", "clear", "c", "Clear"),
+    Key(
+        "v",
+        "lanes: the selected run alone / beside the runs started near it, on one time scale",
+        "compare",
+        "v",
+        "Compare",
+    ),
     Key("f", "event log filter: all → throttled → errors", "filter", "f", "Filter"),
     Key("r", "event log: the selected run only / every run", "run_filter", "r", "This run"),
     Key("/", "event log: search (run:ID type:T status:N rule:R narrow it)", "log_search", "slash", "Search", False),

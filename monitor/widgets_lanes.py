@@ -53,7 +53,7 @@ def _fmt_seconds(value: float) -> str:
     return f"{value:g}s" if value < 60 else f"{value / 60:g}m"
 
 
-def axis(width: int, span: float) -> Text:
+def axis(width: int, span: float, indent: int = LABEL_WIDTH) -> Text:
     """A time axis with nicely spaced labels, `width` cells for `span` seconds."""
     cells = [" "] * width
     step = next((s for s in NICE_STEPS if s * width / span >= 9), NICE_STEPS[-1])
@@ -67,11 +67,11 @@ def axis(width: int, span: float) -> Text:
         for j, ch in enumerate(label):
             cells[pos + 1 + j] = ch
     text = Text()
-    text.append(" " * LABEL_WIDTH + "".join(cells), style="dim")
+    text.append(" " * indent + "".join(cells), style="dim")
     return text
 
 
-class _Grid:
+class Grid:
     """Cells of lanes x time: a state per cell, the attempt that set it, and its batch label."""
 
     def __init__(self, lanes: int, width: int, start: float, span: float) -> None:
@@ -99,7 +99,15 @@ class _Grid:
                 own[col] = owner
 
 
-def _row_text(grid: _Grid, lane: int, attempts: list[Attempt], colors: Colors | None = None) -> Text:
+def bar_label(batch: int | None, room: int) -> str:
+    """The batch number in `room` cells, or `…` when it does not fit: a cut number reads as another (17 as 1)."""
+    label = "?" if batch is None else str(batch)
+    if len(label) > room:
+        label = "…" if room >= 1 else ""
+    return label.ljust(room)
+
+
+def _row_text(grid: Grid, lane: int, attempts: list[Attempt], colors: Colors | None = None) -> Text:
     style = {state: themed(spec, colors) for state, spec in STYLES.items()}
     ink = themed("$background", colors) or "black"
     text = Text()
@@ -125,11 +133,29 @@ def _row_text(grid: _Grid, lane: int, attempts: list[Attempt], colors: Colors | 
         else:
             # The body carries the batch number; a half block at the end keeps neighbours apart.
             batch = attempts[owner].batch
-            label = ("?" if batch is None else str(batch))[: length - 1].ljust(length - 1)
-            text.append(label, style=f"bold {ink} on {style[state]}")
+            text.append(bar_label(batch, length - 1), style=f"bold {ink} on {style[state]}")
             text.append("▌", style=style[state])
         col = end + 1
     return text
+
+
+def grid_of(run: Run, now: float, width: int, span: float) -> Grid:
+    """The run's attempts painted into `width` cells standing for `span` seconds from its start."""
+    grid = Grid(max(run.lanes.count, 1), width, time_window(run, now)[0], span)
+    attempts = run.attempts
+    for i, att in enumerate(attempts):
+        until = run.waiting_until(att, now)
+        if until is not None and att.end is not None and until > att.end:
+            grid.paint(att.lane, grid.cols(att.end, until), WAITING, i)
+    for i, att in enumerate(attempts):
+        end = att.end if att.end is not None else max(now, att.start)
+        grid.paint(att.lane, grid.cols(att.start, end), att.state, i)
+    return grid
+
+
+def lane_rows(grid: Grid, run: Run, colors: Colors | None = None) -> list[Text]:
+    """One line per lane of a painted grid, numbered."""
+    return [_row_text(grid, lane, run.attempts, colors) for lane in range(len(grid.state))]
 
 
 def render_lanes(
@@ -140,21 +166,12 @@ def render_lanes(
     `span`: seconds the width stands for, shared by the runs being compared (at least this run's own).
     """
     width = max(width - LABEL_WIDTH, 10)
-    start, own = time_window(run, now)
-    span = max(own, span or 0.0)
+    span = max(time_window(run, now)[1], span or 0.0)
     lanes = max(run.lanes.count, 1)
     rows = max(height - 2, 1)
     shown = lanes if lanes <= rows else max(rows - 1, 0)
-    grid = _Grid(lanes, width, start, span)
-    attempts = run.attempts
-    for i, att in enumerate(attempts):
-        until = run.waiting_until(att, now)
-        if until is not None and att.end is not None and until > att.end:
-            grid.paint(att.lane, grid.cols(att.end, until), WAITING, i)
-    for i, att in enumerate(attempts):
-        end = att.end if att.end is not None else max(now, att.start)
-        grid.paint(att.lane, grid.cols(att.start, end), att.state, i)
-    lines = [_row_text(grid, lane, attempts, colors) for lane in range(shown)]
+    grid = grid_of(run, now, width, span)
+    lines = lane_rows(grid, run, colors)[:shown]
     if shown < lanes:
         lines.append(Text(f"   … {lanes - shown} more lanes", style="dim"))
     lines.extend(Text() for _ in range(rows - len(lines)))
@@ -170,7 +187,7 @@ def shared_span(runs: Iterable[Run], selected: Run, now: float, within: float = 
 
 
 class LanesView(Widget):
-    """Renders `render_lanes` for the run the app selected; refreshed by the app's timer."""
+    """The selected run's lanes, or lines drawn for it elsewhere (`monitor/compare.py`); redrawn by the app's timer."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -180,6 +197,7 @@ class LanesView(Widget):
     def show(self, run: Run | None, now: float, span: float | None = None) -> None:
         """Draw `run`; `span` is the scale shared with the runs it is compared with (`shared_span`)."""
         colors = self.app.theme_variables
+        self.border_subtitle = ""
         if run is None:
             self._lines = [self._empty, Text(), legend(colors)]
             self.border_title = "Batch lanes"
@@ -188,6 +206,13 @@ class LanesView(Widget):
             self._lines = render_lanes(run, now, size.width, size.height, span, colors)
             lanes = run.lanes.count
             self.border_title = f"Batch lanes · {run.run} · {lanes} lane{'s' if lanes != 1 else ''}"
+            if span is not None and span > time_window(run, now)[1] + 1e-9:
+                self.border_subtitle = "time scale shared with the runs beside it (v compares them)"
+        self.refresh()
+
+    def show_lines(self, lines: list[Text], title: str) -> None:
+        """Draw a picture made elsewhere (runs compared side by side)."""
+        self._lines, self.border_title, self.border_subtitle = lines, title, ""
         self.refresh()
 
     def render(self) -> Text:

@@ -26,9 +26,11 @@ def bodies(batches: int, size: int = 10) -> list[bytes]:
 async def test_a_batch_gets_one_attempt_and_three_retries_then_its_group_ends_the_sync(
     server_factory: ServerFactory,
 ) -> None:
-    # One sync a 300 ms window: of five batches sent together, one passes a window, and the four
-    # refused wait for the next edge together. The fifth is refused in four windows running.
-    srv = server_factory(config=throttle("sync/user", 1, "300ms", key="user", sync=True))
+    # One sync a window: of five batches sent together, one passes a window, and the four refused
+    # wait for the next edge together. The fifth is refused in four windows running. The window is a
+    # whole second so that on a loaded machine a 429 answered late still retries at the next edge
+    # with the others (at 300 ms one came back after it, missed the crowd and passed alone).
+    srv = server_factory(config=throttle("sync/user", 1, "1s", key="user", sync=True))
     token = srv.token("plan")
     async with ReferenceSyncManager(srv.url, token, run="plan-retries") as reference:
         await reference.announce(10, 10)

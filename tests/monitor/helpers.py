@@ -28,3 +28,4 @@ class ManualClock:
 
 SEED_AGGRESSIVE = FIXTURES / "events_seed_aggressive.jsonl"  # recorded: python -m tests.monitor.record_runs
 SEED_FAULTS = FIXTURES / "events_seed_faults.jsonl"
+DEMO_ACTS = FIXTURES / "events_demo_acts.jsonl"  # the demo's six acts: python -m tests.monitor.record_runs demo

@@ -3,7 +3,8 @@
 Each is the event stream (stats included) of one real client run under the seed limits (sync/user
 5/1s, 0.3 s per batch): 30,000 records in aggressive mode, and the same with 10% injected 503s. The
 ETA tests replay them, so the monitor's ETA is checked against what a real run did.
-Regenerate with `python -m tests.monitor.record_runs` (about 30 s).
+events_demo_acts.jsonl is the demo's six acts (`python -m monitor --demo`) as the monitor saw them.
+Regenerate with `python -m tests.monitor.record_runs [runs|demo]` (about 30 s and 40 s).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from syncbed.events import RunFinished, encode_event
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 AGGRESSIVE = FIXTURES / "events_seed_aggressive.jsonl"
 FAULTS = FIXTURES / "events_seed_faults.jsonl"
+DEMO_ACTS = FIXTURES / "events_demo_acts.jsonl"
 RECORDS = 30_000
 
 
@@ -49,7 +51,28 @@ async def record(srv: LiveServer, run: str, workdir: Path) -> list[Received]:
     return events
 
 
-async def main() -> None:
+def _write(out: Path, events: list[Received]) -> None:
+    out.write_bytes(b"".join(encode_event(ev) + b"\n" for ev in events if not isinstance(ev, Undecodable)))
+    print(f"wrote {out}: {len(events)} events")
+
+
+async def record_demo() -> None:
+    from harness.demo_clients import Demo
+
+    events: list[Received] = []
+    with Demo(pause=0.5) as demo:
+        follower = StreamFollower(demo.url, demo.admin_token, lambda ev, _id: events.append(ev), lambda *_: None)
+        task = asyncio.create_task(follower.run())
+        await asyncio.sleep(1.5)
+        demo.start_clients()
+        while not demo.wait_clients(0):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.2)
+        task.cancel()
+    _write(DEMO_ACTS, events)
+
+
+async def record_runs() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, out, extra in (("agg", AGGRESSIVE, []), ("faults", FAULTS, ["--error-rate", "0.1"])):
@@ -60,9 +83,10 @@ async def main() -> None:
                 events = await record(srv, f"seed-{name}", work)
             finally:
                 srv.stop()
-            out.write_bytes(b"".join(encode_event(ev) + b"\n" for ev in events if not isinstance(ev, Undecodable)))
-            print(f"wrote {out}: {len(events)} events")
+            _write(out, events)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    which = sys.argv[1:] or ["runs", "demo"]
+    for name in which:
+        asyncio.run(record_runs() if name == "runs" else record_demo())

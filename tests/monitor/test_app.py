@@ -42,6 +42,7 @@ FOOTER = {
     "q": "quit",
     "p": "pause",
     "c": "clear",
+    "v": "compare",
     "f": "filter",
     "r": "run_filter",
     "d": "details",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from monitor.app import MonitorApp
-from tests.monitor.helpers import DEMO, MIDRUN, ManualClock, load
+from tests.monitor.helpers import DEMO, DEMO_ACTS, MIDRUN, SEED_AGGRESSIVE, ManualClock, load
 
 
 def test_main_screen_mid_run(snap_compare: Any) -> None:
@@ -44,6 +44,18 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.mark.parametrize("size", LAYOUTS, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_layout_mid_run(snap_compare: Any, size: tuple[int, int]) -> None:
     assert snap_compare(MonitorApp(replay=MIDRUN, speed=0), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", LAYOUTS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_layout_seed_aggressive_with_429s(snap_compare: Any, size: tuple[int, int]) -> None:
+    """A real 30k aggressive run under the seed limits (tests/monitor/record_runs.py): each 429 its own mark."""
+    assert snap_compare(MonitorApp(replay=SEED_AGGRESSIVE, speed=0), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", LAYOUTS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_layout_demo_acts_compared(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The demo's six acts side by side on one time scale, as `python -m monitor --demo` shows them."""
+    assert snap_compare(MonitorApp(replay=DEMO_ACTS, speed=0, compare=True), terminal_size=size)
 
 
 @pytest.mark.parametrize("size", LAYOUTS, ids=lambda s: f"{s[0]}x{s[1]}")
