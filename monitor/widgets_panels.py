@@ -16,11 +16,14 @@ from monitor.limiter import format_period
 from monitor.model import CODE_CLASSES, Model
 from monitor.rates import RateSeries, span_for, span_label
 from monitor.runs import Run
+from monitor.theme import Colors, themed
 
 SPARK_SECONDS = 180  # the sparklines' history: the last three minutes
-KIND_STYLES = {KIND_THROTTLED: "#ff9f1c", KIND_ERROR: "#f85149"}
-STATUS_STYLES = {200: "#3fb950", 429: "#ff9f1c"}
-CODE_STYLES = {"200": "#3fb950", "429": "#ff9f1c", "4xx": "#f85149", "5xx": "#f85149", "reset": "#f85149"}
+# Colours by meaning, named by theme variable and resolved with the app's theme (monitor/theme.py).
+KIND_STYLES = {KIND_THROTTLED: "$warning", KIND_ERROR: "$error"}
+STATUS_STYLES = {200: "$success", 429: "$warning"}
+CODE_STYLES = {"200": "$success", "429": "$warning", "4xx": "$error", "5xx": "$error", "reset": "$error"}
+SLOW = "bold $warning"  # a run more than 1.5x its bound
 LINE_IDS = ("records-line", "throttled-line", "spark-axis", "latency-head", "latency-server", "latency-attempt",
             "status-codes", "in-flight", "faults")  # fmt: skip
 # The first kept longest; the latency head and the server's line go together.
@@ -36,17 +39,17 @@ def flight_line(model: Model) -> Text:
     return text
 
 
-def status_line(model: Model) -> Text:
+def status_line(model: Model, colors: Colors | None = None) -> Text:
     text = Text()
     if not model.status_counts:
         return Text("no answers yet", style="dim")
     for code in sorted(model.status_counts):
-        text.append(f"{code or 'err'}", style=STATUS_STYLES.get(code, "#f85149"))
+        text.append(f"{code or 'err'}", style=themed(STATUS_STYLES.get(code, "$error"), colors))
         text.append(f":{model.status_counts[code]:,} ")
     return text
 
 
-def codes_line(model: Model, now: float, span: int, width: int = 30) -> Text:
+def codes_line(model: Model, now: float, span: int, width: int = 30, colors: Colors | None = None) -> Text:
     """The answers of the last `span` seconds by class (200, 429, 4xx, 5xx, dropped): those seen, then zeros."""
     counts = {name: model.codes[name].sum_between(now - span, now - 1) for name in CODE_CLASSES}
     parts = [(n, c) for n, c in counts.items() if c] + [(n, c) for n, c in counts.items() if not c]
@@ -57,7 +60,7 @@ def codes_line(model: Model, now: float, span: int, width: int = 30) -> Text:
             break
         if used:
             text.append(" ")
-        text.append(name, style=CODE_STYLES[name] if count else "dim")
+        text.append(name, style=themed(CODE_STYLES[name], colors) if count else "dim")
         text.append(f" {count:,.0f}", style="" if count else "dim")
         used += len(piece) + 1
     return text
@@ -155,7 +158,7 @@ class ThroughputPanel(Vertical):
         self.lines["latency-head"].update(latency_head())
         self.lines["latency-server"].update(latency_line("server", model.service.percentiles(now, span)))
         self.lines["latency-attempt"].update(latency_line("attempt", model.attempt_ms.percentiles(now, span)))
-        self.lines["status-codes"].update(codes_line(model, now, span, width))
+        self.lines["status-codes"].update(codes_line(model, now, span, width, self.app.theme_variables))
         self.lines["in-flight"].update(flight_line(model))
         self.lines["faults"].update(faults_line(model))
         # A short panel keeps the rates, sparklines, axis and answers, and drops the rest in this order.
@@ -176,10 +179,10 @@ class BoundLine(Static):
         if view is None:
             self.update(Text("bound: known once the run has announced its size and stored a batch", style="dim"))
             return
-        self.update(bound_text(view, self.content_size.width or 200))
+        self.update(bound_text(view, self.content_size.width or 200, self.app.theme_variables))
 
 
-def bound_text(view: BoundView, width: int) -> Text:
+def bound_text(view: BoundView, width: int, colors: Colors | None = None) -> Text:
     """The bound line, in its short form (`sync/user 5/1s: 25 batches ≥ 4.8 s · 1.04x`) when narrow."""
     text = Text()
     if not view.whole:
@@ -187,7 +190,7 @@ def bound_text(view: BoundView, width: int) -> Text:
     text.append(view.line().split(" · ")[0], style="bold")
     if view.ratio is not None:
         text.append(" · so far ", style="dim")
-        text.append(f"{view.ratio:.2f}x", style="bold #ff9f1c" if view.ratio > 1.5 else "bold")
+        text.append(f"{view.ratio:.2f}x", style=themed(SLOW, colors) if view.ratio > 1.5 else "bold")
         text.append(" the bound", style="dim")
     if text.cell_len <= width:
         return text
@@ -195,11 +198,11 @@ def bound_text(view: BoundView, width: int) -> Text:
     short = Text()
     short.append(f"{v.binds}: {v.batches:,} {'done' if view.whole else 'left'} ≥ {v.bound:.1f} s", style="bold")
     if view.ratio is not None:
-        short.append(f" · {view.ratio:.2f}x", style="bold #ff9f1c" if view.ratio > 1.5 else "bold")
+        short.append(f" · {view.ratio:.2f}x", style=themed(SLOW, colors) if view.ratio > 1.5 else "bold")
     return short
 
 
-def limiter_text(model: Model, height: int, width: int) -> Text:
+def limiter_text(model: Model, height: int, width: int, colors: Colors | None = None) -> Text:
     if not model.limiter.rules:
         return Text("no limiter figures yet (they come with the server's stats)", style="dim")
     text = Text()
@@ -213,7 +216,7 @@ def limiter_text(model: Model, height: int, width: int) -> Text:
         text.append("\n")
         text.append(f"{fmt.short(rule.name, name_w):<{name_w}}", style="bold")
         text.append(f" {limit:>6}")
-        text.append(f" {rule.throttled:>5}", style="#ff9f1c" if rule.throttled else "dim")
+        text.append(f" {rule.throttled:>5}", style=themed("$warning", colors) if rule.throttled else "dim")
         lines += 1
         for key, count in rule.keys[:3]:
             if lines >= height:
@@ -221,7 +224,7 @@ def limiter_text(model: Model, height: int, width: int) -> Text:
             hot = rule.limit is not None and count > rule.limit
             text.append("\n")
             text.append(f"  {fmt.short(key, name_w - 2):<{name_w - 2}}", style="dim")
-            text.append(f" {count:>6}", style="bold #f85149" if hot else "")
+            text.append(f" {count:>6}", style=themed("bold $error", colors) if hot else "")
             lines += 1
     return text
 
@@ -229,7 +232,7 @@ def limiter_text(model: Model, height: int, width: int) -> Text:
 class LimiterPanel(Static):
     def show(self, model: Model) -> None:
         size = self.content_size
-        self.update(limiter_text(model, max(size.height, 1), max(size.width, 20)))
+        self.update(limiter_text(model, max(size.height, 1), max(size.width, 20), self.app.theme_variables))
 
 
 class LogPanel(Vertical):
@@ -299,7 +302,7 @@ class LogPanel(Vertical):
     def _line_of(self, entry: LogEntry) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f"{entry.id if entry.id is not None else '-':>{self._id_w}} ", style="dim")
-        text.append(entry.line(self.full_ids), style=KIND_STYLES.get(entry.kind, ""))
+        text.append(entry.line(self.full_ids), style=themed(KIND_STYLES.get(entry.kind, ""), self.app.theme_variables))
         return text
 
     # --- search and toggles ------------------------------------------------
