@@ -1,4 +1,7 @@
-"""`python -m monitor`: follow a server's events live, replay an exported run, or run the demo."""
+"""`python -m monitor`: follow a server's events live, replay an exported run, or run the demo.
+
+`python -m monitor report RUN --svg FILE` draws one run as a picture instead (see `report --help`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from monitor.admin import DEFAULT_SERVER
 from monitor.export import EXPORTS_DIR
 from monitor.stream import EXIT_SETTINGS, StreamFailed
 from monitor.theme import DEFAULT_THEME, THEMES
@@ -14,7 +18,7 @@ from syncbed.cli import shared_options
 from syncbed.paths import admin_token_path, default_data_dir, read_admin_token
 from syncbed.wire import server_url_problem
 
-DEFAULT_SERVER = "http://127.0.0.1:3001"
+REPORT = "report"  # the one subcommand; every other command line is the flat options below
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +72,11 @@ def _stream_failure(server: str, token_source: str, failure: StreamFailed) -> st
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [REPORT]:
+        from monitor.report import main as report  # no Textual app: a picture of one run
+
+        return report(argv[1:])
     args = parse_args(argv)
     if args.records < 1 or args.latency_ms < 0:
         return _fail("--records must be at least 1 and --latency-ms at least 0", EXIT_SETTINGS)

@@ -9,14 +9,19 @@ import msgspec
 
 from syncbed import contract as c
 from syncbed.faults import FAULT_FIELDS, FaultSettings
-from syncbed.responses import LimitChanged
+from syncbed.responses import LimitChanged, LimiterView
 
 TIMEOUT = httpx.Timeout(10.0)
+DEFAULT_SERVER = "http://127.0.0.1:3001"  # `python -m server`'s own default
 T = TypeVar("T")
 
 
 class AdminError(Exception):
     """The server refused or could not be reached; the message says why."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the server's answer, None when there was none (not reached)
 
 
 class AdminClient:
@@ -39,7 +44,7 @@ class AdminClient:
                 detail = response.json().get("message") or response.text
             except ValueError:
                 detail = response.text
-            raise AdminError(f"{method} {path}: {response.status_code} {detail}".strip())
+            raise AdminError(f"{method} {path}: {response.status_code} {detail}".strip(), response.status_code)
         return response
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -49,13 +54,14 @@ class AdminClient:
         except ValueError:
             return response.text
 
-    async def _answer(self, method: str, path: str, body: dict[str, Any], kind: type[T]) -> T:
+    async def _answer(self, method: str, path: str, body: dict[str, Any] | None, kind: type[T]) -> T:
         """The 2xx answer decoded as `kind`, the type the server encodes it with."""
         response = await self._send(method, path, body)
         try:
             return msgspec.json.decode(response.content, type=kind)
         except msgspec.DecodeError as exc:
-            raise AdminError(f"{method} {path}: the answer is not a {kind.__name__} ({exc})") from exc
+            problem = f"{method} {path}: the answer is not a {kind.__name__} ({exc})"
+            raise AdminError(problem, response.status_code) from exc
 
     async def set_faults(self, **fields: float) -> FaultSettings:
         """PUT the given fault knobs (any of latency_ms, jitter_ms, error_rate, reset_rate); the settings now."""
@@ -69,3 +75,11 @@ class AdminClient:
 
     async def run_details(self, run: str) -> Any:
         return await self._call("GET", f"{c.RUNS_PATH}/{run}")
+
+    async def run_events(self, run: str) -> bytes:
+        """The run's stored events as the server exports them: JSON Lines, oldest first."""
+        return (await self._send("GET", f"{c.RUNS_PATH}/{run}/events")).content
+
+    async def limiter(self) -> LimiterView:
+        """The limiter's rules as the server has them now."""
+        return await self._answer("GET", c.LIMITER_PATH, None, LimiterView)

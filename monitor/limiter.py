@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from syncbed.events import ConfigChanged, ServerStats
@@ -69,6 +70,15 @@ class LimiterView:
         for name, view in self.rules.items():
             if name not in ev.limiter:
                 view.keys = []
+
+    def seed(self, rules: Iterable[RuleSettings], enforced: bool = True) -> None:
+        """The rules as `GET /api/v1/limiter` lists them, for a model that saw no `stats` (a report)."""
+        for item in rules:
+            self.set_rule(item.name, item.limit, item.period)
+            view = self.rule(item.name)
+            view.take(item)
+            if not enforced:
+                view.enabled = False  # limits off or a dry run: the server lists rules it does not apply
 
     def on_limits(self, ev: ConfigChanged) -> None:
         name = ev.name or ev.rule

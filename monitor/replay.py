@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from monitor.stream import Received, decode
@@ -11,11 +11,13 @@ from monitor.stream import Received, decode
 
 def read_events(path: Path) -> list[Received]:
     """The events of a JSON Lines file in time order; a line that is none of ours stays, as Undecodable."""
-    events: list[Received] = []
     with path.open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                events.append(decode(line))
+        return decode_lines(fh)
+
+
+def decode_lines(lines: Iterable[bytes]) -> list[Received]:
+    """JSON Lines (a file's, or the server's run export) as events in time order."""
+    events = [decode(line) for line in lines if line.strip()]
     # A line without a time takes its neighbour's, so it is shown where it was in the file.
     known = [e.ts for e in events if e.ts is not None]
     last = known[0] if known else 0.0
