@@ -213,17 +213,27 @@ def _start_of(line: bytes) -> float | None:
 def narrate(demo: Demo, app: Any) -> None:
     """Tell the acts in `app` (the monitor): each caption, each live change, each act's figures, then the summary."""
 
-    def tell(message: str, heading: str, severity: str = "information", timeout: float = 10.0) -> None:
+    def tell(
+        message: str, heading: str, severity: str = "information", timeout: float = 10.0, fresh: bool = False
+    ) -> None:
+        """A notification; `fresh` first takes the earlier ones down (a new act, the summary): they would
+        pile up over the lanes the act is drawn in."""
+
+        def show() -> None:
+            if fresh:
+                app.clear_notifications()
+            app.notify(message, title=heading, severity=severity, timeout=timeout)
+
         # RuntimeError: the app is not running; CancelledError: it stopped while this waited for it.
         with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
-            app.call_from_thread(app.notify, message, title=heading, severity=severity, timeout=timeout)
+            app.call_from_thread(show)
 
     total = len(demo.acts)
     demo.ready = lambda: bool(app.is_running) and getattr(app, "conn_state", "connected") == "connected"
-    demo.on_act = lambda i, act: tell(act.caption, title(i, act, total))
+    demo.on_act = lambda i, act: tell(act.caption, title(i, act, total), fresh=True)
     demo.on_change = lambda change: tell(change.says, "admin API: faults and limits changed", "warning")
     demo.on_outcome = lambda o: tell(figures(o), f"act {o.index + 1}/{total} done")
-    demo.on_done = lambda: tell("\n".join(summary(demo.outcomes)), "demo finished: summary", timeout=3600)
+    demo.on_done = lambda: tell("\n".join(summary(demo.outcomes)), "demo finished: summary", timeout=3600, fresh=True)
 
 
 def story(demo: Demo) -> list[str]:

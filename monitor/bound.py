@@ -12,7 +12,7 @@ import bisect
 import math
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -58,11 +58,16 @@ def enforced(rule: RuleView, admitted: Sequence[float]) -> bool:
 
 
 def rules_at(
-    views: Iterable[RuleView], sends: Sequence[float], t: float, admitted: Sequence[float] = ()
+    views: Iterable[RuleView],
+    sends: Sequence[float],
+    t: float,
+    admitted: Sequence[float] = (),
+    limits: Mapping[str, int] | None = None,
 ) -> list[physics.Rule]:
     """Each rule that counts a sync request as the run finds it at `t`, from its own sends before `t`.
 
     `admitted`: the run's requests the limiter let through, to leave out a rule the server does not apply.
+    `limits`: a limit per rule to use instead of the one it has now (the loosest the run met).
     """
     out = []
     for view in views:
@@ -78,7 +83,8 @@ def rules_at(
         previous = _count(sends, start - period, start) if algorithm == physics.SLIDING_WINDOW else 0
         if algorithm == physics.GCRA:
             used, elapsed = min(_count(sends, t - period, t), view.limit), 0.0
-        out.append(physics.Rule(view.name, view.limit, period, algorithm, elapsed, used, previous))
+        limit = max(view.limit, (limits or {}).get(view.name, 0))
+        out.append(physics.Rule(view.name, limit, period, algorithm, elapsed, used, previous))
     return out
 
 
@@ -127,7 +133,8 @@ def physics_of(
         left=left,
         in_flight=run.open_starts(),
         rules_now=rules_at(views, sends, now, run.admitted),
-        rules_start=rules_at(views, sends[: bisect.bisect_left(sends, started)], started, run.admitted),
+        # A limit changed mid-run: the run's bound is the loosest limit it met, so it stays a bound.
+        rules_start=rules_at(views, sends[: bisect.bisect_left(sends, started)], started, run.admitted, run.loosest),
         done=run.answered,
         took=max(0.0, (run.last_answer or started) - started),
         failing=failing(faults or {}),

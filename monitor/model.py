@@ -182,6 +182,8 @@ class Model:
         elif isinstance(event, ConfigChanged):
             self.faults.update(event.fault_values())
             if event.what == "limits":
+                for run in self.runs.values():
+                    run.note_limits()  # the limits the runs met until now: their bounds keep the loosest
                 self.limiter.on_limits(event)
         elif isinstance(event, StreamDropped):
             self.missed += event.missed

@@ -65,12 +65,14 @@ class Run:
         self.answered = 0  # attempts the limiter admitted that have an answer (stored or refused)
         self.last_answer: float | None = None
         self._retry_after: dict[Key, float] = {}
+        self.loosest: dict[str, int] = {}  # each rule's highest limit while the run went on (its bound's)
         # (when, value, answers then[, finished then]) as last worked out
         self._eta: tuple[float, float | None, int] | None = None
         self._bound: tuple[float, bound.BoundView | None, int, bool] | None = None
 
     # --- feeding ---------------------------------------------------------
     def add(self, event: RunEvent) -> None:
+        self.note_limits()
         self.fold.add(event)
         self.events.append(event)
         ts = event.ts
@@ -256,8 +258,17 @@ class Run:
         self._eta = (now, value, self.answered)
         return value
 
+    def note_limits(self) -> None:
+        """Keep the limits as they stand (the model calls it before a limits edit, the run on each event)."""
+        if self.finished:
+            return
+        for name, view in self.limiter.rules.items():
+            if view.limit is not None and view.limit > self.loosest.get(name, 0):
+                self.loosest[name] = view.limit
+
     def bound(self, now: float) -> bound.BoundView | None:
         """What binds the run now and how far it is from its bound (the bound panel)."""
+        self.note_limits()
         cached = self._bound
         # A verdict is a few schedules of the work left: once a second is often enough for a sentence.
         if cached is not None and 0 <= now - cached[0] < RECOMPUTE_S and cached[3] == self.finished:

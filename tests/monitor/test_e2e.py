@@ -84,21 +84,19 @@ async def test_the_demo_tells_its_acts_in_the_monitor_and_the_plans_client_shows
         app = MonitorApp(server=demo.url, admin_token=demo.admin_token)
         narrate(demo, app)
         told: list[tuple[str, str]] = []  # every notification the screen showed, in order
+        shown = app.notify
 
-        def seen(done: Any) -> Any:
-            def check() -> bool:
-                told.extend(t for t in ((n.title, n.message) for n in app._notifications) if t not in told)
-                return bool(done())
+        def notify(message: str, *, title: str = "", **options: Any) -> None:
+            told.append((title, message))  # a new act takes the earlier ones down: record them as they come
+            shown(message, title=title, **options)
 
-            return check
+        app.notify = notify  # type: ignore[method-assign]
 
         async with app.run_test(size=SIZE) as pilot:
             demo.start_clients()  # the first act waits until the monitor is connected
-            await wait(
-                pilot, seen(lambda: len(app.model.runs) == 3 and all(r.finished for r in app.model.runs.values()))
-            )
-            await wait(pilot, seen(lambda: demo.wait_clients(0)))  # not a blocking join: the acts tell the app
-            await wait(pilot, seen(lambda: any(t == "demo finished: summary" for t, _ in told)))
+            await wait(pilot, lambda: len(app.model.runs) == 3 and all(r.finished for r in app.model.runs.values()))
+            await wait(pilot, lambda: demo.wait_clients(0))  # not a blocking join: the acts tell the app
+            await wait(pilot, lambda: any(t == "demo finished: summary" for t, _ in told))
         lines = story(demo)
     outcomes = {o.act.name: o for o in demo.outcomes}
     runs = list(app.model.runs.values())

@@ -12,7 +12,7 @@ from monitor.model import Model
 from monitor.runs import LOST, STALLED, Run
 from monitor.widgets_panels import bound_text
 from syncbed.events import BatchStored, RunFinished
-from tests.monitor.helpers import SEED_AGGRESSIVE, SEED_FAULTS, ManualClock, load
+from tests.monitor.helpers import DEMO_ACTS, SEED_AGGRESSIVE, SEED_FAULTS, ManualClock, load
 
 MARKS = (0.10, 0.25, 0.50, 0.75, 0.90)
 
@@ -120,3 +120,24 @@ def test_a_rule_the_server_lists_but_does_not_apply_is_left_out() -> None:
     listed.counted = True  # it showed a key once: it counts
     assert enforced(listed, [100.0 + i / 20 for i in range(10)])  # 10 in a window: at most the 2x edge burst
     assert not enforced(listed, [100.0 + i / 20 for i in range(11)])  # 11 got through: a dry run
+
+
+def test_a_limit_lowered_mid_run_leaves_the_bound_a_bound() -> None:
+    # The demo's last act: sync/user 5/1s dropped to 3/1s 1.5 s in. Drawn event by event, no run is ever
+    # far under its bound; the faults act's bound keeps the 5/s it started with, so it ends well above.
+    events = load(DEMO_ACTS)
+    clock = ManualClock(events[0].ts)
+    model = Model(clock=clock)
+    lowest: dict[str, float] = {}
+    for event in events:
+        clock.now = event.ts
+        model.ingest(event)
+        for run in model.runs.values():
+            view = run.bound(clock.now)
+            if view is not None and view.ratio is not None:
+                lowest[run.run] = min(lowest.get(run.run, 9.0), view.ratio)
+    assert len(lowest) == 6 and min(lowest.values()) >= 0.98, lowest
+    last = list(model.runs.values())[-1]
+    view = last.bound(clock.now)
+    assert view is not None and view.whole and view.ratio is not None and view.ratio > 1.3
+    assert view.line().startswith("sync/user 5/1s bound the run") and last.loosest["sync/user"] == 5
