@@ -23,7 +23,9 @@ REPORT = "report"  # the one subcommand; every other command line is the flat op
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__, parents=[shared_options()])
-    parser.add_argument("--server", default=os.environ.get("SYNCBED_SERVER", DEFAULT_SERVER), help="server URL")
+    parser.add_argument("--server", default=os.environ.get("SYNCBED_SERVER", DEFAULT_SERVER), metavar="URL[,URL...]",
+                        help="server URL; a cluster's workers comma-separated: when one breaks, the next is "
+                        "followed from the last event seen")  # fmt: skip
     parser.add_argument("--admin-token", help="the server's admin token (default: read from --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="the local server's data directory (for its admin token)")
     parser.add_argument("--replay", type=Path, metavar="FILE.jsonl", help="replay exported events instead")
@@ -105,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             app.run(headless=args.headless, size=size)
             print("\n".join(story(demo)))
     else:
-        if (problem := server_url_problem(args.server)) is not None:
-            return _fail(f"argument --server: {problem}", EXIT_SETTINGS)
+        for url in args.server.split(","):
+            if (problem := server_url_problem(url)) is not None:
+                return _fail(f"argument --server: {problem}", EXIT_SETTINGS)
         token_file = admin_token_path(args.data_dir)
         token = args.admin_token or read_admin_token(args.data_dir)
         if not token:

@@ -78,7 +78,8 @@ class MonitorApp(App[None]):
         self.first_contact = first_contact  # None: wait for a server that never answered, forever
         self.exit_after = exit_after
         self.screenshot_path = screenshot
-        self.server = server
+        self.server = server.split(",")[0] if server else None  # the one followed now (admin calls go there)
+        self.servers = [u for u in server.split(",") if u] if server else []  # a cluster's workers: tried in turn
         self.admin_token = admin_token
         self.replay_path = replay
         self.export_dir = export_dir or default_data_dir() / EXPORTS_DIR
@@ -170,7 +171,7 @@ class MonitorApp(App[None]):
     async def _follow(self) -> None:
         assert self.server is not None
         self.follower = StreamFollower(
-            self.server, self.admin_token, self._on_event, self._on_state, first_contact=self.first_contact
+            self.servers, self.admin_token, self._on_event, self._on_state, first_contact=self.first_contact
         )
         try:
             await self.follower.run()
@@ -184,6 +185,8 @@ class MonitorApp(App[None]):
 
     def _on_state(self, state: str, detail: str) -> None:
         self.conn_state, self.conn_detail = state, detail
+        if self.follower is not None:
+            self.server = self.follower.base_url
         self.model.on_connection(state, detail)
 
     @work(exclusive=True, exit_on_error=False, group="feed")

@@ -7,7 +7,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
 import msgspec
@@ -111,11 +111,15 @@ parse_id = ascii_int  # an event id is a wire integer like any other
 
 
 class StreamFollower:
-    """Reads GET /api/v1/events forever: hands each event to `on_event`, reports its state to `on_state`."""
+    """Reads GET /api/v1/events forever: hands each event to `on_event`, reports its state to `on_state`.
+
+    `base_url` may be several (the workers of one cluster, whose stream has one id sequence): after a
+    break the next is tried, resumed from the last id, so a worker that dies is not waited for.
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         token: str | None,
         on_event: EventSink,
         on_state: StateSink,
@@ -126,7 +130,11 @@ class StreamFollower:
         params: dict[str, str] | None = None,
         first_contact: float | None = FIRST_CONTACT_S,
     ) -> None:
-        self.url = base_url.rstrip("/") + c.EVENTS_PATH
+        self.base_urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else base_url)]
+        if not self.base_urls:
+            raise ValueError("no server to follow")
+        self._turn = 0
+        self._misses = 0  # connections that failed in a row
         self.token = token
         self.on_event = on_event
         self.on_state = on_state
@@ -136,6 +144,18 @@ class StreamFollower:
         self.params = params or {}
         self.connections = 0
         self.first_contact = first_contact  # None: retry forever even when never connected
+
+    @property
+    def base_url(self) -> str:
+        """The server followed now (or tried next)."""
+        return self.base_urls[self._turn]
+
+    @property
+    def url(self) -> str:
+        return self.base_url + c.EVENTS_PATH
+
+    def _next_server(self) -> None:
+        self._turn = (self._turn + 1) % len(self.base_urls)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
@@ -171,7 +191,13 @@ class StreamFollower:
                 state = UNAUTHORIZED if status in REFUSED_STATUSES else RECONNECTING
                 if state == UNAUTHORIZED:
                     delay = max(delay, 2.0)
-                self.on_state(state, f"{detail}; retry in {delay:.1f} s")
+                self._misses += 1
+                self._next_server()
+                # The other workers of a cluster are tried at once (they serve the same stream); the
+                # backoff comes once every one of them has failed.
+                delay = delay if self._misses % len(self.base_urls) == 0 else 0.0
+                then = f"retry in {delay:.1f} s" if delay else f"trying {self.base_url}"
+                self.on_state(state, f"{detail}; {then}")
                 await asyncio.sleep(delay)
 
     async def _read(self, client: httpx.AsyncClient, deadline: float | None) -> tuple[int | None, str]:
@@ -193,6 +219,7 @@ class StreamFollower:
                 await response.aread()
                 return response.status_code, f"{response.status_code} {response.text[:200]}".strip()
             self.connections += 1
+            self._misses = 0
             self.on_state(CONNECTED, self.url)
             async for sse in source.aiter_sse():
                 if not sse.data:

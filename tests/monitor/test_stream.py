@@ -152,3 +152,44 @@ async def test_keep_alive_pings_are_no_events() -> None:
         await wait_for(lambda: len(sink.events) == 2)
         task.cancel()
     assert [type(e) for _, e in sink.events] == [BatchReceived, BatchReceived]
+
+
+async def test_a_follower_of_several_workers_moves_to_the_next_when_one_dies_and_misses_nothing() -> None:
+    # Two workers serving one stream (one source: one id sequence, as with the Redis bus).
+    source = EventSource("tok")
+    first, second = free_port(), free_port()
+    sink = Sink()
+    urls = [f"http://127.0.0.1:{first}", f"http://127.0.0.1:{second}"]
+    follower = StreamFollower(urls, "tok", sink.event, sink.state, backoff=Backoff(base=0.05, cap=0.3))
+    for i in range(3):
+        source.publish("batch.received", run="r", batch=i + 1, attempt=1, user="u", records=1)
+    async with serve(source.app, second):
+        async with serve(source.app, first):
+            task = asyncio.create_task(follower.run())
+            await wait_for(lambda: len(sink.events) == 3)
+            assert follower.base_url == urls[0]
+        # The first worker is gone; what happens meanwhile is on the stream the second serves.
+        for i in range(3, 6):
+            source.publish("batch.received", run="r", batch=i + 1, attempt=1, user="u", records=1)
+        await wait_for(lambda: len(sink.events) == 6)
+        # Every resume asked for what came after the last event seen (the stand-in's shutdown may end
+        # the other worker's stream once too).
+        assert follower.base_url == urls[1] and source.resume_headers[0] is None
+        assert set(source.resume_headers[1:]) == {"3"}
+        task.cancel()
+    assert [event_id for event_id, _ in sink.events] == list(range(1, 7))
+    # It went over at once, without a backoff: the note says which worker it tried.
+    assert any(state == RECONNECTING and f"trying {urls[1]}" in detail for state, detail in sink.states)
+
+
+async def test_with_every_worker_down_the_follower_backs_off_instead_of_spinning() -> None:
+    sink = Sink()
+    urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
+    follower = StreamFollower(urls, "tok", sink.event, sink.state, backoff=Backoff(base=0.2, cap=0.2),
+                              first_contact=None)  # fmt: skip
+    task = asyncio.create_task(follower.run())
+    await asyncio.sleep(1.0)
+    task.cancel()
+    tries = [d for s, d in sink.states if s == RECONNECTING]
+    # Each round tries both, then waits about 0.2 s: a handful of tries a second, never hundreds.
+    assert 2 <= len(tries) <= 12 and any("retry in" in d for d in tries) and any("trying" in d for d in tries)
