@@ -10,12 +10,12 @@ import os
 import sys
 from pathlib import Path
 
-from monitor.admin import DEFAULT_SERVER
+from monitor.admin import DEFAULT_SERVER, admin_token_of
 from monitor.export import EXPORTS_DIR
 from monitor.stream import EXIT_SETTINGS, StreamFailed
 from monitor.theme import DEFAULT_THEME, THEMES
 from syncbed.cli import shared_options
-from syncbed.paths import admin_token_path, default_data_dir, read_admin_token
+from syncbed.paths import default_data_dir
 from syncbed.wire import server_url_problem
 
 REPORT = "report"  # the one subcommand; every other command line is the flat options below
@@ -110,15 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         for url in args.server.split(","):
             if (problem := server_url_problem(url)) is not None:
                 return _fail(f"argument --server: {problem}", EXIT_SETTINGS)
-        token_file = admin_token_path(args.data_dir)
-        token = args.admin_token or read_admin_token(args.data_dir)
-        if not token:
-            return _fail(
-                f"no admin token: {token_file} does not exist or is empty; pass --admin-token TOKEN, or "
-                "--data-dir DIR with the data directory of the server (it writes DIR/admin-token)",
-                EXIT_SETTINGS,
-            )
-        source = "given with --admin-token" if args.admin_token else f"read from {token_file}"
+        try:
+            token, source = admin_token_of(args.admin_token, args.data_dir)
+        except ValueError as exc:
+            return _fail(str(exc), EXIT_SETTINGS)
         app = MonitorApp(server=args.server, admin_token=token, **common)
         app.run(headless=args.headless, size=size)
         if app.failure is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -9,6 +10,7 @@ import msgspec
 
 from syncbed import contract as c
 from syncbed.faults import FAULT_FIELDS, FaultSettings
+from syncbed.paths import admin_token_path, read_admin_token
 from syncbed.responses import LimitChanged, LimiterView
 
 TIMEOUT = httpx.Timeout(10.0)
@@ -83,3 +85,20 @@ class AdminClient:
     async def limiter(self) -> LimiterView:
         """The limiter's rules as the server has them now."""
         return await self._answer("GET", c.LIMITER_PATH, None, LimiterView)
+
+
+def admin_token_of(given: str | None, data_dir: Path | None) -> tuple[str, str]:
+    """(the admin token, where it came from) for the command line: given, else the data directory's file.
+
+    ValueError says what to pass when there is none.
+    """
+    if given:
+        return given, "given with --admin-token"
+    token_file = admin_token_path(data_dir)
+    token = read_admin_token(data_dir)
+    if not token:
+        raise ValueError(
+            f"no admin token: {token_file} does not exist or is empty; pass --admin-token TOKEN, or "
+            "--data-dir DIR with the data directory of the server (it writes DIR/admin-token)"
+        )
+    return token, f"read from {token_file}"

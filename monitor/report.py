@@ -20,7 +20,7 @@ from rich.text import Text
 from textual.renderables.sparkline import Sparkline
 
 from monitor import widgets_panels as panels
-from monitor.admin import DEFAULT_SERVER, AdminClient, AdminError
+from monitor.admin import DEFAULT_SERVER, AdminClient, AdminError, admin_token_of
 from monitor.model import Model
 from monitor.rates import span_for
 from monitor.replay import decode_lines, read_events
@@ -30,7 +30,7 @@ from monitor.theme import DEFAULT_THEME, THEMES, Colors, theme_colors, themed
 from monitor.widgets_lanes import render_lanes
 from syncbed.cli import shared_options
 from syncbed.contract import RUNS_PATH
-from syncbed.paths import admin_token_path, private_file, read_admin_token
+from syncbed.paths import private_file
 from syncbed.wire import run_id_problem, server_url_problem
 
 PROG = "python -m monitor report"
@@ -241,19 +241,14 @@ def _refusal(exc: AdminError, server: str, run: str, token_source: str) -> tuple
 def _from_server(args: argparse.Namespace) -> tuple[Model, str, str] | int:
     if (problem := server_url_problem(args.server)) is not None:
         return _fail(f"argument --server: {problem}", EXIT_SETTINGS)
-    token_file = admin_token_path(args.data_dir)
-    token = args.admin_token or read_admin_token(args.data_dir)
-    if not token:
-        return _fail(
-            f"no admin token: {token_file} does not exist or is empty; pass --admin-token TOKEN, or "
-            "--data-dir DIR with the data directory of the server (it writes DIR/admin-token)",
-            EXIT_SETTINGS,
-        )
+    try:
+        token, source = admin_token_of(args.admin_token, args.data_dir)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_SETTINGS)
     run, server = args.run, args.server
     try:
         model, note = asyncio.run(_fetch(AdminClient(server, token), run))
     except AdminError as exc:
-        source = "given with --admin-token" if args.admin_token else f"read from {token_file}"
         return _fail(*_refusal(exc, server, run, source))
     if run not in model.runs:
         return _fail(f"{server} holds no events of run {run}", EXIT_SETTINGS)
