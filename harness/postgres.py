@@ -122,7 +122,8 @@ class PostgresServer:
 
     def version(self) -> str:
         """PostgreSQL's version, e.g. '15.8'."""
-        return self._run("pg_ctl", "--version").stdout.strip().rsplit(" ", 1)[-1]
+        m = re.search(r"\(PostgreSQL\) (\S+)", self._run("pg_ctl", "--version").stdout)
+        return m.group(1) if m else "?"
 
     def running(self) -> bool:
         return self.data.exists() and self._run("pg_ctl", "-D", str(self.data), "status").returncode == 0

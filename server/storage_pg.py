@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import time
 
+import msgspec
+
 from server.pg import Pool
 from server.storage import StorageUnavailable, StoreResult, Trace
 from syncbed.contract import PageVisit
 
 # The batch's row and its records in one statement: the batch id drawn first, the records inserted under it
 # (ON CONFLICT DO NOTHING: a record already there is a duplicate), the batch row written with the count of
-# those inserted. Sorted by id, so two batches sharing records lock them in one order and cannot deadlock.
+# those inserted. The records travel as one JSON text, encoded by msgspec in C (psycopg dumps a list as an
+# array element by element in Python: 5 ms a column of 1,000). Sorted by id, so two batches sharing
+# records lock them in one order and cannot deadlock.
 _STORE = """
 WITH b AS (SELECT nextval(pg_get_serial_sequence('batches', 'id')) AS id),
 ins AS (
     INSERT INTO records(user_id, id, url, visited_at, title, duration_ms, tab_id, batch_id)
-    SELECT %(uid)s::bigint, r.id, r.url, r.visited_at, r.title, r.duration_ms, r.tab_id, b.id
-    FROM b, unnest(%(ids)s::text[], %(urls)s::text[], %(visited)s::bigint[], %(titles)s::text[],
-                   %(durations)s::bigint[], %(tabs)s::bigint[]) AS r(id, url, visited_at, title, duration_ms, tab_id)
+    SELECT %(uid)s::bigint, r.id, r.url, r."visitedAt", r.title, r."durationMs", r."tabId", b.id
+    FROM b, json_to_recordset(%(records)s::json)
+        AS r(id text, url text, "visitedAt" bigint, title text, "durationMs" bigint, "tabId" bigint)
     ORDER BY r.id COLLATE "C"
     ON CONFLICT (user_id, id) DO NOTHING
     RETURNING 1
@@ -32,6 +36,7 @@ RETURNING stored
 _TOKEN_ROW = (
     "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.lookup = %s AND t.revoked IS NULL"
 )
+_encode = msgspec.json.Encoder().encode
 # Two batches that still meet in a lock cycle (the sort makes that rare) are told so by PostgreSQL; retried.
 _TRIES = 3
 
@@ -70,12 +75,7 @@ class PgStorage:
         uid = await self.user_id(user)
         params = {
             "uid": uid,
-            "ids": [v.id for v in visits],
-            "urls": [v.url for v in visits],
-            "visited": [v.visited_at for v in visits],
-            "titles": [v.title for v in visits],
-            "durations": [v.duration_ms for v in visits],
-            "tabs": [v.tab_id for v in visits],
+            "records": _encode(visits).decode(),  # wire names; a field left out is NULL
             "run": trace.run,
             "batch": trace.batch,
             "attempt": trace.attempt,
