@@ -14,6 +14,7 @@ from msgspec import inspect as mi
 from server import tokens
 from server.config import (
     SOURCES,
+    SQLITE,
     ConfigError,
     Settings,
     Source,
@@ -151,7 +152,6 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
     import uvicorn
 
     from server.app import create_app
-    from server.database import SQLITE
     from server.storage import StorageUnavailable, check_database
 
     s = settings.server

@@ -36,6 +36,7 @@ KeyKind = Literal["ip", "user", "ip+user"]
 Algorithm = Literal["fixed_window", "sliding_window", "gcra"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+SQLITE = "sqlite"  # server.database's default: the data directory's file
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
 # An origin is scheme://host[:port] exactly as a browser sends it (no path, no trailing slash).
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
@@ -106,7 +107,7 @@ class ServerSettings(_Table, frozen=True):
     port: Annotated[int, _doc("port to bind; 0 picks a free one", ge=0, le=65535)] = 3001
     data_dir: Annotated[Path, _doc("database and admin token")] = field(default_factory=default_data_dir)
     database: Annotated[str, _doc("records, tokens and run history: sqlite (in data_dir) or a postgresql:// URL")] = (
-        "sqlite"
+        SQLITE
     )
     max_batch_records: Annotated[int, _doc("records per batch", ge=1, le=1_000_000)] = contract.DEFAULT_BATCH_RECORDS
     max_body_bytes: Annotated[int, _doc("bytes per request body", ge=1024)] = contract.DEFAULT_BODY_BYTES
@@ -136,7 +137,7 @@ class ServerSettings(_Table, frozen=True):
 
 def _database_problem(database: str) -> str | None:
     """Why `database` is neither 'sqlite' nor a PostgreSQL URL libpq can read, or None."""
-    if database == "sqlite":
+    if database == SQLITE:
         return None
     if not database.startswith(DATABASE_SCHEMES):
         return f"expected 'sqlite' or a postgresql:// URL, got {database[:80]!r}"
@@ -386,7 +387,7 @@ def load_database(
     """Only server.database (with server.data_dir, all the token commands read)."""
     raw, origin = _merge(config_file, env, flags, only="server.database")
     server = raw.get("server")
-    value = server.get("database", "sqlite") if isinstance(server, dict) else "sqlite"
+    value = server.get("database", SQLITE) if isinstance(server, dict) else SQLITE
     problem = _database_problem(value) if isinstance(value, str) else f"expected a string, got {show(value)}"
     if problem is not None:
         where = f" (from {origin['server.database']})" if "server.database" in origin else ""

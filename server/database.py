@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from server.config import SQLITE
 from server.history import History
 from server.storage import RecordStore, Storage
 from syncbed.paths import SERVER_DB_FILE
-
-SQLITE = "sqlite"
 
 
 def stores(database: str, data_dir: Path) -> tuple[RecordStore, History]:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncbed.pg")
 
-SCHEMES: Final = ("postgresql://", "postgres://")
 # One number for the whole schema; see docs/cluster.md ("Schema versions") for what changes it.
 SCHEMA_VERSION: Final = 1
 APPLICATION_NAME: Final = "syncbed"
@@ -113,10 +112,6 @@ CREATE TABLE history_meta (key text PRIMARY KEY, value text NOT NULL);
 
 class SchemaError(StorageUnavailable):
     """The database holds another schema version, or tables that are not ours: the server must not start."""
-
-
-def is_postgres(database: str) -> bool:
-    return database.startswith(SCHEMES)
 
 
 def shown(url: str) -> str:
