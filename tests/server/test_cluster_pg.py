@@ -3,12 +3,15 @@ runs read from either, an outage answered 503 and recovered from, and start-up r
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from harness.postgres import temporary_postgres
 from harness.processes import free_port, wait_until
@@ -17,8 +20,9 @@ from server.auth import CACHE_SECONDS
 from server.tokens import create_token_at
 from syncbed import contract
 from tests.cli_run import run_cli, server_refuses
-from tests.conftest import LiveServer, ServerFactory
+from tests.conftest import LiveServer, PostgresServer, ServerFactory
 from tests.server.helpers import TIMEOUT, auth, batch
+from tests.server.test_ingest_property import bodies
 
 pytestmark = pytest.mark.postgres
 
@@ -199,3 +203,30 @@ def test_a_title_with_a_nul_is_refused_by_either_backend(
     assert r.status_code == 422, r.text
     assert r.json()["errors"] == [{"index": 0, "field": "title", "message": contract.TITLE_MESSAGE}]
     assert srv.count(token) == 0
+
+
+@pytest.fixture(scope="module")
+def pg_prop_server(postgres: PostgresServer, shared_server_factory: ServerFactory) -> Iterator[tuple[LiveServer, str]]:
+    name = f"prop_{os.getpid()}"
+    url = postgres.create_database(name)
+    srv = on_postgres(shared_server_factory, url)
+    yield srv, create_token_at(url, "prop")
+    srv.stop()
+    postgres.drop_database(name)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies)
+def test_any_body_is_answered_honestly_on_postgres(pg_prop_server: tuple[LiveServer, str], body: bytes) -> None:
+    """tests/server/test_ingest_property.py's property, against PostgreSQL: 200 or a documented 4xx, never 5xx."""
+    srv, token = pg_prop_server
+    before = srv.count(token)
+    r = httpx.post(srv.url + contract.SYNC_PATH, content=body, headers=auth(token), timeout=TIMEOUT)
+    assert r.status_code in (200, 400, 413, 422), r.text
+    after = srv.count(token)
+    if r.status_code == 200:
+        assert after - before == r.json()["stored"]
+        again = httpx.post(srv.url + contract.SYNC_PATH, content=body, headers=auth(token), timeout=TIMEOUT).json()
+        assert again["stored"] == 0 and again["duplicates"] == r.json()["accepted"]
+    else:
+        assert after == before
