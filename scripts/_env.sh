@@ -47,3 +47,22 @@ ensure_redis() {
     return 1
   fi
 }
+
+pg_binary() {
+  # initdb and pg_ctl are on PATH only on some systems; Debian keeps them in /usr/lib/postgresql/<version>/bin.
+  if command -v "$1" >/dev/null 2>&1; then command -v "$1"; return 0; fi
+  ls -d /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | sort -V | tail -n 1 | grep . || return 1
+}
+
+ensure_postgres() {
+  # Only the binaries: the tests' `postgres` fixture makes and starts a throwaway cluster itself.
+  if pg_binary initdb >/dev/null && pg_binary pg_ctl >/dev/null; then return 0; fi
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "==> installing postgresql with apt-get" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >&2 || true
+  fi
+  if ! { pg_binary initdb >/dev/null && pg_binary pg_ctl >/dev/null; }; then
+    echo "PostgreSQL (initdb, pg_ctl) is missing; install it (apt-get install postgresql) to run the PostgreSQL tests" >&2
+    return 1
+  fi
+}

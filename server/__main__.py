@@ -11,15 +11,17 @@ from pathlib import Path
 
 from msgspec import inspect as mi
 
-from server import schema, tokens
+from server import tokens
 from server.config import (
     SOURCES,
+    SQLITE,
     ConfigError,
     Settings,
     Source,
     as_text,
     check_data_dir,
     load_data_dir,
+    load_database,
     load_settings,
     settings_env,
 )
@@ -43,10 +45,10 @@ limits.enabled and limits.dry_run). Rules ([[limits.throttle]]) come only from t
   python -m server token revoke alice       revoke alice's tokens (or one token / its id)
 
 Options go before or after the subcommand (python -m server token list --data-dir DIR).
-Token commands read only --config and --data-dir; serving settings are checked when serving.
+Token commands read only --config, --data-dir and --database; serving settings are checked when serving.
 """
-# The one setting the token commands read too; every other flag is for serving only.
-_COMMON = "server.data_dir"
+# The settings the token commands read too; every other flag is for serving only.
+_COMMON = ("server.data_dir", "server.database")
 
 
 def _add_flag(group: argparse._ActionsContainer, s: Source) -> None:
@@ -65,7 +67,9 @@ def _common() -> argparse.ArgumentParser:
     """Options every command reads: where the settings and the data live."""
     p = shared_options()
     p.add_argument("--config", type=Path, help="TOML config file (sections [server], [limits], [faults])")
-    _add_flag(p, next(s for s in SOURCES if s.dotted == _COMMON))
+    for s in SOURCES:
+        if s.dotted in _COMMON:
+            _add_flag(p, s)
     return p
 
 
@@ -74,7 +78,7 @@ def _serving() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     groups = {s.section: p.add_argument_group(s.section) for s in SOURCES}
     for s in SOURCES:
-        if s.dotted != _COMMON:
+        if s.dotted not in _COMMON:
             _add_flag(groups[s.section], s)
     return p
 
@@ -105,11 +109,18 @@ def flags(args: argparse.Namespace) -> dict[str, object]:
     return {s.dotted: getattr(args, s.dotted) for s in SOURCES if getattr(args, s.dotted, None) is not None}
 
 
-def _token_command(args: argparse.Namespace, data_dir: Path) -> int:
+def _token_command(args: argparse.Namespace, data_dir: Path, database: str) -> int:
+    from server.database import token_database
+    from server.storage import StorageUnavailable
+
+    where = token_database(database, data_dir)
     try:
-        conn = schema.connect(data_dir / SERVER_DB_FILE)
+        conn = tokens.connect(where)
     except sqlite3.Error as exc:
-        print(f"error: cannot open the token database {data_dir / SERVER_DB_FILE}: {exc}", file=sys.stderr)
+        print(f"error: cannot open the token database {where}: {exc}", file=sys.stderr)
+        return 2
+    except StorageUnavailable as exc:  # PostgreSQL: unreachable, or a schema this server does not know
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         if args.token_command == "create":
@@ -145,7 +156,10 @@ def _serve(settings: Settings, config_file: Path | None) -> int:
 
     s = settings.server
     try:  # once, here: before workers start, and as a sentence instead of a lifespan traceback
-        check_database(s.data_dir / SERVER_DB_FILE)
+        if s.database == SQLITE:
+            check_database(s.data_dir / SERVER_DB_FILE)
+        else:  # reachable, and the schema created or of this server's version
+            tokens.connect(s.database).close()
     except StorageUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -178,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_file = given or (Path(os.environ["SYNCBED_CONFIG"]) if os.environ.get("SYNCBED_CONFIG") else None)
     try:
         if args.command == "token":
-            # Only the data directory: a bad serving setting must not stop token management.
+            # Only where the data lives: a bad serving setting must not stop token management.
             data_dir = load_data_dir(config_file, flags=flags(args))
+            database = load_database(config_file, flags=flags(args))
             check_data_dir(data_dir)
         else:
             settings = load_settings(config_file, flags=flags(args))
@@ -188,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     if args.command == "token":
-        return _token_command(args, data_dir)
+        return _token_command(args, data_dir, database)
     configure_logging(settings.server.log_level)
     try:
         return _serve(settings, config_file)

@@ -22,18 +22,18 @@ from server.admin_token import ensure_admin_token
 from server.auth import Auth
 from server.config import Settings
 from server.cors import cors_middleware
+from server.database import stores
 from server.events import EventBus
 from server.faults import Faults
-from server.history import History
 from server.ingest import SyncEndpoint
 from server.responses import ApiError, JSONResponse, error_response
 from server.serving import LIMITS_STATE_KEY, http_limits
 from server.state import AppState
-from server.storage import Storage, StorageUnavailable
+from server.storage import StorageUnavailable
 from server.throttle import ThrottleMiddleware, open_limiter
 from syncbed import contract
 from syncbed.gc_settle import settle
-from syncbed.paths import SERVER_DB_FILE, private_dir
+from syncbed.paths import private_dir
 
 log = logging.getLogger("syncbed.server")
 
@@ -108,16 +108,15 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         private_dir(data_dir)
         admin = ensure_admin_token(data_dir, settings.server.admin_token)
-        storage = Storage(data_dir / SERVER_DB_FILE)
+        storage, history = stores(settings.server.database, data_dir)  # SQLite in data_dir, or PostgreSQL
         await storage.open()
         bus = EventBus()
         f = settings.faults
         faults = Faults(
             latency_ms=f.latency_ms, jitter_ms=f.jitter_ms, error_rate=f.error_rate, reset_rate=f.reset_rate
         )
-        history = History(data_dir / SERVER_DB_FILE)
         await history.open(bus)  # before any event: ids continue after the last one stored
-        auth = Auth(storage.reader)
+        auth = Auth(storage.token_row)
         state = AppState(
             settings=settings,
             storage=storage,

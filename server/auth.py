@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiosqlite
 from starlette.types import Scope
 
 from server import tokens
+from server.storage import sqlite_token_row
 from syncbed.contract import AUTHORIZATION_KEY
 from syncbed.wire import RepeatedHeader, single_header
 
 # A revoked token stops working within this many seconds (the CLI revokes from another process).
 CACHE_SECONDS = 1.0
 _MAX_CACHE = 10_000
+
+# lookup id -> (hash, user) of the active token with that id, or None: a RecordStore's token_row.
+TokenRow = Callable[[str], Awaitable[tuple[str, str] | None]]
 
 
 def authorization(scope: Scope) -> str | None:
@@ -28,10 +33,12 @@ def authorization(scope: Scope) -> str | None:
 
 
 class Auth:
-    """Resolves Authorization headers against the tokens table."""
+    """Resolves Authorization headers against the tokens table (an SQLite connection's, or any store's token_row)."""
 
-    def __init__(self, conn: aiosqlite.Connection, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._conn = conn
+    def __init__(self, source: aiosqlite.Connection | TokenRow, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._row: TokenRow = (
+            functools.partial(sqlite_token_row, source) if isinstance(source, aiosqlite.Connection) else source
+        )
         self._clock = clock
         self._cache: dict[str, tuple[str | None, float]] = {}
         # One query per token at a time: a burst of ten requests that all miss the cache waits for
@@ -90,14 +97,7 @@ class Auth:
         if parts is None:
             return None
         lookup, secret = parts
-        rows = list(
-            await self._conn.execute_fetchall(  # one hop to the connection's thread, not three
-                "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id "
-                "WHERE t.lookup = ? AND t.revoked IS NULL",
-                (lookup,),
-            )
-        )
-        row = rows[0] if rows else None
+        row = await self._row(lookup)
         if row is None or not tokens.verify(row[0], secret):
             return None
-        return str(row[1])
+        return row[1]

@@ -36,6 +36,8 @@ KeyKind = Literal["ip", "user", "ip+user"]
 Algorithm = Literal["fixed_window", "sliding_window", "gcra"]
 LOG_LEVELS = ("debug", "info", "warning", "error")
 STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+SQLITE = "sqlite"  # server.database's default: the data directory's file
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
 # An origin is scheme://host[:port] exactly as a browser sends it (no path, no trailing slash).
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
 
@@ -104,6 +106,9 @@ class ServerSettings(_Table, frozen=True):
     host: Annotated[str, _doc("address to bind")] = "127.0.0.1"
     port: Annotated[int, _doc("port to bind; 0 picks a free one", ge=0, le=65535)] = 3001
     data_dir: Annotated[Path, _doc("database and admin token")] = field(default_factory=default_data_dir)
+    database: Annotated[str, _doc("records, tokens and run history: sqlite (in data_dir) or a postgresql:// URL")] = (
+        SQLITE
+    )
     max_batch_records: Annotated[int, _doc("records per batch", ge=1, le=1_000_000)] = contract.DEFAULT_BATCH_RECORDS
     max_body_bytes: Annotated[int, _doc("bytes per request body", ge=1024)] = contract.DEFAULT_BODY_BYTES
     workers: Annotated[int, _doc("worker processes; more than 1 wants a redis:// store", ge=1, le=64)] = 1
@@ -118,6 +123,9 @@ class ServerSettings(_Table, frozen=True):
         if level not in LOG_LEVELS:
             raise FieldError("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         force_setattr(self, "log_level", level)
+        database_problem = _database_problem(self.database)
+        if database_problem is not None:
+            raise FieldError("database", database_problem)
         for i, origin in enumerate(self.cors_origins):
             if origin != "*" and not _ORIGIN.match(origin):
                 raise FieldError(
@@ -125,6 +133,21 @@ class ServerSettings(_Table, frozen=True):
                     f"{origin!r} is not an origin; write scheme://host[:port] in lower case, no path or "
                     "trailing slash (e.g. 'https://app.example'), or '*'",
                 )
+
+
+def _database_problem(database: str) -> str | None:
+    """Why `database` is neither 'sqlite' nor a PostgreSQL URL libpq can read, or None."""
+    if database == SQLITE:
+        return None
+    if not database.startswith(DATABASE_SCHEMES):
+        return f"expected 'sqlite' or a postgresql:// URL, got {database[:80]!r}"
+    from psycopg import conninfo  # only for a PostgreSQL URL: the embedded default never imports the driver
+
+    try:
+        conninfo.conninfo_to_dict(database)
+    except Exception as exc:  # psycopg.ProgrammingError, with libpq's own words
+        return f"not a PostgreSQL URL libpq can read ({' '.join(str(exc).split())})"
+    return None
 
 
 class LimitsSettings(_Table, frozen=True):
@@ -354,6 +377,22 @@ def load_data_dir(
         return msgspec.convert(value, Path, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(explain(exc, _SCHEMA, raw, origin, at=".server.data_dir")) from None
+
+
+def load_database(
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, object] | None = None,
+) -> str:
+    """Only server.database (with server.data_dir, all the token commands read)."""
+    raw, origin = _merge(config_file, env, flags, only="server.database")
+    server = raw.get("server")
+    value = server.get("database", SQLITE) if isinstance(server, dict) else SQLITE
+    problem = _database_problem(value) if isinstance(value, str) else f"expected a string, got {show(value)}"
+    if problem is not None:
+        where = f" (from {origin['server.database']})" if "server.database" in origin else ""
+        raise ConfigError(f"server.database{where}: {problem}")
+    return str(value)
 
 
 def check_data_dir(path: Path) -> None:

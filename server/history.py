@@ -1,10 +1,9 @@
-"""Run history in SQLite: every event that names a run, written off the request path in batches."""
+"""Run history: every event that names a run, written off the request path in batches (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -15,140 +14,21 @@ import aiosqlite
 import msgspec
 
 from server.events import EventBus, Published
+from server.history_db import RUN_COLUMNS, Chunk, HistoryDb, RunRow
+from server.history_sqlite import SqliteHistoryDb
 from server.storage import StorageUnavailable
-from syncbed.events import (
-    BATCH_EVENT_CLASSES,
-    BATCH_EVENT_TYPES,
-    EV_BATCH_REJECTED,
-    EV_BATCH_STORED,
-    EV_REQUEST_THROTTLED,
-    RUN_EVENT_CLASSES,
-    BatchReceived,
-    BatchRejected,
-    BatchStored,
-    RunEvent,
-    RunFinished,
-    RunStarted,
-    decode_event,
-)
+from syncbed.events import RUN_EVENT_CLASSES, RunEvent, decode_event
 from syncbed.fold import RunFold
 from syncbed.runs import RunDetail, RunSummary, RunTotals
-from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS, apply_pragmas_async
 from syncbed.wire import is_run_id
+
+__all__ = ["RUN_COLUMNS", "History"]
 
 log = logging.getLogger("syncbed.history")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
-    id INTEGER NOT NULL,
-    run TEXT NOT NULL,
-    type TEXT NOT NULL,
-    ts REAL NOT NULL,
-    batch INTEGER,
-    attempt INTEGER,
-    records INTEGER,
-    stored INTEGER,
-    duplicates INTEGER,
-    data TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_run ON events(run, seq);
-CREATE TABLE IF NOT EXISTS runs (
-    run TEXT PRIMARY KEY,
-    user TEXT,
-    status TEXT NOT NULL DEFAULT 'running',
-    announced INTEGER NOT NULL DEFAULT 0,
-    started REAL NOT NULL,
-    finished REAL,
-    last_ts REAL NOT NULL,
-    total_records INTEGER,
-    total_batches INTEGER,
-    batch_size INTEGER,
-    mode TEXT,
-    concurrency INTEGER,
-    ok_batches INTEGER,
-    failed_batches INTEGER,
-    seconds REAL
-);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
-CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-_INSERT_EVENT = (
-    "INSERT INTO events(id, run, type, ts, batch, attempt, records, stored, duplicates, data) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_SEEN_RUN = (
-    "INSERT INTO runs(run, user, started, last_ts) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE SET "
-    "last_ts = max(runs.last_ts, excluded.last_ts), user = coalesce(runs.user, excluded.user)"
-)
-# A run's first user owns it for good: later claims only read who that is.
-_CLAIM = (
-    "INSERT INTO runs(run, user, started, last_ts) VALUES (?, ?, ?, ?) ON CONFLICT(run) DO UPDATE SET "
-    "user = coalesce(runs.user, excluded.user) RETURNING user"
-)
-_OWNERS = "SELECT run, user FROM runs WHERE run IN (SELECT value FROM json_each(?))"
 _MAX_OWNERS = 100_000
-_STARTED = (
-    "UPDATE runs SET user = ?, announced = 1, status = 'running', started = min(started, ?), finished = NULL, "
-    "total_records = ?, total_batches = ?, batch_size = ?, mode = ?, concurrency = ? WHERE run = ?"
-)
-_FINISHED = "UPDATE runs SET status = ?, finished = ?, ok_batches = ?, failed_batches = ?, seconds = ? WHERE run = ?"
-_TYPES = ",".join(f"'{t}'" for t in BATCH_EVENT_TYPES)
-# The same totals the fold (syncbed/fold.py) counts, in SQL, for many runs at once; in RunTotals' order.
-_TOTALS = f"""
-SELECT run,
-    count(DISTINCT CASE WHEN type IN ({_TYPES}) THEN batch END),
-    count(DISTINCT CASE WHEN type = '{EV_BATCH_STORED}' THEN batch END),
-    count(DISTINCT CASE WHEN type IN ({_TYPES}) THEN coalesce(batch, '') || ':' || coalesce(attempt, '') END),
-    total(CASE WHEN type = '{EV_BATCH_STORED}' THEN stored END),
-    total(CASE WHEN type = '{EV_BATCH_STORED}' THEN records END),
-    total(CASE WHEN type = '{EV_BATCH_STORED}' THEN duplicates END),
-    total(type = '{EV_REQUEST_THROTTLED}'),
-    total(type = '{EV_BATCH_REJECTED}'),
-    count(*)
-FROM events WHERE run IN (SELECT value FROM json_each(?)) GROUP BY run
-"""
-RUN_COLUMNS = (
-    "run",
-    "user",
-    "status",
-    "announced",
-    "started",
-    "finished",
-    "last_ts",
-    "total_records",
-    "total_batches",
-    "batch_size",
-    "mode",
-    "concurrency",
-    "ok_batches",
-    "failed_batches",
-    "seconds",
-)
-
-
-def _row(published: Published) -> tuple[object, ...]:
-    ev = published.event
-    batch = attempt = records = stored = duplicates = None
-    if isinstance(ev, BATCH_EVENT_CLASSES):
-        batch, attempt = ev.batch, ev.attempt
-    if isinstance(ev, BatchReceived | BatchStored | BatchRejected):
-        records = ev.records
-    if isinstance(ev, BatchStored):
-        stored, duplicates = ev.stored, ev.duplicates
-    return (
-        published.id,
-        published.run,
-        published.type,
-        ev.ts,
-        batch,
-        attempt,
-        records,
-        stored,
-        duplicates,
-        published.json.decode(),
-    )
+# What a backend raises when it cannot write: SQLite's errors (ValueError once its connection closed), or ours.
+_WRITE_ERRORS = (aiosqlite.Error, ValueError, StorageUnavailable)
 
 
 def _run_event(published: Published) -> RunEvent | None:
@@ -160,10 +40,26 @@ def _run_event(published: Published) -> RunEvent | None:
 
 
 class History:
-    """Taps the bus; a background task drains a bounded queue into SQLite; close() flushes the rest."""
+    """Taps the bus; a background task drains a bounded queue into the database; close() flushes the rest.
 
-    def __init__(self, path: Path, *, queue_size: int = 200_000, interval: float = 0.2, chunk: int = 5000):
+    `path` is the SQLite file (the embedded default); `db` another backend (server/history_pg.py).
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        db: HistoryDb | None = None,
+        queue_size: int = 200_000,
+        interval: float = 0.2,
+        chunk: int = 5000,
+    ):
+        if db is None:
+            if path is None:
+                raise ValueError("History needs an SQLite path or a backend")
+            db = SqliteHistoryDb(path)
         self.path = path
+        self.db = db
         self.queue_size = queue_size
         self.interval = interval
         self.chunk = chunk
@@ -173,18 +69,12 @@ class History:
         self._wake = asyncio.Event()
         self._stopping = False
         self._lock = asyncio.Lock()
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._bus: EventBus | None = None
 
     async def open(self, bus: EventBus | None = None) -> None:
         """Create the tables, continue the bus's ids after the last one stored, and start writing."""
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-        for conn in (self._writer, self._reader):
-            await apply_pragmas_async(conn, SERVER_BUSY_TIMEOUT_MS)
-        await self._writer.executescript(SCHEMA)
+        await self.db.open()
         if bus is not None:
             self._bus = bus
             bus.continue_after(await self.last_id())
@@ -192,18 +82,14 @@ class History:
         self._task = asyncio.create_task(self._run(), name="syncbed-history")
 
     async def last_id(self) -> int:
-        async with self.reader.execute(
-            "SELECT max(coalesce((SELECT max(id) FROM events), 0), "
-            "coalesce((SELECT CAST(value AS INTEGER) FROM history_meta WHERE key = 'last_id'), 0))"
-        ) as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        return await self.db.last_id()
 
     @property
     def reader(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise RuntimeError("history is closed")
-        return self._reader
+        """The SQLite backend's read connection (RuntimeError once closed, or on another backend)."""
+        if not isinstance(self.db, SqliteHistoryDb):
+            raise RuntimeError("this history is not in SQLite")
+        return self.db.reader
 
     @property
     def pending(self) -> int:
@@ -237,16 +123,16 @@ class History:
 
     async def flush(self) -> None:
         """Write everything queued so far (readers call this first, so they see their own writes)."""
-        while self._queue and self._writer is not None:
+        while self._queue and self.db.is_open:
             # The lock is taken per chunk, so a claim waits for one transaction, not a whole backlog.
             async with self._lock:
-                if not self._queue or self._writer is None:
+                if not self._queue or not self.db.is_open:
                     return
                 # Copy, commit, then drop: a failed write leaves the events queued for the next try.
                 chunk = [self._queue[i] for i in range(min(self.chunk, len(self._queue)))]
                 try:
-                    await self._write(self._writer, chunk)
-                except (aiosqlite.Error, ValueError) as exc:
+                    await self._write(chunk)
+                except _WRITE_ERRORS as exc:
                     log.warning("writing %d run events failed (will retry): %s", len(chunk), exc)
                     return
                 for _ in chunk:
@@ -265,21 +151,17 @@ class History:
         async with self._lock:
             owner = self._owners.get(run)
             if owner is None:
-                if self._writer is None:
+                if not self.db.is_open:
                     raise StorageUnavailable("the run history is closed")
-                now = time.time()
                 try:
-                    async with self._writer.execute(_CLAIM, (run, user, now, now)) as cur:
-                        row = await cur.fetchone()
-                except aiosqlite.Error as exc:
+                    found = await self.db.claim(run, user, time.time())
+                except (aiosqlite.Error, StorageUnavailable) as exc:
                     raise StorageUnavailable(f"cannot record run {run!r}: {exc}") from exc
-                owner = str(row[0]) if row and row[0] is not None else user
+                owner = found if found is not None else user
                 self._remember(run, owner)
         return owner
 
-    async def _owned(
-        self, conn: aiosqlite.Connection, chunk: list[Published]
-    ) -> tuple[list[Published], dict[str, str]]:
+    async def _owned(self, chunk: list[Published]) -> tuple[list[Published], dict[str, str]]:
         """The events whose user owns their run, and those runs' owners.
 
         A run nobody owns yet goes to its first event's user; an event naming another user's run is
@@ -293,9 +175,7 @@ class History:
                 if owners[event.run] is None:
                     unknown.append(event.run)
         if unknown:
-            async with conn.execute(_OWNERS, (json.dumps(unknown),)) as cur:
-                for run, user in await cur.fetchall():
-                    owners[str(run)] = user
+            owners.update(await self.db.owners(unknown))
         kept: list[Published] = []
         settled: dict[str, str] = {}
         for event in chunk:
@@ -312,44 +192,17 @@ class History:
                 settled[event.run] = owner
         return kept, settled
 
-    async def _write(self, conn: aiosqlite.Connection, chunk: list[Published]) -> None:
-        chunk, owners = await self._owned(conn, chunk)
-        spans: dict[str, tuple[float, float]] = {}  # run -> its first and last event time in this chunk
-        for event in chunk:
+    async def _write(self, chunk: list[Published]) -> None:
+        kept, owners = await self._owned(chunk)
+        runs: dict[str, tuple[str, float, float]] = {}  # run -> its owner, first and last event time here
+        for event in kept:
             assert event.run is not None
             ts = event.event.ts
-            first, last = spans.get(event.run, (ts, ts))
-            spans[event.run] = (min(first, ts), max(last, ts))
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-            await conn.executemany(_INSERT_EVENT, [_row(e) for e in chunk])
-            await conn.executemany(_SEEN_RUN, [(run, owners[run], f, la) for run, (f, la) in spans.items()])
-            for event in chunk:
-                d = event.event
-                if isinstance(d, RunStarted):
-                    await conn.execute(
-                        _STARTED,
-                        (d.user, d.ts, d.total_records, d.total_batches, d.batch_size, d.mode, d.concurrency, d.run),
-                    )
-                elif isinstance(d, RunFinished):
-                    await conn.execute(_FINISHED, (d.status, d.ts, d.ok_batches, d.failed_batches, d.seconds, d.run))
-            if self._bus is not None:
-                await self._save_last_id(conn, self._bus.last_id)
-            await conn.execute("COMMIT")
-            for run in spans:
-                self._remember(run, owners[run])
-        except BaseException:
-            with contextlib.suppress(aiosqlite.Error):
-                await asyncio.shield(conn.execute("ROLLBACK"))
-            raise
-
-    @staticmethod
-    async def _save_last_id(conn: aiosqlite.Connection, last_id: int) -> None:
-        await conn.execute(
-            "INSERT INTO history_meta(key, value) VALUES ('last_id', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (str(last_id),),
-        )
+            _, first, last = runs.get(event.run, (None, ts, ts))
+            runs[event.run] = (owners[event.run], min(first, ts), max(last, ts))
+        await self.db.write(Chunk(kept, runs, None if self._bus is None else self._bus.last_id))
+        for run in runs:
+            self._remember(run, owners[run])
 
     async def close(self) -> None:
         """Stop the writer after its current transaction, write what is left, close."""
@@ -361,31 +214,21 @@ class History:
             await self._task
             self._task = None
         await self.flush()
-        if self._writer is not None:
-            if self._bus is not None:
-                with contextlib.suppress(aiosqlite.Error):
-                    await self._save_last_id(self._writer, self._bus.last_id)
-            await self._writer.close()
-        if self._reader is not None:
-            await self._reader.close()
-        self._writer = self._reader = None
+        if self.db.is_open and self._bus is not None:
+            with contextlib.suppress(*_WRITE_ERRORS):
+                await self.db.save_last_id(self._bus.last_id)
+        await self.db.close()
         if self._queue:
             log.error("history closed with %d run events unwritten", len(self._queue))
 
     # --- queries -------------------------------------------------------------
 
-    async def run_row(self, run: str) -> dict[str, object] | None:
-        async with self.reader.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run = ?", (run,)) as cur:
-            row = await cur.fetchone()
-        return dict(zip(RUN_COLUMNS, row, strict=True)) if row else None
+    async def run_row(self, run: str) -> RunRow | None:
+        return await self.db.run_row(run)
 
     async def list_runs(self, user: str | None = None, limit: int = 50) -> list[RunSummary]:
         """Recent runs (newest first) with their totals; `user` limits it to that user's runs."""
-        where = "WHERE user = ?" if user is not None else ""
-        params: tuple[object, ...] = (user, limit) if user is not None else (limit,)
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs {where} ORDER BY started DESC, run LIMIT ?"
-        async with self.reader.execute(sql, params) as cur:
-            rows = [dict(zip(RUN_COLUMNS, r, strict=True)) for r in await cur.fetchall()]
+        rows = await self.db.run_rows(user, limit)
         totals = await self.totals([str(r["run"]) for r in rows])
         out = []
         for r in rows:
@@ -398,16 +241,11 @@ class History:
         """Each run's totals, by SQL over its stored events (the list's fast path; the fold counts the same)."""
         if not runs:
             return {}
-        async with self.reader.execute(_TOTALS, (json.dumps(runs),)) as cur:
-            rows = await cur.fetchall()
-        return {str(r[0]): RunTotals(*(int(v) for v in r[1:])) for r in rows}
+        return await self.db.totals(runs)
 
     async def events(self, run: str, after_seq: int = 0, limit: int = 2000) -> list[tuple[int, str]]:
         """One page of a run's stored events (seq, JSON text), oldest first."""
-        async with self.reader.execute(
-            "SELECT seq, data FROM events WHERE run = ? AND seq > ? ORDER BY seq LIMIT ?", (run, after_seq, limit)
-        ) as cur:
-            return [(int(seq), str(data)) for seq, data in await cur.fetchall()]
+        return await self.db.events(run, after_seq, limit)
 
     async def iter_events(self, run: str) -> AsyncIterator[str]:
         after = 0

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from server.events import EventBus
     from server.faults import Faults
     from server.history import History
-    from server.storage import Storage
+    from server.storage import RecordStore
     from server.throttle import Limiter
 
 
@@ -27,7 +27,7 @@ class Counters:
 @dataclass
 class AppState:
     settings: Settings
-    storage: Storage
+    storage: RecordStore
     auth: Auth
     bus: EventBus
     faults: Faults

@@ -1,4 +1,7 @@
-"""Record storage: one writer connection behind a lock, a second one for reads."""
+"""Record storage in SQLite: one writer connection behind a lock, a second one for reads.
+
+`RecordStore` is what the routes call; server/storage_pg.py is the same in PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiosqlite
 
@@ -93,6 +97,35 @@ class Trace:
 class StoreResult:
     stored: int
     duplicates: int
+
+
+class RecordStore(Protocol):
+    """Atomic, idempotent batch writes, per-user counts and token rows: what the routes and auth call."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def note(self, exc: BaseException) -> StorageUnavailable: ...
+
+    async def store_batch(self, user: str, visits: list[PageVisit], trace: Trace, ms_so_far: float) -> StoreResult: ...
+
+    async def count(self, user: str) -> int: ...
+
+    async def problem(self) -> str | None: ...
+
+    async def token_row(self, lookup: str) -> tuple[str, str] | None: ...
+
+
+_TOKEN_ROW = (
+    "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.lookup = ? AND t.revoked IS NULL"
+)
+
+
+async def sqlite_token_row(conn: aiosqlite.Connection, lookup: str) -> tuple[str, str] | None:
+    """The hash and user of the active token with this lookup id, in one hop to the connection's thread."""
+    rows = list(await conn.execute_fetchall(_TOKEN_ROW, (lookup,)))
+    return (str(rows[0][0]), str(rows[0][1])) if rows else None
 
 
 class Storage:
@@ -202,6 +235,9 @@ class Storage:
             await asyncio.shield(self._writer.execute("ROLLBACK"))
         except aiosqlite.Error:
             pass  # no transaction was open
+
+    async def token_row(self, lookup: str) -> tuple[str, str] | None:
+        return await sqlite_token_row(self.reader, lookup)
 
     async def count(self, user: str) -> int:
         if self.damage is not None:

@@ -1,4 +1,7 @@
-"""Bearer tokens: only a hash is stored; a public lookup part finds the row, the hash is compared in constant time."""
+"""Bearer tokens: only a hash is stored; a public lookup part finds the row, the hash is compared in constant time.
+
+The same SQL runs on an sqlite3 connection (the data directory's file) or a psycopg one (server.database).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    import psycopg
 
 PREFIX = "sb"
+
+Conn: TypeAlias = "sqlite3.Connection | psycopg.Connection[Any]"
 
 
 def hash_secret(secret: str) -> str:
@@ -34,56 +43,75 @@ class TokenInfo:
     revoked: float | None
 
 
-def ensure_user(conn: sqlite3.Connection, name: str) -> int:
-    conn.execute("INSERT OR IGNORE INTO users(name, created) VALUES (?, ?)", (name, time.time()))
-    row = conn.execute("SELECT id FROM users WHERE name = ?", (name,)).fetchone()
+def _execute(conn: Conn, sql: str, params: tuple[object, ...] = ()) -> Any:
+    """One statement, its `?` placeholders written as psycopg wants them (%s) on a PostgreSQL connection."""
+    if isinstance(conn, sqlite3.Connection):
+        return conn.execute(sql, params)
+    return conn.execute(sql.replace("?", "%s"), params)
+
+
+def ensure_user(conn: Conn, name: str) -> int:
+    _execute(conn, "INSERT INTO users(name, created) VALUES (?, ?) ON CONFLICT(name) DO NOTHING", (name, time.time()))
+    row = _execute(conn, "SELECT id FROM users WHERE name = ?", (name,)).fetchone()
     return int(row[0])
 
 
-def create_token(conn: sqlite3.Connection, user: str) -> str:
+def create_token(conn: Conn, user: str) -> str:
     """Create the user if needed and return a new bearer token (shown once, never stored)."""
     user_id = ensure_user(conn, user)
     lookup = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
-    conn.execute(
+    _execute(
+        conn,
         "INSERT INTO tokens(user_id, lookup, hash, created) VALUES (?, ?, ?, ?)",
         (user_id, lookup, hash_secret(secret), time.time()),
     )
     return f"{PREFIX}_{lookup}_{secret}"
 
 
-def create_token_at(db_path: Path, user: str) -> str:
-    """create_token on the database file at `db_path` (tests, benchmarks and scripts share it)."""
+def connect(where: Path | str) -> Conn:
+    """The token tables of an SQLite file (a path) or of a postgresql:// URL, the schema in place."""
+    if isinstance(where, str):
+        from server import pg
+
+        return pg.connect(where)
     from server import schema
 
-    conn = schema.connect(db_path)
+    return schema.connect(where)
+
+
+def create_token_at(where: Path | str, user: str) -> str:
+    """create_token in the SQLite file or PostgreSQL URL `where` (tests, benchmarks and scripts share it)."""
+    conn = connect(where)
     try:
         return create_token(conn, user)
     finally:
         conn.close()
 
 
-def list_tokens(conn: sqlite3.Connection) -> list[TokenInfo]:
-    rows = conn.execute(
+def list_tokens(conn: Conn) -> list[TokenInfo]:
+    rows = _execute(
+        conn,
         "SELECT t.lookup, u.name, t.created, t.revoked FROM tokens t JOIN users u ON u.id = t.user_id "
-        "ORDER BY t.created"
+        "ORDER BY t.created",
     ).fetchall()
     return [TokenInfo(*row) for row in rows]
 
 
-def revoke(conn: sqlite3.Connection, what: str) -> int:
+def revoke(conn: Conn, what: str) -> int:
     """Revoke one token (by token or its lookup id) or every token of a user; returns how many."""
     parts = split_token(what)
     lookup = parts[0] if parts else what
     now = time.time()
-    cur = conn.execute("UPDATE tokens SET revoked = ? WHERE lookup = ? AND revoked IS NULL", (now, lookup))
+    cur = _execute(conn, "UPDATE tokens SET revoked = ? WHERE lookup = ? AND revoked IS NULL", (now, lookup))
     if cur.rowcount:
-        return cur.rowcount
-    cur = conn.execute(
+        return int(cur.rowcount)
+    cur = _execute(
+        conn,
         "UPDATE tokens SET revoked = ? WHERE revoked IS NULL AND user_id = (SELECT id FROM users WHERE name = ?)",
         (now, what),
     )
-    return cur.rowcount
+    return int(cur.rowcount)
 
 
 def verify(row_hash: str, secret: str) -> bool:

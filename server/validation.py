@@ -149,7 +149,7 @@ def _text_error(value: object, lo: int, hi: int, ok: Callable[[str], bool] | Non
 _TEXT: Final[tuple[tuple[str, int, int, Callable[[str], bool] | None, str], ...]] = (
     ("id", 1, contract.MAX_ID_CHARS, contract.id_ok, contract.ID_MESSAGE),
     ("url", 0, contract.MAX_URL_CHARS, contract.url_ok, contract.URL_MESSAGE),
-    ("title", 0, contract.MAX_TITLE_CHARS, None, ""),
+    ("title", 0, contract.MAX_TITLE_CHARS, contract.title_ok, contract.TITLE_MESSAGE),
 )
 _INTS: Final = (
     ("visitedAt", 0, contract.MAX_VISITED_AT),

@@ -82,6 +82,8 @@ class PageVisit(msgspec.Struct, rename="camel", forbid_unknown_fields=False, omi
 
 URL_MESSAGE: Final = "must be an http:// or https:// URL without spaces or control characters"
 ID_MESSAGE: Final = "must not contain control characters"
+# PostgreSQL's text cannot hold U+0000, so no store may accept it: a record is valid on every backend or on none.
+TITLE_MESSAGE: Final = "must not contain the NUL character (U+0000)"
 _URL: Final = re.compile(URL_PATTERN)
 _ID: Final = re.compile(ID_PATTERN)
 # In UTF-8 a control character is always its own single byte (every byte of a longer sequence is >= 0x80),
@@ -94,7 +96,7 @@ def _utf8(text: str) -> bytes:
 
 
 def patterns_hold(visits: Sequence[PageVisit]) -> bool:
-    """Whether every url matches URL_PATTERN and every id ID_PATTERN, checked for the whole batch at once.
+    """Whether every url matches URL_PATTERN, every id ID_PATTERN and every title title_ok, for the whole batch at once.
 
     Concatenated values hold a control character iff one value does, found in one C pass. Urls are
     joined by spaces, which they may not contain: counting spaces proves none does, and then " http://"
@@ -104,6 +106,8 @@ def patterns_hold(visits: Sequence[PageVisit]) -> bool:
     if n == 0:
         return True
     if _utf8("".join([v.id for v in visits])).translate(None, _NOT_CONTROL):
+        return False
+    if "\x00" in "".join([v.title for v in visits if v.title is not None]):
         return False
     urls = _utf8(" " + " ".join([v.url for v in visits]) + " ")
     if urls.count(b" ") != n + 1 or urls.translate(None, _NOT_CONTROL):
@@ -122,11 +126,17 @@ def id_ok(record_id: str) -> bool:
     return _ID.match(record_id) is not None
 
 
+def title_ok(title: str) -> bool:
+    return "\x00" not in title
+
+
 def explain_patterns(visit: PageVisit) -> str:
     """Which pattern one record breaks, in wire field names ("" if none)."""
     problems = [f"id {ID_MESSAGE}"] if not id_ok(visit.id) else []
     if not url_ok(visit.url):
         problems.append(f"url {URL_MESSAGE}")
+    if visit.title is not None and not title_ok(visit.title):
+        problems.append(f"title {TITLE_MESSAGE}")
     return "; ".join(problems)
 
 

@@ -7,6 +7,7 @@ ones live for a test module: use them where tests leave nothing another test of 
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from harness import postgres as pg_harness
+from harness.postgres import PostgresServer, temporary_postgres
 from harness.processes import RedisServer, free_port, wait_until
 from harness.server import LiveServer
 
-__all__ = ["ROOT", "LiveServer", "RedisServer", "ServerFactory", "free_port", "wait_until"]
+__all__ = ["ROOT", "LiveServer", "PostgresServer", "RedisServer", "ServerFactory", "free_port", "wait_until"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,3 +98,33 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     srv = RedisServer(data_dir=tmp_path_factory.mktemp("redis")).start()
     yield srv
     srv.kill()
+
+
+def require_postgres() -> None:
+    """Fail loudly when CI (or SYNCBED_REQUIRE_POSTGRES) expects PostgreSQL and it is missing; skip elsewhere."""
+    if pg_harness.installed():
+        return
+    message = "PostgreSQL (initdb, pg_ctl) is not installed (scripts/test installs it with apt-get when run as root)"
+    if os.environ.get("SYNCBED_REQUIRE_POSTGRES") or os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway cluster for the whole session (fsync off), stopped and removed at the end."""
+    require_postgres()
+    with temporary_postgres() as srv:
+        yield srv
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> Iterator[str]:
+    """A new, empty database on the session's cluster for this test; dropped after it."""
+    name = f"test_{os.getpid()}_{next(_databases)}"
+    url = postgres.create_database(name)
+    yield url
+    postgres.drop_database(name)

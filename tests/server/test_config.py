@@ -35,6 +35,7 @@ SAMPLES: dict[str, object] = {
     "server.host": "127.0.0.2",
     "server.port": 3999,
     "server.data_dir": Path("/srv/syncbed-sample"),
+    "server.database": "postgresql://syncbed@127.0.0.1:5432/syncbed",
     "server.max_batch_records": 500,
     "server.max_body_bytes": 4096,
     "server.workers": 2,
@@ -103,7 +104,8 @@ def test_every_field_is_reachable_by_toml_variable_and_flag(tmp_path: Path, dott
     assert s.flag == "--" + FLAG_ALIASES.get(dotted, s.key.replace("_", "-"))
     switch = isinstance(want, bool)
     argv = [s.flag if want else "--no-" + s.flag[2:]] if switch else [s.flag, text_value(want)]
-    for where in ([], ["serve"]) if dotted != "server.data_dir" else ([], ["serve"], ["token", "list"]):
+    token_too = dotted in ("server.data_dir", "server.database")  # the token commands read these two as well
+    for where in ([], ["serve"], ["token", "list"]) if token_too else ([], ["serve"]):
         args = parser().parse_args([*where, *argv])
         assert read(load_settings(env={}, flags=flags(args)), dotted) == want, where
 
