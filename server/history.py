@@ -237,6 +237,8 @@ class History:
 
     async def flush(self) -> None:
         """Write everything queued so far (readers call this first, so they see their own writes)."""
+        if self._bus is not None:
+            await self._bus.settled()  # a shared bus hands this worker's events back after a round trip
         while self._queue and self._writer is not None:
             # The lock is taken per chunk, so a claim waits for one transaction, not a whole backlog.
             async with self._lock:
@@ -313,15 +315,22 @@ class History:
         return kept, settled
 
     async def _write(self, conn: aiosqlite.Connection, chunk: list[Published]) -> None:
-        chunk, owners = await self._owned(conn, chunk)
-        spans: dict[str, tuple[float, float]] = {}  # run -> its first and last event time in this chunk
-        for event in chunk:
-            assert event.run is not None
-            ts = event.event.ts
-            first, last = spans.get(event.run, (ts, ts))
-            spans[event.run] = (min(first, ts), max(last, ts))
-        await conn.execute("BEGIN IMMEDIATE")
+        mark = None if self._bus is None else self._bus.history_mark(chunk)
+        shared = self._bus is not None and self._bus.shared
+        if shared:  # what another worker wrote is skipped inside the transaction that writes the rest
+            await conn.execute("BEGIN IMMEDIATE")
         try:
+            if shared:
+                chunk = await self._unwritten(conn, chunk)
+            chunk, owners = await self._owned(conn, chunk)
+            spans: dict[str, tuple[float, float]] = {}  # run -> its first and last event time in this chunk
+            for event in chunk:
+                assert event.run is not None
+                ts = event.event.ts
+                first, last = spans.get(event.run, (ts, ts))
+                spans[event.run] = (min(first, ts), max(last, ts))
+            if not shared:
+                await conn.execute("BEGIN IMMEDIATE")
             await conn.executemany(_INSERT_EVENT, [_row(e) for e in chunk])
             await conn.executemany(_SEEN_RUN, [(run, owners[run], f, la) for run, (f, la) in spans.items()])
             for event in chunk:
@@ -333,8 +342,8 @@ class History:
                     )
                 elif isinstance(d, RunFinished):
                     await conn.execute(_FINISHED, (d.status, d.ts, d.ok_batches, d.failed_batches, d.seconds, d.run))
-            if self._bus is not None:
-                await self._save_last_id(conn, self._bus.last_id)
+            if mark is not None:
+                await self._save_last_id(conn, mark)
             await conn.execute("COMMIT")
             for run in spans:
                 self._remember(run, owners[run])
@@ -347,9 +356,21 @@ class History:
     async def _save_last_id(conn: aiosqlite.Connection, last_id: int) -> None:
         await conn.execute(
             "INSERT INTO history_meta(key, value) VALUES ('last_id', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
             (str(last_id),),
         )
+
+    @staticmethod
+    async def _unwritten(conn: aiosqlite.Connection, chunk: list[Published]) -> list[Published]:
+        """A shared bus feeds every worker's history: keep what no worker has written to this database yet.
+
+        Each worker reads the stream in order from the database's last_id on, and each transaction moves
+        last_id to the end of what it covers, so the first writer of an event writes it and the others skip
+        it. Called inside the writing transaction, after its write lock is taken."""
+        async with conn.execute("SELECT CAST(value AS INTEGER) FROM history_meta WHERE key = 'last_id'") as cur:
+            row = await cur.fetchone()
+        written = int(row[0]) if row and row[0] is not None else 0
+        return [e for e in chunk if e.id is not None and e.id > written]
 
     async def close(self) -> None:
         """Stop the writer after its current transaction, write what is left, close."""
@@ -362,9 +383,10 @@ class History:
             self._task = None
         await self.flush()
         if self._writer is not None:
-            if self._bus is not None:
+            mark = None if self._bus is None else self._bus.history_mark([])
+            if mark is not None:
                 with contextlib.suppress(aiosqlite.Error):
-                    await self._save_last_id(self._writer, self._bus.last_id)
+                    await self._save_last_id(self._writer, mark)
             await self._writer.close()
         if self._reader is not None:
             await self._reader.close()
