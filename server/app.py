@@ -22,7 +22,7 @@ from server.admin_token import ensure_admin_token
 from server.auth import Auth
 from server.config import Settings
 from server.cors import cors_middleware
-from server.events import EventBus
+from server.events import bus_url, open_bus
 from server.faults import Faults
 from server.history import History
 from server.ingest import SyncEndpoint
@@ -110,7 +110,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         admin = ensure_admin_token(data_dir, settings.server.admin_token)
         storage = Storage(data_dir / SERVER_DB_FILE)
         await storage.open()
-        bus = EventBus()
+        bus = open_bus(bus_url(settings), settings.server.bus_maxlen)
         f = settings.faults
         faults = Faults(
             latency_ms=f.latency_ms, jitter_ms=f.jitter_ms, error_rate=f.error_rate, reset_rate=f.reset_rate
@@ -128,6 +128,13 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             admin_token=admin,
             limiter=await open_limiter(settings, bus, auth.user_for_authorization),
         )
+        if bus.shared:  # a cluster: live edits through Redis, taken from it before the first request
+            from server.bus_redis import share_hot_keys
+            from server.cluster_config import ClusterConfig
+
+            state.cluster = ClusterConfig(bus_url(settings), faults, state.limiter)
+            await state.cluster.start()
+            share_hot_keys(bus, state.limiter)
         app.state.syncbed = state
         app.state.history = history  # the run routes' way in (server/runs.py)
         bus.stats.add_source("faults", faults.snapshot)
@@ -139,6 +146,8 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         try:
             yield {LIMITS_STATE_KEY: http_limits(settings.server)}  # lifespan state: read by server/protocol.py
         finally:
+            if state.cluster is not None:
+                await state.cluster.aclose()
             await state.limiter.aclose()
             await bus.close()
             await history.close()  # writes what is still queued: the history stays exact
