@@ -199,7 +199,9 @@ async def limiter_view(request: Request) -> Response:
             E_INVALID_REQUEST,
             f"top must be an integer from 1 to {MAX_TOP} in ASCII digits, got {raw[:32]!r}.",
         )
-    return JSONResponse(state.limiter.describe(top))
+    view = state.limiter.describe(top)
+    view.workers = state.bus.worker_shares()  # on a cluster: each worker's share, as of the last stats tick
+    return JSONResponse(view)
 
 
 def routes() -> list[Route]:

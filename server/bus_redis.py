@@ -33,6 +33,7 @@ from syncbed.events import EV_STREAM_RESET, BusDown, BusUp, Event, StreamReset
 
 if TYPE_CHECKING:
     from server.throttle import Limiter
+    from syncbed.responses import WorkerStats
 
 log = logging.getLogger("syncbed.events")
 
@@ -301,6 +302,9 @@ class RedisBus(EventBus):
         by_id = {e.id: e.published for e in entries if e.published is not None}
         by_id.update({p.id: p for p in self.buffer if p.id is not None and p.id >= first})
         return [by_id[i] for i in sorted(by_id)]
+
+    def worker_shares(self) -> list[WorkerStats] | None:
+        return self.cluster.shares
 
     # --- life -----------------------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import msgspec
 import redis.asyncio as aioredis
 
-from syncbed.events import ServerStats, WorkerStats
+from syncbed.events import ServerStats
+from syncbed.responses import WorkerStats
 
 log = logging.getLogger("syncbed.events")
 
@@ -77,6 +78,7 @@ class ClusterStats:
     def __init__(self, redis: aioredis.Redis, worker: str) -> None:
         self.worker = worker
         self.leader = False
+        self.shares: list[WorkerStats] | None = None  # every fresh share at the last tick, by worker
         self._tick = redis.register_script(_TICK)
         self._hot_source: Callable[[int], HotKeys] | None = None
         self._hot_sink: Callable[[list[HotKeys]], None] | None = None
@@ -105,10 +107,11 @@ class ClusterStats:
                 log.warning("a worker's stats share is unreadable: left out")
         if self._hot_sink is not None:
             self._hot_sink([s.hot for s in shares if s.stats.worker != self.worker])
+        others = [s.stats for s in shares if s.stats.worker != self.worker]
+        self.shares = sorted([mine, *others], key=lambda s: s.worker)
         if bool(lead) != self.leader:
             self.leader = bool(lead)
             log.info("stats: this worker %s the cluster's stats events", "publishes" if lead else "no longer publishes")
         if not lead:
             return None
-        others = [s.stats for s in shares if s.stats.worker != self.worker]
-        return combine(local, [mine, *others])
+        return combine(local, self.shares)

@@ -19,6 +19,7 @@ from syncbed.events import RUN_EVENT_CLASSES, Event, StreamDropped, StreamReset,
 
 if TYPE_CHECKING:
     from server.config import Settings
+    from syncbed.responses import WorkerStats
 
 __all__ = [  # Stats and StatsMeter live in server/stats.py; they are the bus's, and were here first
     "EventBus",
@@ -217,6 +218,10 @@ class EventBus:
     def history_mark(self, chunk: Sequence[Published]) -> int | None:
         """What the history stores as its `last_id` with this chunk: here the bus's last id."""
         return self.last_id
+
+    def worker_shares(self) -> list[WorkerStats] | None:
+        """Each worker's share of the figures, on a cluster; None for one process's bus."""
+        return None
 
     async def settled(self) -> None:
         """Return once every event published so far has reached the taps (at once here: publish does it)."""

@@ -14,7 +14,7 @@ from typing import Final, TypeAlias, get_args
 import msgspec
 
 from syncbed.faults import FAULT_FIELDS, FaultSettings
-from syncbed.responses import RuleSettings
+from syncbed.responses import RuleSettings, WorkerStats
 
 EV_RUN_STARTED: Final = "run.started"
 EV_BATCH_RECEIVED: Final = "batch.received"
@@ -115,16 +115,6 @@ class HotKey(msgspec.Struct):
 
     key: str
     count: int
-
-
-class WorkerStats(msgspec.Struct, kw_only=True):
-    """One worker's share of a cluster's `stats`: its own rates and requests in flight."""
-
-    worker: str
-    records_per_s: float
-    requests_per_s: float
-    throttled_per_s: float
-    in_flight: int
 
 
 class ServerStats(_Event, tag=EV_STATS, kw_only=True):

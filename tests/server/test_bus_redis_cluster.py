@@ -230,3 +230,24 @@ async def test_the_stats_event_sums_the_workers_and_the_limiter_view_shows_their
     assert len(during) <= ended - began  # one worker publishes them, once a second: not one each
     hot = {h["key"] for r in view["rules"] if r["name"] == "sync/user" for h in r["hot"]}
     assert {"user:alice", "user:bob"} <= hot  # bob synced only on b: a knows him from b's share
+    assert len(view["workers"]) == 2 and {"worker", "records_per_s", "in_flight"} <= set(view["workers"][0])
+
+
+async def test_workers_2_on_a_redis_store_is_one_cluster(
+    redis_server: RedisServer, server_factory: ServerFactory
+) -> None:
+    srv = await asyncio.to_thread(server_factory, config=cluster_config(redis_server.url), args=["--workers", "2"])
+    token = srv.token("alice")
+    async with Follow(srv).running() as on_srv:
+        for i in range(20):  # a connection each: the kernel hands them to either worker
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                await sync(client, srv, token, i)
+
+        def two() -> list[ServerStats]:
+            stats: list[ServerStats] = on_srv.of(ServerStats)
+            return [s for s in stats if s.workers and len(s.workers) == 2]
+
+        await on_srv.until(lambda: on_srv.stored() == set(range(20)) and bool(two()), "both workers' shares")
+    ids = on_srv.numbered()
+    assert ids == list(range(ids[0], ids[0] + len(ids)))
+    assert len({w.worker for w in two()[0].workers or []}) == 2
