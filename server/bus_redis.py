@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import random
+import secrets
 import socket
 import time
 from collections import deque
@@ -28,7 +29,7 @@ from server.cluster_stats import ClusterStats
 from server.events import EventBus, Filter, Published, Subscriber, TooManySubscribers
 from server.limiter_redis import RedisStore, redact
 from server.stats import StatsMeter
-from server.stream_redis import REDIS_ERRORS, Entry, Stream
+from server.stream_redis import BACKOFF_S, REDIS_ERRORS, Entry, Stream
 from syncbed.events import EV_STREAM_RESET, BusDown, BusUp, Event, StreamReset
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ log = logging.getLogger("syncbed.events")
 PUSH_BATCH = 500
 OUTBOX_SIZE = 100_000  # events kept for the stream while it is away; beyond, the oldest are given up
 SETTLE_S = 2.0
-BACKOFF_S = (0.1, 2.0)
 
 
 def share_hot_keys(bus: EventBus, limiter: Limiter) -> None:
@@ -51,8 +51,8 @@ def share_hot_keys(bus: EventBus, limiter: Limiter) -> None:
 
 
 def worker_id() -> str:
-    """This process among the cluster's: host and pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process among the cluster's: host, pid and a random tag (a restarted container may reuse both)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class RedisBus(EventBus):

@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 from server.admin import LIMIT_FIELDS
 from server.limiter_redis import redact
-from server.stream_redis import COMMAND_TIMEOUT, REDIS_ERRORS, client
+from server.stream_redis import BACKOFF_S, COMMAND_TIMEOUT, REDIS_ERRORS, client
 from syncbed.faults import FaultError
 
 if TYPE_CHECKING:
@@ -33,7 +33,6 @@ CONFIG_KEY = "syncbed:config"  # field: JSON ["faults", name] or ["limits", kind
 VERSION_KEY = "syncbed:config:version"
 CHANNEL = "syncbed:config"
 START_WAIT_S = 2.0
-BACKOFF_S = (0.1, 2.0)
 
 # KEYS: config hash, version. ARGV: channel, then (field, value) pairs. One atomic edit: fields, version,
 # announcement (the version as the message).

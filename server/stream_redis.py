@@ -25,6 +25,7 @@ SEQ_PREFIX = KEY_PREFIX + "seq:"  # + worker: the last of that worker's own sequ
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 COMMAND_TIMEOUT = 1.0  # a push or a resume that has not come back in a second will not: the bus goes local
 BLOCK_MS = 1000
+BACKOFF_S = (0.1, 2.0)  # a worker that lost Redis tries again after this, doubling up to the second
 PAGE = 1000
 
 # KEYS: stream, counter, this worker's sequence key. ARGV: maxlen, floor, worker, then (seq, event) pairs.
