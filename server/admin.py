@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncbed.admin")
 
+LIMIT_FIELDS = ("limit", "period", "enabled")  # what a limits edit sets; the rest names the rule
 MAX_ADMIN_BODY = 64 * 1024
 MAX_TOP = 100
 
@@ -118,6 +119,8 @@ async def put_faults(request: Request) -> Response:
     except FaultError as exc:
         raise invalid(exc.field, exc.reason) from None
     state.bus.publish(msgspec.convert({"what": "faults", "changed": sorted(body), **now}, ConfigChanged))
+    if state.cluster is not None:  # one event, from here; every other worker applies it without one
+        state.cluster.share_faults({name: now[name] for name in body})
     log.info("config changed: faults %s", now)
     return JSONResponse(state.faults.settings())
 
@@ -171,6 +174,9 @@ async def put_limits(request: Request) -> Response:
         raise invalid("rule", str(exc)) from None
     now = {"rule": change.rule, **msgspec.structs.asdict(rule)}
     state.bus.publish(msgspec.convert({**now, "what": "limits"}, ConfigChanged))
+    if state.cluster is not None:
+        given = {f: getattr(rule, f) for f in LIMIT_FIELDS if getattr(change, f) is not None}
+        state.cluster.share_limit(rule.kind, rule.name, given)
     log.info("config changed: limits %s", now)
     return JSONResponse(LimitChanged(**now))
 
@@ -193,7 +199,9 @@ async def limiter_view(request: Request) -> Response:
             E_INVALID_REQUEST,
             f"top must be an integer from 1 to {MAX_TOP} in ASCII digits, got {raw[:32]!r}.",
         )
-    return JSONResponse(state.limiter.describe(top))
+    view = state.limiter.describe(top)
+    view.workers = state.bus.worker_shares()  # on a cluster: each worker's share, as of the last stats tick
+    return JSONResponse(view)
 
 
 def routes() -> list[Route]:

@@ -23,7 +23,7 @@ from server.auth import Auth
 from server.config import Settings
 from server.cors import cors_middleware
 from server.database import stores
-from server.events import EventBus
+from server.events import bus_url, open_bus
 from server.faults import Faults
 from server.ingest import SyncEndpoint
 from server.responses import ApiError, JSONResponse, error_response
@@ -110,7 +110,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         admin = ensure_admin_token(data_dir, settings.server.admin_token)
         storage, history = stores(settings.server.database, data_dir)  # SQLite in data_dir, or PostgreSQL
         await storage.open()
-        bus = EventBus()
+        bus = open_bus(bus_url(settings), settings.server.bus_maxlen)
         f = settings.faults
         faults = Faults(
             latency_ms=f.latency_ms, jitter_ms=f.jitter_ms, error_rate=f.error_rate, reset_rate=f.reset_rate
@@ -127,6 +127,13 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             admin_token=admin,
             limiter=await open_limiter(settings, bus, auth.user_for_authorization),
         )
+        if bus.shared:  # a cluster: live edits through Redis, taken from it before the first request
+            from server.bus_redis import share_hot_keys
+            from server.cluster_config import ClusterConfig
+
+            state.cluster = ClusterConfig(bus_url(settings), faults, state.limiter)
+            await state.cluster.start()
+            share_hot_keys(bus, state.limiter)
         app.state.syncbed = state
         app.state.history = history  # the run routes' way in (server/runs.py)
         bus.stats.add_source("faults", faults.snapshot)
@@ -138,6 +145,8 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         try:
             yield {LIMITS_STATE_KEY: http_limits(settings.server)}  # lifespan state: read by server/protocol.py
         finally:
+            if state.cluster is not None:
+                await state.cluster.aclose()
             await state.limiter.aclose()
             await bus.close()
             await history.close()  # writes what is still queued: the history stays exact

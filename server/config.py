@@ -117,6 +117,10 @@ class ServerSettings(_Table, frozen=True):
     cors_origins: Annotated[tuple[str, ...], _doc("origins whose pages may call the API, or *")] = ()
     header_timeout_s: Annotated[float, _doc("a request's headers must all arrive within this", ge=0.1, le=3600)] = 10.0
     body_timeout_s: Annotated[float, _doc("the longest silence allowed within a request body", ge=0.1, le=3600)] = 10.0
+    bus: Annotated[str | None, _doc("event bus: memory or redis://host:port/db (default: limits.store if Redis)")] = (
+        None
+    )
+    bus_maxlen: Annotated[int, _doc("events the Redis stream and each ring buffer keep for resume", ge=100)] = 10_000
 
     def __post_init__(self) -> None:
         level = self.log_level.lower()
@@ -126,6 +130,8 @@ class ServerSettings(_Table, frozen=True):
         database_problem = _database_problem(self.database)
         if database_problem is not None:
             raise FieldError("database", database_problem)
+        if self.bus is not None and self.bus != "memory" and not self.bus.startswith(STORE_SCHEMES):
+            raise FieldError("bus", f"expected 'memory' or a redis:// URL, got {self.bus!r}")
         for i, origin in enumerate(self.cors_origins):
             if origin != "*" and not _ORIGIN.match(origin):
                 raise FieldError(

@@ -8,12 +8,30 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from syncbed.events import RUN_EVENT_CLASSES, Event, ServerStats, StreamDropped, StreamReset, encode_event, event_type
+from server.stats import Stats, StatsMeter
+from syncbed.events import RUN_EVENT_CLASSES, Event, StreamDropped, StreamReset, encode_event, event_type
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from syncbed.responses import WorkerStats
+
+__all__ = [  # Stats and StatsMeter live in server/stats.py; they are the bus's, and were here first
+    "EventBus",
+    "Filter",
+    "Published",
+    "Stats",
+    "StatsMeter",
+    "Subscriber",
+    "TooManySubscribers",
+    "bus_url",
+    "open_bus",
+]
 
 log = logging.getLogger("syncbed.events")
 
@@ -70,9 +88,16 @@ class Subscriber:
         self._missed_first: int | None = None
         self._missed_last: int | None = None
         self.closed = False
+        self.floor = 0  # ids up to this one it has (a resume fetched them): a later copy is not sent again
+        self._held: list[Published] | None = None
 
     def offer(self, event: Published) -> None:
         if not self.filter.matches(event):
+            return
+        if event.id is not None and event.id <= self.floor:
+            return
+        if self._held is not None:
+            self._held.append(event)
             return
         if len(self._queue) >= self._maxsize:
             if self._missed == 0:
@@ -87,6 +112,26 @@ class Subscriber:
     def put_control(self, event: Published) -> None:
         self._queue.append(event)
         self._wake()
+
+    def missed(self, first_id: int, last_id: int) -> None:
+        """Events it never got from the bus (ids first_id to last_id): a stream.dropped where they would be."""
+        if last_id <= self.floor:
+            return
+        if self._missed == 0:
+            self._missed_first = first_id
+        self._missed += last_id - first_id + 1
+        self._missed_last = last_id
+
+    def hold(self) -> None:
+        """Keep live events aside while a resume is fetched from elsewhere (release() sends them after it)."""
+        self._held = []
+
+    def release(self, floor: int) -> None:
+        """The resume is in (ids up to `floor`): send what was held after it, then go live."""
+        held, self._held = self._held or [], None
+        self.floor = max(self.floor, floor)
+        for event in held:
+            self.offer(event)
 
     def _flush_missed(self) -> None:
         # The gap marker goes exactly where the gap is: after what was queued, before what comes next.
@@ -136,86 +181,6 @@ class Subscriber:
         self._wake()
 
 
-class Stats:
-    """Counters the request path bumps cheaply; the bus turns them into a 1 Hz `stats` event."""
-
-    __slots__ = ("_reader", "_sources", "in_flight", "records", "requests", "throttled")
-
-    def __init__(self) -> None:
-        self.records = 0
-        self.requests = 0
-        self.throttled = 0
-        self.in_flight = 0
-        self._sources: dict[str, Callable[[], object]] = {}
-        self._reader: Callable[[], tuple[int, int, int, int]] | None = None
-
-    def count_request(self, records: int = 0, throttled: bool = False) -> None:
-        """One sync request answered: `records` stored by it, or `throttled` if a rule refused it."""
-        self.requests += 1
-        self.records += records
-        if throttled:
-            self.throttled += 1
-
-    def request_started(self) -> None:
-        self.in_flight += 1
-
-    def request_finished(self) -> None:
-        self.in_flight -= 1
-
-    def read_from(self, reader: Callable[[], tuple[int, int, int, int]] | None) -> None:
-        """Take (records, requests, throttled, in_flight) totals from counters kept elsewhere instead."""
-        self._reader = reader
-
-    def totals(self) -> tuple[int, int, int, int]:
-        """(records, requests, throttled, in_flight), cumulative except in_flight."""
-        if self._reader is not None:
-            try:
-                return self._reader()
-            except Exception:
-                log.exception("stats counters failed")
-        return self.records, self.requests, self.throttled, self.in_flight
-
-    def add_source(self, field: str, source: Callable[[], object] | None) -> None:
-        """Another field for the stats event, read at each tick (e.g. "limiter": rule -> top keys)."""
-        if source is None:
-            self._sources.pop(field, None)
-        else:
-            self._sources[field] = source
-
-    def extras(self) -> dict[str, object]:
-        out: dict[str, object] = {"limiter": {}}
-        for field, source in self._sources.items():
-            try:
-                out[field] = source()
-            except Exception:
-                log.exception("stats field %s failed", field)
-        return out
-
-
-class StatsMeter:
-    """Turns cumulative counters into per-second rates between two ticks (pure; clock injected)."""
-
-    def __init__(self, stats: Stats, now: float) -> None:
-        self._stats = stats
-        self._last = (now, *stats.totals()[:3])
-
-    def tick(self, now: float) -> ServerStats:
-        """The stats event since the last tick; msgspec.ValidationError if a source gave a wrong shape."""
-        s = self._stats
-        then, records, requests, throttled = self._last
-        dt = max(now - then, 1e-6)
-        r, q, t, in_flight = s.totals()
-        self._last = (now, r, q, t)
-        fields = {
-            "records_per_s": round((r - records) / dt, 1),
-            "requests_per_s": round((q - requests) / dt, 2),
-            "throttled_per_s": round((t - throttled) / dt, 2),
-            "in_flight": max(in_flight, 0),
-            **s.extras(),
-        }
-        return msgspec.convert(fields, ServerStats)
-
-
 class EventBus:
     """Publish is synchronous and O(subscribers): no awaits, no I/O, never raises."""
 
@@ -246,6 +211,21 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
+    # One process feeds its history alone; a shared bus (Redis) feeds every worker's, so the history must
+    # skip what another worker wrote (server/history.py asks).
+    shared = False
+
+    def history_mark(self, chunk: Sequence[Published]) -> int | None:
+        """What the history stores as its `last_id` with this chunk: here the bus's last id."""
+        return self.last_id
+
+    def worker_shares(self) -> list[WorkerStats] | None:
+        """Each worker's share of the figures, on a cluster; None for one process's bus."""
+        return None
+
+    async def settled(self) -> None:
+        """Return once every event published so far has reached the taps (at once here: publish does it)."""
+
     def continue_after(self, last_id: int) -> None:
         """Make ids keep rising across restarts (history knows the last one it stored)."""
         self._next_id = max(self._next_id, last_id + 1)
@@ -264,9 +244,14 @@ class EventBus:
         event.id = self._next_id
         published = Published(event)  # encodes it: an event that cannot be is refused before anyone has it
         self._next_id += 1
+        self._deliver(published)
+
+    def _deliver(self, published: Published, live: bool = True) -> None:
+        """Keep it for resume, hand it to every subscriber (unless they had it already) and tap."""
         self.buffer.append(published)
-        for sub in self._subscribers:
-            sub.offer(published)
+        if live:
+            for sub in self._subscribers:
+                sub.offer(published)
         for tap in self._taps:
             try:
                 tap(published)
@@ -291,6 +276,10 @@ class EventBus:
                 sub.put_control(event)
         self._subscribers.append(sub)
         return sub
+
+    async def open_subscription(self, filter: Filter | None = None, last_event_id: int | None = None) -> Subscriber:
+        """subscribe() for the SSE endpoint: a bus whose history is elsewhere (Redis) fetches it here."""
+        return self.subscribe(filter, last_event_id)
 
     def replay(self, sub: Subscriber, last_event_id: int) -> Iterable[Published]:
         """A reconnect after `last_event_id`: stream.reset if the buffer lost some, then the rest."""
@@ -339,3 +328,20 @@ class EventBus:
                 await task
         for sub in list(self._subscribers):
             sub.close()
+
+
+def bus_url(settings: Settings) -> str:
+    """server.bus, or by default the limiter's store when that is Redis: one Redis serves the whole cluster."""
+    bus = settings.server.bus
+    if bus is None:
+        return settings.limits.store
+    return bus
+
+
+def open_bus(url: str, maxlen: int = 10_000) -> EventBus:
+    """'memory': this process's bus; a redis:// URL: the cluster's (server/bus_redis.py, loaded when used)."""
+    if url == "memory":
+        return EventBus(buffer_size=maxlen)
+    from server.bus_redis import RedisBus
+
+    return RedisBus(url, maxlen=maxlen)

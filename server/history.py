@@ -123,6 +123,8 @@ class History:
 
     async def flush(self) -> None:
         """Write everything queued so far (readers call this first, so they see their own writes)."""
+        if self._bus is not None:
+            await self._bus.settled()  # a shared bus hands this worker's events back after a round trip
         while self._queue and self.db.is_open:
             # The lock is taken per chunk, so a claim waits for one transaction, not a whole backlog.
             async with self._lock:
@@ -200,7 +202,9 @@ class History:
             ts = event.event.ts
             _, first, last = runs.get(event.run, (None, ts, ts))
             runs[event.run] = (owners[event.run], min(first, ts), max(last, ts))
-        await self.db.write(Chunk(kept, runs, None if self._bus is None else self._bus.last_id))
+        bus = self._bus
+        mark = None if bus is None else bus.history_mark(chunk)
+        await self.db.write(Chunk(kept, runs, mark, shared=bus is not None and bus.shared))
         for run in runs:
             self._remember(run, owners[run])
 
@@ -214,9 +218,10 @@ class History:
             await self._task
             self._task = None
         await self.flush()
-        if self.db.is_open and self._bus is not None:
+        mark = None if self._bus is None else self._bus.history_mark([])
+        if self.db.is_open and mark is not None:
             with contextlib.suppress(*_WRITE_ERRORS):
-                await self.db.save_last_id(self._bus.last_id)
+                await self.db.save_last_id(mark)
         await self.db.close()
         if self._queue:
             log.error("history closed with %d run events unwritten", len(self._queue))

@@ -37,6 +37,24 @@ class Chunk:
     events: list[Published]
     runs: dict[str, tuple[str, float, float]]  # run -> (owner, first event time, last event time)
     last_id: int | None  # remembered with the events, so a restart continues after it
+    # A shared bus feeds every worker's history: the backend keeps only what no worker has written to
+    # this database yet (`unwritten`), read under the transaction's write lock.
+    shared: bool = False
+
+
+def unwritten(chunk: Chunk, written: int) -> Chunk:
+    """The chunk without the events another worker already wrote (ids up to `written`), spans redone.
+
+    Each worker reads the stream in order from the database's last_id on, and each transaction moves
+    last_id to the end of what it covers, so the first writer of an event writes it and the others skip it.
+    """
+    events = [e for e in chunk.events if e.id is not None and e.id > written]
+    runs: dict[str, tuple[str, float, float]] = {}
+    for event in events:
+        assert event.run is not None
+        owner, first, last = runs.get(event.run, (chunk.runs[event.run][0], event.event.ts, event.event.ts))
+        runs[event.run] = (owner, min(first, event.event.ts), max(last, event.event.ts))
+    return Chunk(events, runs, chunk.last_id, chunk.shared)
 
 
 def event_row(published: Published) -> tuple[object, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row
+from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row, unwritten
 from server.pg import Pool
 from syncbed.events import (
     BATCH_EVENT_TYPES,
@@ -40,6 +40,8 @@ _LAST_ID = (
     "INSERT INTO history_meta(key, value) VALUES ('last_id', %s) ON CONFLICT (key) DO UPDATE SET "
     "value = GREATEST(history_meta.value::bigint, excluded.value::bigint)::text"
 )
+_LAST_ID_ROW = "INSERT INTO history_meta(key, value) VALUES ('last_id', '0') ON CONFLICT (key) DO NOTHING"
+_WRITTEN = "SELECT value::bigint FROM history_meta WHERE key = 'last_id' FOR UPDATE"
 _TYPES = ",".join(f"'{t}'" for t in BATCH_EVENT_TYPES)
 _STORED = f"type = '{EV_BATCH_STORED}'"
 # server/history_sqlite.py's totals, in PostgreSQL's words; in RunTotals' order.
@@ -101,6 +103,13 @@ class PgHistoryDb:
     async def write(self, chunk: Chunk) -> None:
         async with self.pool.connection("writing run events") as conn, conn.transaction():
             cur = conn.cursor()
+            if chunk.shared:
+                # The last_id row locked for the transaction: two workers' writers take turns, and the
+                # second skips what the first wrote.
+                await cur.execute(_LAST_ID_ROW)
+                await cur.execute(_WRITTEN)
+                row = await cur.fetchone()
+                chunk = unwritten(chunk, int(row[0]) if row and row[0] is not None else 0)
             if chunk.events:
                 await cur.executemany(_INSERT_EVENT, [event_row(e) for e in chunk.events])
             # Runs in one order: two servers writing the same runs lock their rows without a cycle.

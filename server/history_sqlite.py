@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row
+from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row, unwritten
 from syncbed.events import (
     BATCH_EVENT_TYPES,
     EV_BATCH_REJECTED,
@@ -93,6 +93,9 @@ FROM events WHERE run IN (SELECT value FROM json_each(?)) GROUP BY run
 """
 
 
+_WRITTEN = "SELECT CAST(value AS INTEGER) FROM history_meta WHERE key = 'last_id'"
+
+
 class SqliteHistoryDb:
     """The history tables beside the server's own, in WAL: writes on one connection, reads on another."""
 
@@ -141,7 +144,7 @@ class SqliteHistoryDb:
     async def save_last_id(self, last_id: int) -> None:
         await self.writer.execute(
             "INSERT INTO history_meta(key, value) VALUES ('last_id', ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            "ON CONFLICT(key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
             (str(last_id),),
         )
 
@@ -158,6 +161,10 @@ class SqliteHistoryDb:
         conn = self.writer
         await conn.execute("BEGIN IMMEDIATE")
         try:
+            if chunk.shared:  # under the write lock: what another worker wrote is skipped
+                async with conn.execute(_WRITTEN) as cur:
+                    row = await cur.fetchone()
+                chunk = unwritten(chunk, int(row[0]) if row and row[0] is not None else 0)
             await conn.executemany(_INSERT_EVENT, [event_row(e) for e in chunk.events])
             await conn.executemany(_SEEN_RUN, [(run, *span) for run, span in chunk.runs.items()])
             for event in chunk.events:

@@ -180,6 +180,8 @@ class RedisStore:
         self._gcra = self._redis.register_script(_GCRA)
         self._batch = ScriptBatcher(self._redis)
         self._seen: dict[str, dict[str, tuple[int, float]]] = {}
+        self._others: dict[str, dict[str, tuple[int, float]]] = {}  # other workers' hot keys (server/cluster_stats.py)
+        self._clock = time.time
 
     async def hit(self, counter: Counter, key: str, now: float) -> Decision | None:
         if not self.up:
@@ -250,8 +252,34 @@ class RedisStore:
 
     def top(self, counter: Counter, n: int, now: float) -> list[KeyUsage]:
         seen = self._seen.get(counter.id, {})
-        live = (KeyUsage(k, c, until - now) for k, (c, until) in seen.items() if until > now and c > 0)
-        return heapq.nlargest(n, live, key=lambda u: u.count)
+        live = {k: (c, until) for k, (c, until) in seen.items() if until > now and c > 0}
+        for k, (c, until) in self._others.get(counter.id, {}).items():
+            # The counts are the shared ones, as each worker last read them: the highest is the latest.
+            if until > now and c > live.get(k, (0, 0.0))[0]:
+                live[k] = (c, until)
+        return heapq.nlargest(n, (KeyUsage(k, c, until - now) for k, (c, until) in live.items()), key=lambda u: u.count)
+
+    def own_hot_keys(self, n: int) -> dict[str, list[tuple[str, int, float]]]:
+        """Per counter id, the `n` hottest keys this process has seen: (key, count, seconds to reset)."""
+        now = self._clock()
+        out = {}
+        for cid, seen in self._seen.items():
+            live = [(k, c, round(until - now, 3)) for k, (c, until) in seen.items() if until > now and c > 0]
+            if live:
+                out[cid] = heapq.nlargest(n, live, key=lambda u: u[1])
+        return out
+
+    def others_hot_keys(self, shares: list[dict[str, list[tuple[str, int, float]]]]) -> None:
+        """The other workers' hottest keys (from their stats shares), merged into top() until the next tick."""
+        now = self._clock()
+        merged: dict[str, dict[str, tuple[int, float]]] = {}
+        for share in shares:
+            for cid, keys in share.items():
+                into = merged.setdefault(cid, {})
+                for key, count, reset in keys:
+                    if count > into.get(key, (0, 0.0))[0]:
+                        into[key] = (count, now + reset)
+        self._others = merged
 
     async def probe(self) -> bool:
         """Ask Redis now (at start-up): a missing Redis is logged and reported before any request."""

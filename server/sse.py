@@ -115,7 +115,7 @@ async def events(request: Request) -> Response:
     last_id = parse_last_event_id(request)
     bus = app_state(request).bus
     try:
-        sub = bus.subscribe(filt, last_id)
+        sub = await bus.open_subscription(filt, last_id)
     except TooManySubscribers as exc:
         raise ApiError(
             503,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from server.auth import Auth
+    from server.cluster_config import ClusterConfig
     from server.config import Settings
     from server.events import EventBus
     from server.faults import Faults
@@ -36,6 +37,7 @@ class AppState:
     limiter: Limiter
     in_flight: int = 0
     counters: Counters = field(default_factory=Counters)
+    cluster: ClusterConfig | None = None  # with a Redis bus: admin edits reach every worker
 
     def stats_request(self, *, records: int, status: int) -> None:
         """Count one finished sync request (cheap: called on the hot path)."""

@@ -2,7 +2,8 @@
 
 The server publishes these structs and the monitor decodes them with the same types, so a field
 exists on the wire exactly when it is declared here. `id` is the bus's (None on the two per-subscriber
-stream.* events), `ts` the moment the event was made.
+stream.* events, on a worker's own bus.* events and on what a worker sends while its shared stream is
+down), `ts` the moment the event was made.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Final, TypeAlias, get_args
 import msgspec
 
 from syncbed.faults import FAULT_FIELDS, FaultSettings
-from syncbed.responses import RuleSettings
+from syncbed.responses import RuleSettings, WorkerStats
 
 EV_RUN_STARTED: Final = "run.started"
 EV_BATCH_RECEIVED: Final = "batch.received"
@@ -26,6 +27,8 @@ EV_CONFIG_CHANGED: Final = "config.changed"
 EV_LIMITER_STORE: Final = "limiter.store"
 EV_STREAM_DROPPED: Final = "stream.dropped"
 EV_STREAM_RESET: Final = "stream.reset"
+EV_BUS_DOWN: Final = "bus.down"
+EV_BUS_UP: Final = "bus.up"
 
 
 # omit_defaults: only the fields that are sometimes absent have defaults (None), so a field the server
@@ -115,7 +118,9 @@ class HotKey(msgspec.Struct):
 
 
 class ServerStats(_Event, tag=EV_STATS, kw_only=True):
-    """The 1 Hz summary: rates since the last one, requests in flight, each rule's hottest keys."""
+    """The 1 Hz summary: rates since the last one, requests in flight, each rule's hottest keys.
+
+    On a cluster (a Redis bus) the figures are summed over the workers and `workers` lists each one's share."""
 
     records_per_s: float
     requests_per_s: float
@@ -124,6 +129,7 @@ class ServerStats(_Event, tag=EV_STATS, kw_only=True):
     limiter: dict[str, list[HotKey]]
     faults: FaultSettings | None = None
     rules: list[RuleSettings] | None = None
+    workers: list[WorkerStats] | None = None
 
 
 class ConfigChanged(_Event, tag=EV_CONFIG_CHANGED, kw_only=True):
@@ -159,6 +165,23 @@ class LimiterStore(_Event, tag=EV_LIMITER_STORE, kw_only=True):
     status: str
 
 
+class BusDown(_Event, tag=EV_BUS_DOWN, kw_only=True):
+    """This worker lost the shared event stream: until `bus.up` its subscribers get its own events only."""
+
+    bus: str
+    worker: str
+    error: str
+
+
+class BusUp(_Event, tag=EV_BUS_UP, kw_only=True):
+    """This worker's shared event stream is back after `down_s` seconds; `local` events were this worker's only."""
+
+    bus: str
+    worker: str
+    down_s: float
+    local: int
+
+
 class StreamDropped(_Event, tag=EV_STREAM_DROPPED, kw_only=True):
     """This subscriber fell behind and missed `missed` events, ids `first_id` to `last_id`."""
 
@@ -184,6 +207,8 @@ Event: TypeAlias = (
     | ServerStats
     | ConfigChanged
     | LimiterStore
+    | BusDown
+    | BusUp
     | StreamDropped
     | StreamReset
 )

@@ -42,8 +42,18 @@ class RuleView(RuleSettings):
     hot: list[HotKey]
 
 
-class LimiterView(msgspec.Struct):
-    """200 answer of GET /api/v1/limiter."""
+class WorkerStats(msgspec.Struct, kw_only=True):
+    """One worker's share of a cluster's figures (`stats.workers`, the limiter view's `workers`)."""
+
+    worker: str
+    records_per_s: float
+    requests_per_s: float
+    throttled_per_s: float
+    in_flight: int
+
+
+class LimiterView(msgspec.Struct, omit_defaults=True):
+    """200 answer of GET /api/v1/limiter; `workers` only on a cluster (a Redis bus)."""
 
     enabled: bool
     dry_run: bool
@@ -53,3 +63,4 @@ class LimiterView(msgspec.Struct):
     safelist: list[str]
     blocklist: list[str]
     rules: list[RuleView]
+    workers: list[WorkerStats] | None = None

@@ -24,6 +24,8 @@ from monitor.stream import CONNECTED, Received, StreamFollower, Undecodable, dec
 from server import sse as sse_endpoint
 from syncbed import contract as c
 from syncbed.events import (
+    EV_BUS_DOWN,
+    EV_BUS_UP,
     EV_CONFIG_CHANGED,
     EV_LIMITER_STORE,
     EV_RUN_FINISHED,
@@ -32,6 +34,8 @@ from syncbed.events import (
     EVENT_CLASSES,
     EVENT_TYPES,
     BatchRejected,
+    BusDown,
+    BusUp,
     ConfigChanged,
     Event,
     LimiterStore,
@@ -123,6 +127,8 @@ async def drive(client: httpx.AsyncClient, srv: LiveServer, redis: RedisServer, 
         if store_said("up"):
             break
         await asyncio.sleep(0.05)
+    # The same Redis carries the event stream (server.bus defaults to the limiter's store): it went too.
+    await reader.wait_for(lambda evs: any(e.event == EV_BUS_UP for e in evs))
 
 
 async def test_every_event_a_real_server_publishes_is_read_whole_by_the_monitor(
@@ -163,6 +169,7 @@ async def test_every_event_a_real_server_publishes_is_read_whole_by_the_monitor(
     kinds = {e.what for e in live if isinstance(e, ConfigChanged)}
     assert kinds == {"faults", "limits"}
     assert [e.status for e in live if isinstance(e, LimiterStore)] == ["down", "up"]
+    assert [event_type(e) for e in live if isinstance(e, BusDown | BusUp)] == [EV_BUS_DOWN, EV_BUS_UP]
     seen = {event_type(e) for e in [*live, *replayed]}
     dropped = await a_subscriber_that_falls_behind(tmp_path, monkeypatch)
     assert seen | {event_type(dropped)} == set(EVENT_TYPES)

@@ -44,6 +44,8 @@ SAMPLES: dict[str, object] = {
     "server.cors_origins": ("https://app.example", "https://other.example"),
     "server.header_timeout_s": 2.5,
     "server.body_timeout_s": 3.5,
+    "server.bus": "redis://127.0.0.1:6379/2",
+    "server.bus_maxlen": 5000,
     "limits.enabled": False,
     "limits.dry_run": True,
     "limits.store": "redis://127.0.0.1:6379/1",
