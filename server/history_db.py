@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from server.events import Published
-from syncbed.events import BATCH_EVENT_CLASSES, BatchReceived, BatchRejected, BatchStored
+from syncbed.events import BATCH_EVENT_CLASSES, BatchReceived, BatchRejected, BatchStored, RunFinished, RunStarted
 from syncbed.runs import RunTotals
 
 RUN_COLUMNS = (
@@ -79,6 +79,23 @@ def event_row(published: Published) -> tuple[object, ...]:
         duplicates,
         published.json.decode(),
     )
+
+
+def run_updates(events: list[Published]) -> list[tuple[bool, tuple[object, ...]]]:
+    """Each run.started's and run.finished's update of its run row, in event order: (started?, parameters).
+
+    Started: (user, ts, total_records, total_batches, batch_size, mode, concurrency, run);
+    finished: (status, ts, ok_batches, failed_batches, seconds, run).
+    """
+    out: list[tuple[bool, tuple[object, ...]]] = []
+    for event in events:
+        d = event.event
+        if isinstance(d, RunStarted):
+            announced = (d.user, d.ts, d.total_records, d.total_batches, d.batch_size, d.mode, d.concurrency, d.run)
+            out.append((True, announced))
+        elif isinstance(d, RunFinished):
+            out.append((False, (d.status, d.ts, d.ok_batches, d.failed_batches, d.seconds, d.run)))
+    return out
 
 
 class HistoryDb(Protocol):

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row, unwritten
+from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row, run_updates, unwritten
 from server.pg import Pool
 from syncbed.events import (
     BATCH_EVENT_TYPES,
     EV_BATCH_REJECTED,
     EV_BATCH_STORED,
     EV_REQUEST_THROTTLED,
-    RunFinished,
-    RunStarted,
 )
 from syncbed.runs import RunTotals
 
@@ -116,15 +114,8 @@ class PgHistoryDb:
             seen = [(run, *chunk.runs[run]) for run in sorted(chunk.runs)]
             if seen:
                 await cur.executemany(_SEEN_RUN, seen)
-            for event in chunk.events:
-                d = event.event
-                if isinstance(d, RunStarted):
-                    await cur.execute(
-                        _STARTED,
-                        (d.user, d.ts, d.total_records, d.total_batches, d.batch_size, d.mode, d.concurrency, d.run),
-                    )
-                elif isinstance(d, RunFinished):
-                    await cur.execute(_FINISHED, (d.status, d.ts, d.ok_batches, d.failed_batches, d.seconds, d.run))
+            for started, params in run_updates(chunk.events):  # in event order
+                await cur.execute(_STARTED if started else _FINISHED, params)
             if chunk.last_id is not None:
                 await cur.execute(_LAST_ID, (str(chunk.last_id),))
 

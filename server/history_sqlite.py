@@ -9,14 +9,12 @@ from pathlib import Path
 
 import aiosqlite
 
-from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row, unwritten
+from server.history_db import RUN_COLUMNS, Chunk, RunRow, event_row, run_updates, unwritten
 from syncbed.events import (
     BATCH_EVENT_TYPES,
     EV_BATCH_REJECTED,
     EV_BATCH_STORED,
     EV_REQUEST_THROTTLED,
-    RunFinished,
-    RunStarted,
 )
 from syncbed.runs import RunTotals
 from syncbed.sqlite import SERVER_BUSY_TIMEOUT_MS, apply_pragmas_async
@@ -167,15 +165,8 @@ class SqliteHistoryDb:
                 chunk = unwritten(chunk, int(row[0]) if row and row[0] is not None else 0)
             await conn.executemany(_INSERT_EVENT, [event_row(e) for e in chunk.events])
             await conn.executemany(_SEEN_RUN, [(run, *span) for run, span in chunk.runs.items()])
-            for event in chunk.events:
-                d = event.event
-                if isinstance(d, RunStarted):
-                    await conn.execute(
-                        _STARTED,
-                        (d.user, d.ts, d.total_records, d.total_batches, d.batch_size, d.mode, d.concurrency, d.run),
-                    )
-                elif isinstance(d, RunFinished):
-                    await conn.execute(_FINISHED, (d.status, d.ts, d.ok_batches, d.failed_batches, d.seconds, d.run))
+            for started, params in run_updates(chunk.events):  # in event order
+                await conn.execute(_STARTED if started else _FINISHED, params)
             if chunk.last_id is not None:
                 await self.save_last_id(chunk.last_id)
             await conn.execute("COMMIT")
