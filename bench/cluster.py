@@ -106,6 +106,10 @@ def run(n_batches: int, rounds: int, pairs: int, workers: Sequence[int] = WORKER
     return result
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def rounds_text(rates: Sequence[float]) -> str:
     return ", ".join(f"{x:,.0f}" for x in rates)
 
@@ -171,10 +175,12 @@ def render(result: Result) -> str:
         f"SQLite: one `python -m server --workers N` on one data directory, every request to its one port. "
         f"PostgreSQL {result.postgres} (fsync on): N separate server processes on one database, pushers on each "
         f"worker's port. Each configuration starts afresh each round (a new redis-server, data directory or "
-        f"database); best of {result.rounds} rounds, the order of the configurations reversed every other round.\n\n"
+        f"database); best of {plural(result.rounds, 'round')}, the order of the configurations reversed every other "
+        f"round.\n\n"
         + ingest_table(result)
         + f"\n\nEvery server held exactly what was pushed to it: {'yes' if exact else 'NO'}.\n\n"
-        f"Subscribers: {result.pairs} pairs of back-to-back segments of {result.n_batches} batches on one setup, "
+        f"Subscribers: {plural(result.pairs, 'pair')} of back-to-back segments of {result.n_batches} batches on one "
+        f"setup, "
         f"one with no SSE subscriber, one with {SUBSCRIBERS} (httpx-sse clients in one separate process reading "
         f"/api/v1/events with the admin token, on the Redis bus attached round-robin to the "
         f"{SUBSCRIBED_WORKERS} workers); the cost is 1 - the median of the pairs' rate ratios.\n\n"
