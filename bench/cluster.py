@@ -58,10 +58,12 @@ def warmup_batches(setup: Setup) -> int:
 
 
 def open_setup(pg: PostgresServer, backend: str, workers: int, database: str) -> AbstractContextManager[Setup]:
+    """The servers of one ingest configuration, the bus and the limiter store on a fresh Redis."""
     return sqlite_setup(workers, "redis") if backend == "sqlite" else postgres_setup(pg, workers, database)
 
 
 def measure_ingest(pg: PostgresServer, result: Result, workers: Sequence[int]) -> None:
+    """Each backend at each worker count, once a round, on servers started afresh."""
     rows = {(b, n): Ingest(b, n) for b in BACKENDS for n in workers}
     for r in range(result.rounds):
         # Every configuration once a round, the order reversed every other round: drift hits all alike.
@@ -78,6 +80,7 @@ def measure_ingest(pg: PostgresServer, result: Result, workers: Sequence[int]) -
 
 
 def measure_subscribers(pg: PostgresServer, result: Result) -> None:
+    """The Redis bus on PostgreSQL workers and the memory bus on one process, each with none and SUBSCRIBERS."""
     cases: list[tuple[str, AbstractContextManager[Setup]]] = [
         (f"Redis bus, PostgreSQL, {SUBSCRIBED_WORKERS} workers", postgres_setup(pg, SUBSCRIBED_WORKERS, "bench_subs")),
         ("memory bus, SQLite, 1 worker (reference)", sqlite_setup(1, "memory")),
@@ -98,6 +101,7 @@ def measure_subscribers(pg: PostgresServer, result: Result) -> None:
 
 
 def run(n_batches: int, rounds: int, pairs: int, workers: Sequence[int] = WORKERS) -> Result:
+    """Every measurement, on one PostgreSQL cluster; `render` makes the section."""
     # A durable PostgreSQL (fsync and synchronous commit on), as deployed; one cluster, a database per setup.
     with temporary_postgres(fast=False) as pg:
         result = Result(n_batches, rounds, pairs, pg.version())
@@ -107,14 +111,17 @@ def run(n_batches: int, rounds: int, pairs: int, workers: Sequence[int] = WORKER
 
 
 def plural(n: int, word: str) -> str:
+    """ "1 round", "3 rounds"."""
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def rounds_text(rates: Sequence[float]) -> str:
+    """Every round's rate, in order."""
     return ", ".join(f"{x:,.0f}" for x in rates)
 
 
 def ingest_table(result: Result) -> str:
+    """A row per configuration: its best rate, against 1 worker of its backend, and its counts."""
     rows = []
     for row in result.ingest:
         one = next(r for r in result.ingest if r.backend == row.backend and r.workers == min(WORKERS))
@@ -139,6 +146,7 @@ def cost(row: Subscribed) -> float:
 
 
 def subscribers_table(result: Result) -> str:
+    """Two rows per bus: none and SUBSCRIBERS, with the cost on the second."""
     rows = []
     for row in result.subscribed:
         for k, segs in ((0, row.none), (SUBSCRIBERS, row.some)):
@@ -157,6 +165,7 @@ def subscribers_table(result: Result) -> str:
 
 
 def render(result: Result) -> str:
+    """The markdown section for docs/benchmarks.md."""
     cores = len(os.sched_getaffinity(0))
     redis = result.subscribed[0]
     redis_cost = cost(redis)

@@ -42,6 +42,7 @@ class Setup:
     admin: str
 
     def cpu_seconds(self) -> float:
+        """User and system CPU of every server process so far."""
         total = 0.0
         for pid in self.roots:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -53,6 +54,7 @@ class Setup:
         return total
 
     def count(self) -> int:
+        """The records the cluster holds for the token's user."""
         r = httpx.get(self.urls[0] + contract.COUNT_PATH, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
         r.raise_for_status()
         return int(r.json()["count"])
@@ -205,6 +207,8 @@ def start_readers(urls: Sequence[str], admin: str, run: str, batches: int) -> su
 
 @dataclass
 class Segment:
+    """One timed run: its rate, the servers' CPU per 1,000 records, what each subscriber saw."""
+
     rate: float  # records/s, wall clock
     cpu_ms: float  # the servers' CPU per 1,000 records
     seen: list[dict[str, int]] = field(default_factory=list)
