@@ -1,4 +1,4 @@
-"""`scripts/bench [ingest|limiter|events|sync|monitor|all] [--quick]`: run benchmarks, print and record them."""
+"""`scripts/bench [ingest|limiter|events|sync|monitor|cluster|all] [--quick]`: run benchmarks, print and record them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-NAMES = ("ingest", "limiter", "events", "sync", "monitor")
+NAMES = ("ingest", "limiter", "events", "sync", "monitor", "cluster")
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
 
