@@ -55,6 +55,7 @@ class _Batch:
     chunk: Chunk
     body: bytes | None = None  # the whole batch's request body, built ahead by the producer
     attempts: int = 0
+    sends: int = 0  # times through the scheduler: a resend at once on another connection is not one
     failures: int = 0
     throttled: int = 0
     failed: list[tuple[int, str, int | None]] = field(default_factory=list)  # (records, reason, status)
@@ -90,7 +91,7 @@ class SyncManager:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        self.servers = servers_of(server)  # a cluster's workers: attempt n of batch b goes to servers[(b + n) % len]
+        self.servers = servers_of(server)  # a cluster's workers: send n of batch b goes to servers[(b + n) % len]
         for url in self.servers:
             if (problem := server_url_problem(url)) is not None:
                 raise ValueError(problem)
@@ -416,8 +417,10 @@ class SyncManager:
         started = time.perf_counter()
         self.eta.sent(sent_at)
 
-        # Counted before this send, so a retry (and a 429's resend) goes to another worker than the last.
-        server = self.servers[(batch.index + batch.attempts) % len(self.servers)]
+        # A retry (and a 429's resend) goes to another worker than the last send; a resend at once after a
+        # connection closed under it (post_batch) stays on the same one: the request never reached it.
+        server = self.servers[(batch.index + batch.sends) % len(self.servers)]
+        batch.sends += 1
 
         def headers() -> dict[str, str]:  # once per send: a resend on another connection is another attempt
             batch.attempts += 1
