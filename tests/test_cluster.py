@@ -87,12 +87,12 @@ async def faults_everywhere(http: httpx.AsyncClient, urls: list[str], error_rate
     return list(await asyncio.gather(*(seen(u, t0) for u in urls)))
 
 
-def arrival(a: AttemptView) -> float:
-    """When the attempt reached the server: a stored one's finish less its service time, else its receipt."""
-    if a.finished is not None and a.ms is not None:
-        return a.finished - a.ms / 1000
+def span(a: AttemptView) -> tuple[float, float]:
+    """Bounds on when the throttle admitted an attempt: from its arrival (if known) to its batch.received."""
     assert a.received is not None
-    return a.received
+    if a.finished is not None and a.ms is not None:
+        return min(a.finished - a.ms / 1000, a.received), a.received
+    return a.received - 1.0, a.received  # a rejected attempt carries no service time: any time in the second before
 
 
 class Follow:
@@ -210,12 +210,18 @@ async def test_four_clients_on_two_hosts_store_everything_once(cluster: Cluster,
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # sync/user exact across the cluster: never more than 5 admitted per user per epoch-aligned second,
-    # each attempt placed at its arrival (a stored one's `finished - ms`: `ms` runs from the app's first
-    # sight of the request, before the throttle; `received` comes after the body was read, later under load).
+    # sync/user exact across the cluster: never more than 5 admitted per user per epoch-aligned second.
+    # The throttle's decision is not in the history, only bounds on it: after the request reached the app
+    # (a stored attempt's `finished - ms`; `ms` runs from the app's first sight) and before its
+    # batch.received (after the body was read; under load, up to some 100 ms later). Any attempt whose
+    # bounds lie in one window was admitted in it, so those must never be more than 5 (and 10 in two).
     for d in details:
-        admitted = Counter(math.floor(arrival(a)) for b in d.batches for a in b.attempts if a.status != THROTTLED)
-        assert max(admitted.values()) <= PER_USER, (d.user, sorted(admitted.items()))
+        spans = [span(a) for b in d.batches for a in b.attempts if a.status != THROTTLED]
+        inside = Counter(math.floor(lo) for lo, hi in spans if math.floor(lo) == math.floor(hi))
+        two = Counter(w for lo, hi in spans for w in (math.floor(lo) - 1, math.floor(lo)) if hi < w + 2)
+        print(f"{d.user}: {len(spans)} admitted, {sum(inside.values())} placed in one window for sure")
+        assert max(inside.values()) <= PER_USER, (d.user, sorted(inside.items()))
+        assert max(two.values()) <= 2 * PER_USER, (d.user, sorted(two.items()))
 
     # The follower saw every batch.stored the stream holds (the history is the stream's consumer), ids
     # strictly increasing with no gap; a batch missing from both was stored by the killed worker.
