@@ -21,6 +21,7 @@ from client.progress import JsonProgress, LiveProgress, PlainProgress, summary
 from client.result import SyncResult
 from client.scheduler import ADAPTIVE, ADAPTIVE_CAP, MODES
 from client.stats import render, summarize
+from client.transport import servers_of
 from syncbed.cli import fill_defaults, shared_options
 from syncbed.contract import DEFAULT_BATCH_RECORDS, SYNC_MODES, PageVisit, explain_patterns
 from syncbed.gc_settle import settle
@@ -53,11 +54,16 @@ def _count(text: str) -> int:
     return value
 
 
-def _server_url(text: str) -> str:
-    problem = server_url_problem(text)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(problem)
-    return text
+def _server_urls(text: str) -> list[str]:
+    """One URL, or a cluster's workers comma-separated."""
+    try:
+        urls = servers_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    for url in urls:
+        if (problem := server_url_problem(url)) is not None:
+            raise argparse.ArgumentTypeError(problem)
+    return urls
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("sync", parents=[db], help="send everything in the outbox to the server")
-    p.add_argument("--server", default=DEFAULT_SERVER, type=_server_url, help="server URL (default: %(default)s)")
+    p.add_argument(
+        "--server",
+        default=DEFAULT_SERVER,
+        type=_server_urls,
+        help="server URL, or a cluster's workers comma-separated: each attempt of a batch goes to the next "
+        "(default: %(default)s)",
+    )
     p.add_argument("--token", default=None, help=f"bearer token (default: ${TOKEN_ENV})")
     p.add_argument("--mode", choices=SYNC_MODES, default=ADAPTIVE, help=_MODES_HELP)
     p.add_argument(

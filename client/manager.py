@@ -8,7 +8,7 @@ import math
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from client.policy import Action, Outcome, RetryPolicy
 from client.ratelimit_fields import Policy, usable
 from client.result import FailedBatch, Progress, SyncResult
 from client.scheduler import ADAPTIVE, Scheduler
-from client.transport import open_client, post_batch, post_json
+from client.transport import open_client, post_batch, post_json, servers_of
 from syncbed.contract import (
     DEFAULT_BATCH_RECORDS,
     HEADER_ATTEMPT,
@@ -55,6 +55,7 @@ class _Batch:
     chunk: Chunk
     body: bytes | None = None  # the whole batch's request body, built ahead by the producer
     attempts: int = 0
+    sends: int = 0  # times through the scheduler: a resend at once on another connection is not one
     failures: int = 0
     throttled: int = 0
     failed: list[tuple[int, str, int | None]] = field(default_factory=list)  # (records, reason, status)
@@ -70,7 +71,7 @@ class SyncManager:
 
     def __init__(
         self,
-        server: str,
+        server: str | Sequence[str],
         token: str,
         outbox: Outbox,
         *,
@@ -90,9 +91,12 @@ class SyncManager:
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if (problem := server_url_problem(server)) is not None:
-            raise ValueError(problem)
-        self.server = server.rstrip("/")
+        self.servers = servers_of(server)  # a cluster's workers: send n of batch b goes to servers[(b + n) % len]
+        for url in self.servers:
+            if (problem := server_url_problem(url)) is not None:
+                raise ValueError(problem)
+        # The workers share one limiter, so the limits learnt are the cluster's: remembered under all its URLs.
+        self.server = ",".join(self.servers)
         self.token = token
         self.outbox = outbox
         self.mode = mode
@@ -186,7 +190,7 @@ class SyncManager:
             # Rows an older client stored from fields it misread (w=inf, q=0) would stall the pacer: skip them.
             self.scheduler.preload({n: Policy(n, q, w) for n, q, w in limits if usable(q, w)})
         workers = self.scheduler.cap
-        http = open_client(self.server, workers, self.timeout, self.transport)
+        http = open_client(self.servers, workers, self.timeout, self.transport)
         try:
             # Enough read ahead for a whole burst: each batch is ~0.25 MB, held for a moment.
             queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=workers)
@@ -233,9 +237,7 @@ class SyncManager:
             run=r.run,
         )
         try:
-            response = await post_json(
-                http, self.server + RUNS_PATH, self.token, msgspec.json.encode(start), timeout=min(self.timeout, 10.0)
-            )
+            response = await self._post_any(http, RUNS_PATH, msgspec.json.encode(start), min(self.timeout, 10.0))
         except httpx.HTTPError as exc:
             log.warning("could not announce the run (%s); continuing as %s", exc, r.run)
             return
@@ -258,10 +260,24 @@ class SyncManager:
             status=r.status, ok_batches=r.ok_batches, failed_batches=len(r.failed), seconds=round(r.duration, 6)
         )
         try:
-            url = f"{self.server}{RUNS_PATH}/{r.run}/finish"
-            await post_json(http, url, self.token, msgspec.json.encode(finish), timeout=min(self.timeout, 5.0))
+            body = msgspec.json.encode(finish)
+            await self._post_any(http, f"{RUNS_PATH}/{r.run}/finish", body, min(self.timeout, 5.0))
         except httpx.HTTPError as exc:
             log.warning("could not report the end of the run: %s", exc)
+
+    async def _post_any(self, http: httpx.AsyncClient, path: str, body: bytes, timeout: float) -> httpx.Response:
+        """POST to the first server that answers (a worker down or answering 5xx passes it to the next)."""
+        for i, server in enumerate(self.servers):
+            last = i == len(self.servers) - 1
+            try:
+                response = await post_json(http, server + path, self.token, body, timeout=timeout)
+            except httpx.HTTPError:
+                if last:
+                    raise
+                continue
+            if response.status_code < 500 or last:
+                return response
+        raise AssertionError("unreachable: servers_of never returns an empty list")
 
     def _figures(self, *, final: bool = False) -> dict[str, Any]:
         """The run's row: final figures, or (while it runs) what is done so far, acknowledged records committed."""
@@ -401,13 +417,18 @@ class SyncManager:
         started = time.perf_counter()
         self.eta.sent(sent_at)
 
+        # A retry (and a 429's resend) goes to another worker than the last send; a resend at once after a
+        # connection closed under it (post_batch) stays on the same one: the request never reached it.
+        server = self.servers[(batch.index + batch.sends) % len(self.servers)]
+        batch.sends += 1
+
         def headers() -> dict[str, str]:  # once per send: a resend on another connection is another attempt
             batch.attempts += 1
             self._result.requests += 1
             return {HEADER_RUN: self._result.run, HEADER_BATCH: str(batch.index), HEADER_ATTEMPT: str(batch.attempts)}
 
         try:
-            response = await post_batch(http, self.server + SYNC_PATH, self.token, body, headers, self.scheduler.cap)
+            response = await post_batch(http, server + SYNC_PATH, self.token, body, headers, self.scheduler.cap)
             answer = answers.read(response, fields=self.scheduler.use_fields)
         except httpx.HTTPError as exc:
             answer = answers.failure(exc)

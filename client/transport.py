@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -30,16 +30,27 @@ SPARE_CONNECTIONS = 2
 CLOSED_UNDER = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
-def open_client(
-    server: str, concurrency: int, timeout: float, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The client for one sync with `server`: `concurrency` requests in flight, `timeout` seconds for each step.
+def servers_of(server: str | Sequence[str]) -> list[str]:
+    """A cluster's server URLs, from a list or one comma-separated string, without trailing slashes."""
+    parts = server.split(",") if isinstance(server, str) else list(server)
+    urls = [url.strip().rstrip("/") for url in parts if url.strip()]
+    if not urls:
+        raise ValueError("give at least one server URL")
+    return urls
 
-    With a `transport` (tests, benchmarks), requests go there and the environment's proxies do not apply.
+
+def open_client(
+    server: str | Sequence[str], concurrency: int, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The client for one sync with `server` (or a cluster's workers): `concurrency` requests in flight in all.
+
+    `timeout` is seconds for each step. With a `transport` (tests, benchmarks), requests go there and the
+    environment's proxies do not apply. One pool serves every worker: httpx keeps connections per origin.
     """
     size = concurrency + SPARE_CONNECTIONS
+    urls = servers_of(server)
     return httpx.AsyncClient(
-        verify=_verify(server),
+        verify=_verify(next((u for u in urls if httpx.URL(u).scheme == "https"), urls[0])),
         transport=transport,
         limits=httpx.Limits(max_connections=size, max_keepalive_connections=size, keepalive_expiry=KEEPALIVE_EXPIRY),
         timeout=httpx.Timeout(timeout),

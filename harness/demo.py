@@ -10,6 +10,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from harness import demo_cluster
 from harness.demo_acts import SEED_ACTS, Outcome
 from harness.demo_clients import Demo
 from harness.demo_story import figures, summary, title
@@ -72,9 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the same acts with shorter pauses (what the tests run)")
     parser.add_argument("--latency-ms", type=int, default=300, help="server latency per batch (default 300)")
     parser.add_argument("--monitor", action="store_true", help="watch the same acts in the live dashboard instead")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="instead: 2 hosts x 2 workers on one Redis and one PostgreSQL, one client alternating hosts; a table "
+        "per worker and the cluster's count (--records, --latency-ms, --monitor, --quick: 50 ms a batch)",
+    )
     args = parser.parse_args(argv)
     if args.records < 1:
         parser.error("--records must be at least 1")
+    if args.cluster:
+        latency = 50 if args.quick and "--latency-ms" not in (argv or sys.argv) else args.latency_ms
+        return demo_cluster.run(args.records, latency, args.monitor)
     if args.monitor:
         same = ["--records", str(args.records), "--latency-ms", str(args.latency_ms)]
         os.execv(sys.executable, [sys.executable, "-m", "monitor", "--demo", *same])

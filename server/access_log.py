@@ -1,4 +1,4 @@
-"""One log line per request: method, path, status, user, records and time."""
+"""One log line per request: method, path, status, user, records, the batch's run/batch/attempt and time."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ class AccessLogMiddleware(HttpMiddleware):
                     extra += f" error={state['syncbed.error']}"
                 if "syncbed.rule" in state:
                     extra += f" rule={state['syncbed.rule']}"
+                if "syncbed.trace" in state:
+                    extra += f" trace={state['syncbed.trace']}"
                 # Escaped here as well as by the formatter: the line stays one line under any logging set-up.
                 log.info(
                     "%s %s %s user=%s ip=%s%s %.1fms",

@@ -180,6 +180,8 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
     subject = Subject(user=user)
     if isinstance(trace, Trace):
         subject.run, subject.batch, subject.attempt = trace.run, trace.batch, trace.attempt
+        if trace.run is not None:  # the access log names the attempt: on a cluster, which worker served it
+            scope["state"]["syncbed.trace"] = f"{trace.run}/{trace.batch}/{trace.attempt}"
 
     # Any, not object: the details are the error body's fields, never send_error's `headers`.
     async def reject(status: int, code: str, message: str, **details: Any) -> None:

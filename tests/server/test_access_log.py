@@ -51,6 +51,14 @@ async def test_a_request_is_one_line_with_its_status_user_and_figures(caplog: py
     assert line.endswith("ms")
 
 
+async def test_a_traced_batch_names_its_run_batch_and_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="syncbed.access")
+    app = answering(503, **{"syncbed.user": "bob", "syncbed.error": "injected_fault", "syncbed.trace": "c-1-ab/7/2"})
+    await run(app, scope())
+    (line,) = lines(caplog)
+    assert line.startswith("POST /api/v1/data/sync 503 user=bob ip=10.0.0.7 error=injected_fault trace=c-1-ab/7/2 ")
+
+
 async def test_a_refusal_names_its_error_and_rule(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="syncbed.access")
     await run(answering(429, **{"syncbed.error": "rate_limited", "syncbed.rule": "sync/user"}), scope())
