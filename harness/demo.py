@@ -14,33 +14,16 @@ from harness import demo_cluster
 from harness.demo_acts import SEED_ACTS, Outcome
 from harness.demo_clients import Demo
 from harness.demo_story import figures, summary, title
+from harness.limits import throttle
 
 # Wide enough that no throttle binds at 0.3 s per batch: concurrency alone sets the pace. req/ip is
 # raised too: back-to-back runs from one address would otherwise use up its 300 per 5 minutes. The
 # benchmark's setting (b); the demo itself plays under the seed limits only.
-WIDE_LIMITS = """
-[[limits.throttle]]
-name = "req/ip"
-limit = 1000000
-period = "5m"
-key = "ip"
-
-[[limits.throttle]]
-name = "sync/ip"
-limit = 100
-period = "1s"
-key = "ip"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-
-[[limits.throttle]]
-name = "sync/user"
-limit = 50
-period = "1s"
-key = "user"
-paths = ["/api/v1/data/sync"]
-methods = ["POST"]
-"""
+WIDE_LIMITS = (
+    throttle("req/ip", 1_000_000, "5m")
+    + throttle("sync/ip", 100, "1s", sync=True)
+    + throttle("sync/user", 50, "1s", key="user", sync=True)
+)
 
 SETTING = "seed limits: 5 syncs/s per user, 10/s per IP, 300 per 5 min per IP; 0.3 s per batch"
 BOUND_NOTE = (

@@ -15,27 +15,14 @@ from rich.table import Table
 
 from harness.access import served
 from harness.cluster import Cluster
+from harness.limits import throttle
 from harness.processes import ROOT
-from syncbed.contract import FAULTS_PATH, SYNC_PATH
+from syncbed.contract import FAULTS_PATH
 
 USER = "demo"
 ERROR_RATE = 0.05  # a few injected 503s, so some retries go to another worker
 # The seed's sync/user (5/s); the per-IP rules raised, as everything here comes from 127.0.0.1.
-LIMITS = f"""
-[[limits.throttle]]
-name = "req/ip"
-limit = 1000000
-period = "5m"
-key = "ip"
-
-[[limits.throttle]]
-name = "sync/user"
-limit = 5
-period = "1s"
-key = "user"
-paths = ["{SYNC_PATH}"]
-methods = ["POST"]
-"""
+LIMITS = throttle("req/ip", 1_000_000, "5m") + throttle("sync/user", 5, "1s", key="user", sync=True)
 
 
 def _client(*args: str, wait: bool = True) -> subprocess.Popen[bytes]:
