@@ -20,6 +20,7 @@ import httpx
 import psutil
 from httpx_sse import aconnect_sse
 
+from bench.common import post_batch
 from bench.ingest import make_bodies
 from harness.postgres import PostgresServer
 from harness.processes import ROOT, RedisServer
@@ -133,16 +134,7 @@ async def push_run(setup: Setup, bodies: list[bytes], run: str) -> float:
         async def pusher(c: httpx.AsyncClient) -> None:
             while queue:
                 index, body = queue.pop()
-                headers = {
-                    **auth,
-                    "Content-Type": "application/json",
-                    contract.HEADER_RUN: run,
-                    contract.HEADER_BATCH: str(index),
-                    contract.HEADER_ATTEMPT: "1",
-                }
-                r = await c.post(contract.SYNC_PATH, content=body, headers=headers)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{c.base_url}: sync answered {r.status_code}: {r.text[:200]}")
+                await post_batch(c, auth, run, index, body)
 
         started = time.perf_counter()
         # One shared queue: each worker's pushers take the next batch as they are answered.

@@ -8,8 +8,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import httpx
+
 from harness.processes import ROOT, free_port, stop, wait_healthy
 from harness.server import LiveServer, temporary_server
+from syncbed import contract
 
 
 @contextmanager
@@ -45,3 +48,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+async def post_batch(client: httpx.AsyncClient, auth: dict[str, str], run: str, index: int, body: bytes) -> None:
+    """One traced sync POST (batch `index`, attempt 1 of `run`); anything but a 200 ends the benchmark."""
+    headers = {**auth, "Content-Type": "application/json", contract.HEADER_RUN: run,
+               contract.HEADER_BATCH: str(index), contract.HEADER_ATTEMPT: "1"}  # fmt: skip
+    r = await client.post(contract.SYNC_PATH, content=body, headers=headers)
+    if r.status_code != 200:
+        raise RuntimeError(f"{client.base_url}: sync answered {r.status_code}: {r.text[:200]}")

@@ -15,7 +15,7 @@ from statistics import median
 import httpx
 import psutil
 
-from bench.common import syncbed_server, table
+from bench.common import post_batch, syncbed_server, table
 from bench.ingest import make_bodies
 from harness.processes import ROOT
 from harness.server import LiveServer
@@ -44,16 +44,7 @@ async def push_run(srv: LiveServer, token: str, bodies: list[bytes], run: str) -
         async def worker() -> None:
             while queue:
                 index, body = queue.pop()
-                headers = {
-                    **auth,
-                    "Content-Type": "application/json",
-                    contract.HEADER_RUN: run,
-                    contract.HEADER_BATCH: str(index),
-                    contract.HEADER_ATTEMPT: "1",
-                }
-                r = await c.post(contract.SYNC_PATH, content=body, headers=headers)
-                if r.status_code != 200:
-                    raise RuntimeError(f"sync answered {r.status_code}: {r.text[:200]}")
+                await post_batch(c, auth, run, index, body)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
