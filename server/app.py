@@ -127,13 +127,18 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             admin_token=admin,
             limiter=await open_limiter(settings, bus, auth.user_for_authorization),
         )
+        unpublished = None
         if bus.shared:  # a cluster: live edits through Redis, taken from it before the first request
-            from server.bus_redis import share_hot_keys
+            from server.bus_redis import RedisBus, share_hot_keys
             from server.cluster_config import ClusterConfig
+            from server.unpublished import Unpublished
+
+            assert isinstance(bus, RedisBus)
 
             state.cluster = ClusterConfig(bus_url(settings), faults, state.limiter)
             await state.cluster.start()
             share_hot_keys(bus, state.limiter)
+            unpublished = Unpublished(storage, bus)
         app.state.syncbed = state
         app.state.history = history  # the run routes' way in (server/runs.py)
         bus.stats.add_source("faults", faults.snapshot)
@@ -142,6 +147,8 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         bus.stats.add_source("limiter", state.limiter.top_keys)
         bus.stats.add_source("rules", state.limiter.snapshot)
         await bus.start()
+        if unpublished is not None:
+            await unpublished.start()
         try:
             yield {LIMITS_STATE_KEY: http_limits(settings.server)}  # lifespan state: read by server/protocol.py
         finally:
@@ -149,6 +156,8 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
                 await state.cluster.aclose()
             await state.limiter.aclose()
             await bus.close()
+            if unpublished is not None:
+                await unpublished.aclose()
             await history.close()  # writes what is still queued: the history stays exact
             await storage.close()
 

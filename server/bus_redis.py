@@ -20,7 +20,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -79,7 +79,8 @@ class RedisBus(EventBus):
         self.up = True  # until a command fails: events published before start() wait on the outbox
         self.stream = Stream(url, self.worker, maxlen)
         self.cluster = ClusterStats(self.stream.redis, self.worker)
-        self._outbox: deque[tuple[int, Published]] = deque()
+        self._outbox: deque[tuple[int, Published, str | None]] = deque()
+        self.on_pushed: Callable[[list[str]], None] | None = None  # told the `once` names now on the stream
         self.outbox_size = outbox_size
         self.given_up = 0  # events the outbox had no room for while the stream was away
         self._seq = 0  # this worker's own count of what it published: the stream's dedup key
@@ -111,7 +112,7 @@ class RedisBus(EventBus):
 
     # --- publishing --------------------------------------------------------------------------------
 
-    def _publish(self, event: Event) -> None:
+    def _publish(self, event: Event, once: str | None = None) -> None:
         published = Published(event)  # encodes it: an event that cannot be is refused before anyone has it
         self._seq += 1
         if len(self._outbox) >= self.outbox_size:
@@ -119,7 +120,7 @@ class RedisBus(EventBus):
             self.given_up += 1
             if self.given_up % 1000 == 1:
                 log.warning("event stream %s away: %d events will never reach it", self.name, self.given_up)
-        self._outbox.append((self._seq, published))
+        self._outbox.append((self._seq, published, once))
         if self.up:
             self._wake_push.set()
         else:
@@ -150,10 +151,13 @@ class RedisBus(EventBus):
             while self._outbox and self.up:
                 batch = list(itertools.islice(self._outbox, PUSH_BATCH))
                 try:
-                    self._pushed_id = await self.stream.push(self._floor_now(), [(s, p.json) for s, p in batch])
+                    self._pushed_id = await self.stream.push(self._floor_now(), [(s, o, p.json) for s, p, o in batch])
                 except REDIS_ERRORS as exc:
                     self._go_down(exc)
                     break
+                names = [o for _, _, o in batch if o is not None]
+                if names and self.on_pushed is not None:
+                    self.on_pushed(names)
                 last = batch[-1][0]
                 while self._outbox and self._outbox[0][0] <= last:  # the outbox may have shed some meanwhile
                     self._outbox.popleft()
@@ -212,7 +216,7 @@ class RedisBus(EventBus):
         self._deliver_local(None, Published(BusDown(bus=self.name, worker=self.worker, error=exc.__class__.__name__)))
         # What waits for the stream goes to this worker's subscribers now (unless an earlier outage sent it),
         # and stays queued for the stream.
-        for seq, published in self._outbox:
+        for seq, published, _ in self._outbox:
             if not any(first <= seq <= last for first, last in self._local):
                 self._deliver_local(seq, published)
 

@@ -230,17 +230,20 @@ class EventBus:
         """Make ids keep rising across restarts (history knows the last one it stored)."""
         self._next_id = max(self._next_id, last_id + 1)
 
-    def publish(self, event: Event) -> None:
-        """Give the event the next id, keep it for resume, hand it to every subscriber and tap."""
+    def publish(self, event: Event, once: str | None = None) -> None:
+        """Give the event the next id, keep it for resume, hand it to every subscriber and tap.
+
+        `once` names an event that more than one worker may publish (a stored batch's): a shared stream
+        takes the first and drops the others."""
         try:
             if self._loop is not None and threading.get_ident() != self._loop_thread:
-                self._loop.call_soon_threadsafe(self._publish, event)
+                self._loop.call_soon_threadsafe(self._publish, event, once)
             else:
-                self._publish(event)
+                self._publish(event, once)
         except Exception:
             log.exception("publishing %s failed", event_type(event))
 
-    def _publish(self, event: Event) -> None:
+    def _publish(self, event: Event, once: str | None = None) -> None:
         event.id = self._next_id
         published = Published(event)  # encodes it: an event that cannot be is refused before anyone has it
         self._next_id += 1

@@ -85,9 +85,11 @@ class Subject:
             records=self.records,
         )
 
-    def received(self, records: int) -> BatchReceived:
+    def received(self, records: int, admitted: float | None) -> BatchReceived:
         self.records = records
-        return BatchReceived(run=self.run, batch=self.batch, attempt=self.attempt, user=self.user, records=records)
+        return BatchReceived(
+            run=self.run, batch=self.batch, attempt=self.attempt, user=self.user, records=records, admitted=admitted
+        )
 
     def stored(self, records: int, stored: int, duplicates: int, ms: float) -> BatchStored:
         return BatchStored(
@@ -233,7 +235,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await reject(status, parsed.code, parsed.message, **details)
         return
     n = len(parsed)
-    state.bus.publish(subject.received(n))
+    state.bus.publish(subject.received(n, scope["state"].get("syncbed.admitted")))
     share = state.faults.jitter_share()
     state.in_flight += 1
     try:
@@ -269,7 +271,7 @@ async def sync(scope: Scope, receive: Receive, send: Send) -> None:
         await reject(503, contract.E_UNAVAILABLE, STORAGE_UNAVAILABLE)
         return
     ms = round((time.perf_counter() - started) * 1000, 2)
-    state.bus.publish(subject.stored(n, result.stored, result.duplicates, ms))
+    state.bus.publish(subject.stored(n, result.stored, result.duplicates, ms), result.once)
     state.stats_request(records=n, status=200)
     scope["state"].update({"syncbed.records": n, "syncbed.stored": result.stored})
     await send_json(send, 200, contract.SyncResponse(accepted=n, stored=result.stored, duplicates=result.duplicates))

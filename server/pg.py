@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncbed.pg")
 
 # One number for the whole schema; see docs/cluster.md ("Schema versions") for what changes it.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 APPLICATION_NAME: Final = "syncbed"
 CONNECT_TIMEOUT_S: Final = 5
 # A request waits this long for a pooled connection, then is answered 503 (an outage must not hang it);
@@ -34,7 +34,11 @@ OPERATION_TIMEOUT_S: Final = 20.0
 POOL_MIN, POOL_MAX = 2, 10
 _LOCK_KEY: Final = 0x73796E63  # "sync": servers starting together create the schema once, in turn
 
-TABLES: Final = ("syncbed_meta", "users", "tokens", "records", "batches", "events", "runs", "history_meta")
+TABLES: Final = (
+    "syncbed_meta",
+    *("users", "tokens", "records", "batches", "unpublished"),
+    *("events", "runs", "history_meta"),
+)
 DDL: Final = """
 CREATE TABLE syncbed_meta (key text PRIMARY KEY, value text NOT NULL);
 CREATE TABLE users (
@@ -74,6 +78,7 @@ CREATE TABLE batches (
     ms double precision NOT NULL
 );
 CREATE INDEX batches_run ON batches(run, batch, attempt);
+CREATE TABLE unpublished (name text PRIMARY KEY, batch_id bigint NOT NULL, at double precision NOT NULL);
 CREATE TABLE events (
     seq bigserial PRIMARY KEY,
     id bigint NOT NULL,

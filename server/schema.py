@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS batches (
     ms REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batches_run ON batches(run, batch, attempt);
+CREATE TABLE IF NOT EXISTS unpublished (
+    name TEXT PRIMARY KEY,
+    batch_id INTEGER NOT NULL,
+    at REAL NOT NULL
+);
 """
 
 

@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import secrets
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -97,10 +100,30 @@ class Trace:
 class StoreResult:
     stored: int
     duplicates: int
+    once: str | None = None  # the name its event goes out under, when it was noted unpublished (server/unpublished.py)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """A batches row whose batch.stored event may never have reached the cluster's stream."""
+
+    once: str
+    batch_id: int
+    user: str
+    run: str | None
+    batch: int | None
+    attempt: int | None
+    records: int
+    stored: int
+    duplicates: int
+    received: float
+    ms: float
 
 
 class RecordStore(Protocol):
     """Atomic, idempotent batch writes, per-user counts and token rows: what the routes and auth call."""
+
+    note_unpublished: bool
 
     async def open(self) -> None: ...
 
@@ -115,6 +138,32 @@ class RecordStore(Protocol):
     async def problem(self) -> str | None: ...
 
     async def token_row(self, lookup: str) -> tuple[str, str] | None: ...
+
+    async def unpublished(self, older_than: float, limit: int) -> list[StoredBatch]: ...
+
+    async def published(self, names: list[str]) -> None: ...
+
+
+# With a shared event stream, a batch's row is noted in `unpublished` in the batch's own transaction and
+# the note deleted once its batch.stored is on the stream: a worker killed between the two leaves the note,
+# and another worker publishes the event for it (server/unpublished.py).
+UNPUBLISHED_SELECT = (
+    "SELECT p.name, b.id, u.name, b.run, b.batch, b.attempt, b.records, b.stored, b.duplicates, b.received, b.ms "
+    "FROM unpublished p JOIN batches b ON b.id = p.batch_id JOIN users u ON u.id = b.user_id "
+)
+
+
+_DELETE_PUBLISHED = "DELETE FROM unpublished WHERE name IN (SELECT value FROM json_each(?))"
+
+
+def once_name() -> str:
+    """A stored batch's event name, unique across databases (two workers' SQLite files both have a batch 1)."""
+    return "batch:" + secrets.token_hex(8)
+
+
+def stored_batch(row: Sequence[Any]) -> StoredBatch:
+    once, batch_id, user, run, batch, attempt, records, stored, duplicates, received, ms = row
+    return StoredBatch(once, batch_id, user, run, batch, attempt, records, stored, duplicates, received, ms)
 
 
 _TOKEN_ROW = (
@@ -138,6 +187,7 @@ class Storage:
         self._lock = asyncio.Lock()
         self._user_ids: dict[str, int] = {}
         self.damage: str | None = None  # set for good once SQLite reports the file corrupt
+        self.note_unpublished = False  # set when events go to a shared stream (server/unpublished.py)
 
     async def open(self) -> None:
         try:
@@ -221,13 +271,34 @@ class Storage:
                     "UPDATE batches SET stored = ?, duplicates = ? WHERE id = ?",
                     (stored, len(visits) - stored, batch_id),
                 )
+                once = once_name() if self.note_unpublished else None
+                if once is not None:
+                    await writer.execute(
+                        "INSERT INTO unpublished(name, batch_id, at) VALUES (?, ?, ?)", (once, batch_id, time.time())
+                    )
                 await writer.execute("COMMIT")
             except BaseException as exc:
                 await self._rollback()
                 if isinstance(exc, sqlite3.Error):
                     raise self.note(exc) from exc
                 raise
-        return StoreResult(stored=stored, duplicates=len(visits) - stored)
+        return StoreResult(stored=stored, duplicates=len(visits) - stored, once=once)
+
+    async def unpublished(self, older_than: float, limit: int) -> list[StoredBatch]:
+        """Noted batches older than `older_than` (epoch seconds), oldest first."""
+        rows = await self.reader.execute_fetchall(
+            UNPUBLISHED_SELECT + "WHERE p.at < ? ORDER BY p.at LIMIT ?", (older_than, limit)
+        )
+        return [stored_batch(r) for r in rows]
+
+    async def published(self, names: list[str]) -> None:
+        """Their events are on the stream: the notes go."""
+        writer = self._usable()
+        async with self._lock:
+            try:
+                await writer.execute(_DELETE_PUBLISHED, (json.dumps(names),))
+            except sqlite3.Error as exc:
+                raise self.note(exc) from exc
 
     async def _rollback(self) -> None:
         assert self._writer is not None

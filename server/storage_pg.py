@@ -7,7 +7,15 @@ import time
 import msgspec
 
 from server.pg import Pool
-from server.storage import StorageUnavailable, StoreResult, Trace
+from server.storage import (
+    UNPUBLISHED_SELECT,
+    StorageUnavailable,
+    StoredBatch,
+    StoreResult,
+    Trace,
+    once_name,
+    stored_batch,
+)
 from syncbed.contract import PageVisit
 
 # The batch's row and its records in one statement: the batch id drawn first, the records inserted under it
@@ -26,7 +34,9 @@ ins AS (
     ON CONFLICT (user_id, id) DO NOTHING
     RETURNING 1
 ),
-n AS (SELECT count(*)::integer AS stored FROM ins)
+n AS (SELECT count(*)::integer AS stored FROM ins),
+note AS (INSERT INTO unpublished(name, batch_id, at) SELECT %(once)s::text, b.id, %(received)s::float8 FROM b
+         WHERE %(once)s::text IS NOT NULL)
 INSERT INTO batches(id, user_id, run, batch, attempt, records, stored, duplicates, received, ms)
 SELECT b.id, %(uid)s::bigint, %(run)s::text, %(batch)s::bigint, %(attempt)s::bigint, %(n)s::integer,
        n.stored, %(n)s::integer - n.stored, %(received)s::float8, %(ms)s::float8
@@ -48,6 +58,7 @@ class PgStorage:
         self.pool = pool
         self._user_ids: dict[str, int] = {}
         self.damage: str | None = None  # SQLite's notion; PostgreSQL guards its own files
+        self.note_unpublished = False  # set when events go to a shared stream (server/unpublished.py)
 
     async def open(self) -> None:
         await self.pool.open()
@@ -73,6 +84,7 @@ class PgStorage:
         import psycopg
 
         uid = await self.user_id(user)
+        once = once_name() if self.note_unpublished else None
         params = {
             "uid": uid,
             "records": _encode(visits).decode(),  # wire names; a field left out is NULL
@@ -82,6 +94,7 @@ class PgStorage:
             "n": len(visits),
             "received": time.time(),
             "ms": ms_so_far,
+            "once": once,
         }
         for attempt in range(1, _TRIES + 1):
             try:
@@ -94,7 +107,7 @@ class PgStorage:
                     continue
                 raise
             stored = int(row[0]) if row else 0
-            return StoreResult(stored=stored, duplicates=len(visits) - stored)
+            return StoreResult(stored=stored, duplicates=len(visits) - stored, once=once)
         raise AssertionError("unreachable: the last try returns or raises")
 
     async def count(self, user: str) -> int:
@@ -105,6 +118,18 @@ class PgStorage:
     async def token_row(self, lookup: str) -> tuple[str, str] | None:
         rows = await self.pool.fetch("reading a token", _TOKEN_ROW, (lookup,))
         return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    async def unpublished(self, older_than: float, limit: int) -> list[StoredBatch]:
+        """Noted batches older than `older_than` (epoch seconds), oldest first."""
+        query = UNPUBLISHED_SELECT + "WHERE p.at < %s ORDER BY p.at LIMIT %s"
+        rows = await self.pool.fetch("reading unpublished batches", query, (older_than, limit))
+        return [stored_batch(r) for r in rows]
+
+    async def published(self, names: list[str]) -> None:
+        """Their events are on the stream: the notes go."""
+        await self.pool.fetch(
+            "forgetting published batches", "DELETE FROM unpublished WHERE name = ANY(%s) RETURNING name", (names,)
+        )
 
     async def problem(self) -> str | None:
         """Why storage cannot serve, or None: a real read of the schema's version row."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,18 +23,22 @@ KEY_PREFIX = "syncbed:bus:"
 STREAM_KEY = KEY_PREFIX + "stream"
 COUNTER_KEY = KEY_PREFIX + "counter"
 SEQ_PREFIX = KEY_PREFIX + "seq:"  # + worker: the last of that worker's own sequence numbers appended
+ONCE_KEY = KEY_PREFIX + "once"  # sorted set: the `once` names appended, scored by when
+ONCE_KEEP_S = 86_400
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 COMMAND_TIMEOUT = 1.0  # a push or a resume that has not come back in a second will not: the bus goes local
 BLOCK_MS = 1000
 BACKOFF_S = (0.1, 2.0)  # a worker that lost Redis tries again after this, doubling up to the second
 PAGE = 1000
 
-# KEYS: stream, counter, this worker's sequence key. ARGV: maxlen, floor, worker, then (seq, event) pairs.
+# KEYS: stream, counter, this worker's sequence key, the once set. ARGV: maxlen, floor, worker, now, keep, then
+# (seq, once, event) triples.
 # The counter is the global id: INCR'd here with the XADD, so ids rise by one with no gap across workers, and
 # the SSE id n is the stream id "<n>-1". It never goes below `floor` (the highest id the caller has seen),
 # nor below the stream's last entry when the counter itself was lost. A pair whose seq this worker already
 # appended is skipped: a push retried after an answer that never came (a hung or restarted Redis) adds nothing
-# twice.
+# twice. An event with a `once` name already in the set (another worker published it) is skipped too; names
+# older than `keep` seconds leave the set.
 _PUSH = """
 local n = tonumber(redis.call('GET', KEYS[2]) or '0')
 if n == 0 then
@@ -42,15 +47,19 @@ if n == 0 then
 end
 n = math.max(n, tonumber(ARGV[2]))
 local done = tonumber(redis.call('GET', KEYS[3]) or '0')
-for i = 4, #ARGV, 2 do
+local now = tonumber(ARGV[4])
+for i = 6, #ARGV, 3 do
   local seq = tonumber(ARGV[i])
   if seq > done then
-    n = n + 1
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], string.format('%d-1', n),
-      'e', ARGV[i + 1], 'w', ARGV[3], 's', ARGV[i])
     done = seq
+    if ARGV[i + 1] == '' or redis.call('ZADD', KEYS[4], 'NX', now, ARGV[i + 1]) == 1 then
+      n = n + 1
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], string.format('%d-1', n),
+        'e', ARGV[i + 2], 'w', ARGV[3], 's', ARGV[i])
+    end
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - tonumber(ARGV[5]))
 redis.call('SET', KEYS[2], string.format('%d', n))
 redis.call('SET', KEYS[3], string.format('%d', done), 'PX', 86400000)
 return n
@@ -102,12 +111,13 @@ class Stream:
         self._blocking = client(url, BLOCK_MS / 1000 + 2.0)
         self._push = self.redis.register_script(_PUSH)
 
-    async def push(self, floor: int, items: Sequence[tuple[int, bytes]]) -> int:
-        """Append (seq, event JSON) pairs; the id of the last one (the counter, if none was new)."""
-        args: list[str | int | bytes] = [self.maxlen, floor, self.worker]
-        for seq, data in items:
-            args += [seq, data]
-        n = await self._push(keys=[STREAM_KEY, COUNTER_KEY, SEQ_PREFIX + self.worker], args=args)
+    async def push(self, floor: int, items: Sequence[tuple[int, str | None, bytes]]) -> int:
+        """Append (seq, once, event JSON) triples; the id of the last one (the counter, if none was new)."""
+        args: list[str | int | float | bytes] = [self.maxlen, floor, self.worker, round(time.time(), 3), ONCE_KEEP_S]
+        for seq, once, data in items:
+            args += [seq, once or "", data]
+        keys = [STREAM_KEY, COUNTER_KEY, SEQ_PREFIX + self.worker, ONCE_KEY]
+        n = await self._push(keys=keys, args=args)
         return int(n)
 
     async def read(self, after: int, count: int = PAGE) -> list[Entry]:

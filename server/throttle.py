@@ -123,6 +123,7 @@ class Verdict:
     user: str | None = None
     user_known: bool = False
     matched: list[tuple[Rule, Decision]] = field(default_factory=list)  # throttles, for the headers
+    at: float | None = None  # the clock the throttles were counted at: the window each one counted in
 
 
 class Limiter:
@@ -189,7 +190,7 @@ class Limiter:
             return v
         if not self.enabled:
             return v
-        now = self.clock()
+        now = v.at = self.clock()
         store = self.store
         for rule in self.throttles:
             if not rule.enabled or not rule.matches(method, path):
@@ -358,6 +359,7 @@ class ThrottleMiddleware(HttpMiddleware):
         if not v.matched:
             await self.app(scope, receive, send)
             return
+        st["syncbed.admitted"] = v.at
         extra = ratelimit_headers(v.matched)
 
         async def send_with_headers(message: Message) -> None:

@@ -58,6 +58,7 @@ class BatchReceived(_Event, tag=EV_BATCH_RECEIVED, kw_only=True):
     attempt: int | None
     user: str | None
     records: int
+    admitted: float | None = None  # when the throttles counted it (epoch s): its window is admitted // period
 
 
 class BatchStored(_Event, tag=EV_BATCH_STORED, kw_only=True):

@@ -29,8 +29,8 @@ from harness.processes import ROOT
 from harness.server import LiveServer
 from monitor.stream import StreamFollower
 from syncbed.contract import FAULTS_PATH, RUNS_PATH
-from syncbed.events import BatchStored, ConfigChanged
-from syncbed.runs import THROTTLED, AttemptView, RunDetail
+from syncbed.events import BatchReceived, BatchStored, ConfigChanged, decode_event
+from syncbed.runs import RunDetail
 from tests.conftest import require_postgres, require_redis
 from tests.server.helpers import throttle
 
@@ -85,14 +85,6 @@ async def faults_everywhere(http: httpx.AsyncClient, urls: list[str], error_rate
     assert r.status_code == 200, r.text
     t0 = time.perf_counter()
     return list(await asyncio.gather(*(seen(u, t0) for u in urls)))
-
-
-def span(a: AttemptView) -> tuple[float, float]:
-    """Bounds on when the throttle admitted an attempt: from its arrival (if known) to its batch.received."""
-    assert a.received is not None
-    if a.finished is not None and a.ms is not None:
-        return min(a.finished - a.ms / 1000, a.received), a.received
-    return a.received - 1.0, a.received  # a rejected attempt carries no service time: any time in the second before
 
 
 class Follow:
@@ -180,12 +172,18 @@ async def test_four_clients_on_two_hosts_store_everything_once(cluster: Cluster,
                 results.append(json.loads(out))
             runs = {r["run"] for r in results}
             assert len(runs) == CLIENTS
-            expected = CLIENTS * RECORDS // BATCH
             assert follow.follower.base_url != urls[0]
 
             # Exactly 200,000 records stored, none twice.
             for token in tokens:
                 assert c.count(token) == RECORDS
+            # Every batch.stored reaches the follower: a killed worker's, pushed by nobody before it died, is
+            # published by another worker from its note in the database, some 5 to 7 s later.
+            every = {(r, b) for r in runs for b in range(RECORDS // BATCH)}
+            for _ in range(2_000):
+                if {(e.run, e.batch) for e in follow.stored()} >= every:
+                    break
+                await asyncio.sleep(0.01)
             live = urls[1]
             details = []
             for run in runs:
@@ -196,42 +194,38 @@ async def test_four_clients_on_two_hosts_store_everything_once(cluster: Cluster,
                 t = d.totals
                 print(f"{d.user}: {t.attempts} attempts, {t.rejected} 503s, {t.throttled} 429s, "
                       f"{t.records_stored} stored + {t.duplicates} duplicates in the history")  # fmt: skip
-                # The count above is the truth. The killed worker's last events may have died with it
-                # (published off the request path, after the commit): a batch it stored is then missing from
-                # the history, or shows as duplicates only when its 200 was lost too and the client resent it.
-                assert t.records_stored <= RECORDS, t
-            kept = {(d.run, b.batch) for d in details for b in d.batches if b.status == "stored"}
-            for _ in range(500):  # the last events reach the follower after the clients' answers
-                if {(e.run, e.batch) for e in follow.stored() if e.run in runs} >= kept:
-                    break
-                await asyncio.sleep(0.01)
+                assert t.records_stored == RECORDS, t  # the history has every stored batch's event too
+            exported = {}
+            for run in runs:
+                r = await http.get(f"{live}{RUNS_PATH}/{run}/events")
+                assert r.status_code == 200, r.text
+                exported[run] = [decode_event(line) for line in r.text.splitlines()]
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    # sync/user exact across the cluster: never more than 5 admitted per user per epoch-aligned second.
-    # The throttle's decision is not in the history, only bounds on it: after the request reached the app
-    # (a stored attempt's `finished - ms`; `ms` runs from the app's first sight) and before its
-    # batch.received (after the body was read; under load, up to some 100 ms later). Any attempt whose
-    # bounds lie in one window was admitted in it, so those must never be more than 5 (and 10 in two).
+    # sync/user exact across the cluster, counted from the server's own history: each batch.received says
+    # when the throttles counted it (`admitted`), so the epoch-aligned 1 s window it was counted in is
+    # floor(admitted). Never more than 5 in one. (A killed worker's last batch.received may be gone with it:
+    # fewer counted, never more.)
     for d in details:
-        spans = [span(a) for b in d.batches for a in b.attempts if a.status != THROTTLED]
-        inside = Counter(math.floor(lo) for lo, hi in spans if math.floor(lo) == math.floor(hi))
-        two = Counter(w for lo, hi in spans for w in (math.floor(lo) - 1, math.floor(lo)) if hi < w + 2)
-        print(f"{d.user}: {len(spans)} admitted, {sum(inside.values())} placed in one window for sure")
-        assert max(inside.values()) <= PER_USER, (d.user, sorted(inside.items()))
-        assert max(two.values()) <= 2 * PER_USER, (d.user, sorted(two.items()))
+        admitted = [e.admitted for e in exported[d.run] if isinstance(e, BatchReceived)]
+        assert admitted and None not in admitted
+        windows = Counter(math.floor(t) for t in admitted if t is not None)
+        print(f"{d.user}: {len(admitted)} admitted in {len(windows)} windows, at most {max(windows.values())} in one")
+        assert max(windows.values()) <= PER_USER, (d.user, sorted(windows.items()))
 
-    # The follower saw every batch.stored the stream holds (the history is the stream's consumer), ids
-    # strictly increasing with no gap; a batch missing from both was stored by the killed worker.
+    # The follower saw every batch.stored, ids strictly increasing with no gap.
     seen = {(e.run, e.batch) for e in follow.stored() if e.run in runs}
-    assert seen == kept
-    served0 = {(s.run, s.batch) for s in served(c.servers[0].log()) if s.status == 200}
-    lost = {(r, b) for r in runs for b in range(RECORDS // BATCH)} - seen
-    print(f"batches whose batch.stored died with the killed worker: {len(lost)}")
-    assert lost <= served0, lost - served0
-    assert len(lost) < expected // 20
+    assert seen == every, sorted(every - seen)
+    republished = sum(
+        int(line.split("published the events of ")[1].split()[0])
+        for srv in c.servers
+        for line in srv.log().splitlines()
+        if "published the events of " in line
+    )
+    print(f"notes the killed worker left, published again by another (the stream kept the new ones): {republished}")
     ids = [i for _, i in follow.got if i is not None]
     assert all(b == a + 1 for a, b in itertools.pairwise(ids)), "a gap or a repeat in the ids"
     assert sum(isinstance(e, ConfigChanged) for e, _ in follow.got) == 1

@@ -157,8 +157,8 @@ async def test_redis_away_local_events_then_bus_up_and_the_others_get_them_late(
 async def test_a_push_retried_after_a_lost_answer_adds_nothing_twice(redis_server: RedisServer) -> None:
     async with buses(redis_server.url, 1) as (a,):
         data = Published(received(0)).json
-        first = await a.stream.push(0, [(1, data)])
-        again = await a.stream.push(0, [(1, data), (2, data)])  # as after a timeout: the first went through
+        first = await a.stream.push(0, [(1, None, data)])
+        again = await a.stream.push(0, [(1, None, data), (2, None, data)])  # as after a timeout: the first went through
         raw = aioredis.Redis.from_url(redis_server.url)
         try:
             entries = await raw.xrange(STREAM_KEY)

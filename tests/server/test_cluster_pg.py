@@ -165,7 +165,10 @@ def test_a_schema_version_mismatch_stops_the_server_and_the_token_commands(pg_ur
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE syncbed_meta SET value = '99' WHERE key = 'schema_version'")
     line = server_refuses(tmp_path / "data", "--database", pg_url)
-    assert "has schema version 99, newer than this server's 1: run the syncbed release that wrote it" in line, line
+    assert (
+        f"has schema version 99, newer than this server's {pg.SCHEMA_VERSION}: run the syncbed release that wrote it"
+        in line
+    ), line
     out = run_cli("server", "token", "list", "--database", pg_url, "--data-dir", str(tmp_path / "data"))
     assert out.returncode == 2 and out.stderr.startswith("error: the database ") and "version 99" in out.stderr
 

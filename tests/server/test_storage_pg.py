@@ -133,12 +133,27 @@ def test_the_schema_is_made_once_and_its_version_checked(pg_url: str) -> None:
         version = conn.execute("SELECT value FROM syncbed_meta WHERE key = 'schema_version'").fetchall()
         assert version == [(str(pg.SCHEMA_VERSION),)]
         conn.execute("UPDATE syncbed_meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(pg.SchemaError, match="schema version 99, newer than this server's 1: run the syncbed"):
+    newer = f"schema version 99, newer than this server's {pg.SCHEMA_VERSION}: run the syncbed"
+    with pytest.raises(pg.SchemaError, match=newer):
         pg.connect(pg_url)
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("UPDATE syncbed_meta SET value = '0' WHERE key = 'schema_version'")
-    with pytest.raises(pg.SchemaError, match="schema version 0, older than this server's 1: back it up"):
+    with pytest.raises(pg.SchemaError, match=f"schema version 0, older than this server's {pg.SCHEMA_VERSION}: back"):
         pg.connect(pg_url)
+
+
+def test_a_version_1_database_upgraded_by_the_documented_step_is_served(pg_url: str) -> None:
+    pg.connect(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # what a version 1 server created
+        conn.execute("DROP TABLE unpublished")
+        conn.execute("UPDATE syncbed_meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(pg.SchemaError, match="older than this server's 2: back it up, then apply the upgrade steps"):
+        pg.connect(pg_url)
+    docs = (Path(__file__).parents[2] / "docs" / "cluster.md").read_text()
+    step = docs.split("<!-- upgrade to 2 -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+    with psycopg.connect(pg_url) as conn, conn.transaction():  # psql -1 -f step.sql
+        conn.execute(step)
+    pg.connect(pg_url).close()
 
 
 def test_a_database_holding_other_tables_of_our_names_is_refused(postgres: PostgresServer) -> None:
