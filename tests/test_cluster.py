@@ -81,6 +81,8 @@ async def faults_everywhere(http: httpx.AsyncClient, urls: list[str], error_rate
             await asyncio.sleep(0.001)
         raise AssertionError(f"{url} never showed error_rate {error_rate}")
 
+    for url in urls:  # a connection to each worker first: the 100 ms is the edit's, not a TCP handshake's
+        assert (await http.get(url + FAULTS_PATH)).status_code == 200
     r = await http.put(urls[1] + FAULTS_PATH, json={"error_rate": error_rate})
     assert r.status_code == 200, r.text
     t0 = time.perf_counter()
