@@ -129,7 +129,8 @@ def make_app(kind: str, store: str) -> object:
         from server.config import LimitsSettings, ThrottleRule
         from server.events import EventBus
         from server.limiter_store import open_store
-        from server.throttle import Limiter, ThrottleMiddleware
+        from server.throttle import Limiter
+        from server.throttle_middleware import ThrottleMiddleware
 
         rule = ThrottleRule("bench/ip", LIMIT_PER_S, 1.0, "ip", ("/limited",))
         limiter = Limiter(LimitsSettings(throttles=(rule,)), open_store(store))

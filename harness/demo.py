@@ -15,6 +15,7 @@ from harness.demo_acts import SEED_ACTS, Outcome
 from harness.demo_clients import Demo
 from harness.demo_story import figures, summary, title
 from harness.limits import throttle
+from syncbed.contract import RESPONSE_STYLES
 
 # Wide enough that no throttle binds at 0.3 s per batch: concurrency alone sets the pace. req/ip is
 # raised too: back-to-back runs from one address would otherwise use up its 300 per 5 minutes. The
@@ -57,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=300, help="server latency per batch (default 300)")
     parser.add_argument("--monitor", action="store_true", help="watch the same acts in the live dashboard instead")
     parser.add_argument(
+        "--response",
+        choices=RESPONSE_STYLES,
+        default="syncbed",
+        help="how the server words its 429s (default syncbed); rack-attack answers as stock Rack::Attack: "
+        "no Retry-After, no RateLimit fields, so the clients learn the limits from the refusals alone",
+    )
+    parser.add_argument(
         "--cluster",
         action="store_true",
         help="instead: 2 hosts x 2 workers on one Redis and one PostgreSQL, one client alternating hosts; a table "
@@ -69,15 +77,17 @@ def main(argv: list[str] | None = None) -> int:
         latency = 50 if args.quick and "--latency-ms" not in (argv or sys.argv) else args.latency_ms
         return demo_cluster.run(args.records, latency, args.monitor)
     if args.monitor:
-        same = ["--records", str(args.records), "--latency-ms", str(args.latency_ms)]
+        same = ["--records", str(args.records), "--latency-ms", str(args.latency_ms), "--response", args.response]
         os.execv(sys.executable, [sys.executable, "-m", "monitor", "--demo", *same])
     console = Console() if sys.stdout.isatty() else Console(width=120, soft_wrap=True)  # tables at 120, text unwrapped
     started = time.monotonic()
     console.print(
         f"[bold]syncbed demo[/]: {len(SEED_ACTS)} acts, {args.records:,} records each (batches of 1,000, "
-        f"{args.latency_ms} ms each), every act starting just after a window edge"
+        f"{args.latency_ms} ms each), every act starting just after a window edge; the server answers in the "
+        f"{args.response} response style"
     )
-    with Demo(records=args.records, latency_ms=args.latency_ms, pause=0.2 if args.quick else 1.0) as demo:
+    pause = 0.2 if args.quick else 1.0
+    with Demo(records=args.records, latency_ms=args.latency_ms, pause=pause, response=args.response) as demo:
         total = len(demo.acts)
         demo.on_act = lambda i, act: console.print(f"\n[bold]{title(i, act, total)}[/]  [dim]{act.caption}[/]")
         demo.on_change = lambda ch: console.print(f"  [yellow]admin API: {ch.says}[/]")

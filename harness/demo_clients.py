@@ -47,8 +47,10 @@ class Demo:
         pause: float = 1.0,
         config: str | None = None,
         phase: float = PHASE,
+        response: str = "syncbed",
     ) -> None:
         self.records = records
+        self.response = response  # the server's response style (limits.response)
         self.acts = tuple(acts)
         self.pause = pause
         self.latency_ms = latency_ms
@@ -89,7 +91,7 @@ class Demo:
 
     def __enter__(self) -> Demo:
         self._tmp = tempfile.TemporaryDirectory(prefix="syncbed-demo-")
-        args = ("--latency-ms", str(self.latency_ms))
+        args = ("--latency-ms", str(self.latency_ms), "--response", self.response)
         self._server = LiveServer.at(Path(self._tmp.name), config=self.config, args=args)
         try:
             self.server.start(timeout=60)

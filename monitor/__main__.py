@@ -15,6 +15,7 @@ from monitor.export import EXPORTS_DIR
 from monitor.stream import EXIT_SETTINGS, StreamFailed
 from monitor.theme import DEFAULT_THEME, THEMES
 from syncbed.cli import shared_options
+from syncbed.contract import RESPONSE_STYLES
 from syncbed.paths import default_data_dir
 from syncbed.wire import server_url_problem
 
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     demo = parser.add_argument_group("the demo (with --demo; scripts/demo --monitor passes its own)")
     demo.add_argument("--records", type=int, default=10_000, help="records per act (default 10000: 10 batches)")
     demo.add_argument("--latency-ms", type=int, default=300, help="server latency per batch (default 300)")
+    demo.add_argument("--response", choices=RESPONSE_STYLES, default="syncbed", help="the server's response style")
     parser.add_argument("--theme", choices=THEMES, default=DEFAULT_THEME, metavar="NAME",
                         help=f"colours (ctrl+p switches live): {', '.join(THEMES)}")  # fmt: skip
     scripted = parser.add_argument_group("scripted runs (CI, docs)")
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         # which only the harness may do. Imported here, so the dashboard itself never depends on it.
         from harness.demo_clients import Demo, narrate, story
 
-        with Demo(records=args.records, latency_ms=args.latency_ms) as demo:
+        with Demo(records=args.records, latency_ms=args.latency_ms, response=args.response) as demo:
             # The acts are there to be compared: their lanes are stacked on one time scale from the start.
             app = MonitorApp(server=demo.url, admin_token=demo.admin_token, compare=True, **common)
             narrate(demo, app)

@@ -233,9 +233,12 @@ class MonitorApp(App[None]):
             self.bound_view.show(run, now)
             self.throughput_view.show(self.model, now)
             self.limiter_view.show(self.model)
+            style = self.model.limiter.response
+            self.limiter_view.border_title = f"Limiter · {style}" if style else "Limiter"
             log_run = self.selected if self.log_this_run else None
             self.log_view.show(self.model, self.log_filter, log_run)
-            table.border_subtitle = f"{len(self.model.runs)} runs"
+            n = len(self.model.runs)
+            table.border_subtitle = f"{n} run{'' if n == 1 else 's'}"
             self._mark_stale()
             self.status_bar.update(self.status_text())
         self.frames += 1

@@ -40,6 +40,7 @@ class LimiterView:
 
     def __init__(self) -> None:
         self.rules: dict[str, RuleView] = {}
+        self.response: str | None = None  # how the server words its 429s (limits.response), once a stats said
 
     def rule(self, name: str) -> RuleView:
         view = self.rules.get(name)
@@ -57,6 +58,8 @@ class LimiterView:
             view.period = period
 
     def on_stats(self, ev: ServerStats) -> None:
+        if ev.response is not None:
+            self.response = ev.response
         for item in ev.rules or ():
             self.set_rule(item.name, item.limit, item.period)
             self.rule(item.name).take(item)

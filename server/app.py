@@ -30,7 +30,8 @@ from server.responses import ApiError, JSONResponse, error_response
 from server.serving import LIMITS_STATE_KEY, http_limits
 from server.state import AppState
 from server.storage import StorageUnavailable
-from server.throttle import ThrottleMiddleware, open_limiter
+from server.throttle import open_limiter
+from server.throttle_middleware import ThrottleMiddleware
 from syncbed import contract
 from syncbed.gc_settle import settle
 from syncbed.paths import private_dir
@@ -146,6 +147,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
         bus.stats.read_from(lambda: (c.records, c.requests, c.throttled, state.in_flight))
         bus.stats.add_source("limiter", state.limiter.top_keys)
         bus.stats.add_source("rules", state.limiter.snapshot)
+        bus.stats.add_source("response", lambda: state.limiter.style.name)
         await bus.start()
         if unpublished is not None:
             await unpublished.start()

@@ -3,7 +3,8 @@
 The worker that takes a PUT applies it, publishes its one `config.changed` event, and writes the fields the
 edit set (one hash field each, so two edits of different fields never undo each other) with a version INCR
 and a PUBLISH. Every worker, that one included, reads the whole hash when the announcement comes, and at
-start, so a worker started later serves the cluster's current settings from its first request.
+start, so a worker started later serves the cluster's current settings from its first request. A quiet
+second compares the version, so an announcement lost on the way is made up a second later.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ class ClusterConfig:
         self._pending: dict[str, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
         self._warned: set[tuple[str, str]] = set()
 
     async def start(self) -> None:
@@ -111,9 +113,22 @@ class ClusterConfig:
         task.add_done_callback(self._tasks.discard)
 
     async def _flush(self) -> None:
+        if not await self._share_pending() and (self._retry is None or self._retry.done()):
+            # A timeout on a loaded Redis leaves the listener up, so nothing else would send it: try again.
+            self._retry = asyncio.create_task(self._flush_later(), name="syncbed-config-retry")
+
+    async def _flush_later(self) -> None:
+        delay = BACKOFF_S[0]
+        while self._pending:
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, BACKOFF_S[1])
+            await self._share_pending()
+
+    async def _share_pending(self) -> bool:
+        """Send the edits not yet shared; False (logged) when Redis did not take them."""
         fields = dict(self._pending)
         if not fields:
-            return
+            return True
         args: list[str] = [CHANNEL]
         for k, v in fields.items():
             args += [k, v]
@@ -121,10 +136,11 @@ class ClusterConfig:
             await self._share(keys=[CONFIG_KEY, VERSION_KEY], args=args)
         except REDIS_ERRORS as exc:
             log.warning("live edit not shared with the cluster yet (%s): sent when %s is back", exc, self.name)
-            return
+            return False
         for k, v in fields.items():
             if self._pending.get(k) == v:
                 del self._pending[k]
+        return True
 
     # --- everyone's edits -------------------------------------------------------------------------------
 
@@ -179,6 +195,9 @@ class ClusterConfig:
                     if await pubsub.get_message(timeout=1.0) is not None:
                         await self._flush()
                         await self.load()
+                    elif int(await self._redis.get(VERSION_KEY) or 0) != self.version:
+                        # An announcement lost on a subscription that failed silently: a second late, not never.
+                        await self.load()
             except REDIS_ERRORS as exc:
                 log.info("live settings: listening on %s again after %s", self.name, exc.__class__.__name__)
             finally:
@@ -188,7 +207,7 @@ class ClusterConfig:
             delay = min(delay * 2, BACKOFF_S[1])
 
     async def aclose(self) -> None:
-        for task in [*self._tasks, *([self._listener] if self._listener else [])]:
+        for task in [*self._tasks, *(t for t in (self._listener, self._retry) if t is not None)]:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, *REDIS_ERRORS):
                 await task

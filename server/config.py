@@ -160,6 +160,9 @@ class LimitsSettings(_Table, frozen=True):
     enabled: Annotated[bool, _doc("throttles on or off; off is the rollback, the blocklist still applies")] = True
     dry_run: Annotated[bool, _doc("decide and report, never refuse")] = False
     store: Annotated[str, _doc("limiter store: memory or redis://host:port/db")] = "memory"
+    response: Annotated[
+        contract.ResponseStyle, _doc("how refusals are worded: " + " | ".join(contract.RESPONSE_STYLES))
+    ] = "syncbed"
     trusted_proxies: Annotated[tuple[str, ...], _doc("addresses or CIDRs whose X-Forwarded-For is believed")] = ()
     safelist: Annotated[tuple[str, ...], _doc("addresses or CIDRs never limited")] = ()
     blocklist: Annotated[tuple[str, ...], _doc("addresses or CIDRs always refused")] = ()

@@ -1,4 +1,4 @@
-"""The rule engine (safelist, blocklist, throttles, tracks), its ASGI middleware and the limiter view."""
+"""The rule engine (safelist, blocklist, throttles, tracks), its live edits and the limiter view."""
 
 from __future__ import annotations
 
@@ -10,26 +10,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import msgspec
-from starlette.types import Message, Receive, Scope, Send
 
-from server.admin_token import is_admin
-from server.auth import authorization as authorization_of
 from server.client_ip import ClientIp, IpSet
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
 from server.limiter_store import Counter, MemoryStore, Store, counter_id, open_store
-from server.middleware import HttpMiddleware
-from server.responses import send_error, send_json
-from syncbed import contract
+from server.refusals import STYLES
 from syncbed.bounds import rule_values
-from syncbed.events import LimiterStore, RequestThrottled
+from syncbed.events import LimiterStore
 from syncbed.responses import HotKey, LimiterView, RuleSettings, RuleView
-from syncbed.wire import RepeatedHeader, ascii_int, first_header, is_run_id
 
 if TYPE_CHECKING:
     from server.config import LimitsSettings, Settings
     from server.events import EventBus
-    from server.state import AppState
 
 log = logging.getLogger("syncbed.limiter")
 
@@ -140,6 +133,7 @@ class Limiter:
     ) -> None:
         self.enabled = limits.enabled
         self.dry_run = limits.dry_run
+        self.style = STYLES[limits.response]
         self.store: Store = store or MemoryStore()
         self.clock = clock
         self.client_ip = ClientIp(limits.trusted_proxies)
@@ -275,6 +269,7 @@ class Limiter:
         return LimiterView(
             enabled=self.enabled,
             dry_run=self.dry_run,
+            response=self.style.name,
             store=self.store.name,
             store_status="up" if self.store.up else "down",
             trusted_proxies=list(self.client_ip.trusted.cidrs),
@@ -304,125 +299,3 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
         )
     await store.probe()  # at start-up: a missing Redis is logged and reported before any request
     return Limiter(limits, store, user_for=user_for)
-
-
-# --- HTTP -------------------------------------------------------------------------------------
-
-
-def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> list[tuple[bytes, bytes]]:
-    """RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers-11), one item per rule."""
-    policy = ", ".join(r.policy for r, _ in matched)
-    state = ", ".join(f"{r.label};r={d.remaining};t={max(0, math.ceil(d.reset))}" for r, d in matched)
-    return [(contract.HEADER_RATELIMIT_POLICY_KEY, policy.encode()), (contract.HEADER_RATELIMIT_KEY, state.encode())]
-
-
-class ThrottleMiddleware(HttpMiddleware):
-    """Applies the engine to every HTTP request and adds the RateLimit fields to every answer."""
-
-    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        st = scope.setdefault("state", {})
-        try:
-            authorization = authorization_of(scope)
-        except RepeatedHeader as exc:
-            # Decided here, before anything is counted, for every endpoint: which of two tokens is "the"
-            # caller is exactly what a limit keyed by user must not have to guess.
-            st["syncbed.error"] = contract.E_INVALID_REQUEST
-            await send_error(send, 400, contract.E_INVALID_REQUEST, exc.sentence)
-            return
-        state: AppState | None = getattr(scope["app"].state, "syncbed", None)
-        if state is None:  # before the lifespan has built it
-            await self.app(scope, receive, send)
-            return
-        limiter = state.limiter
-        ip = limiter.client_ip.for_scope(scope)
-        if scope["path"] == contract.HEALTH_PATH:
-            # Never counted, and never waits on a limiter store that may be hung: only the blocklist
-            # (addresses in memory) applies.
-            if limiter.blocked(ip):
-                await self._block(scope, send, ip)
-            else:
-                await self.app(scope, receive, send)
-            return
-        # With limits off the bypass changes nothing; the admin routes ask is_admin for themselves.
-        admin = limiter.enabled and is_admin(authorization, state.admin_token)
-        v = await limiter.check(scope["method"], scope["path"], ip, authorization, admin=admin)
-        if v.user is not None:
-            st["syncbed.user"] = v.user
-        if v.blocked:
-            await self._block(scope, send, ip)
-            return
-        if v.refused is not None:
-            await self._report(limiter, state, scope, v, authorization)
-            if not limiter.dry_run:
-                await self._refuse(scope, send, v)
-                return
-        if not v.matched:
-            await self.app(scope, receive, send)
-            return
-        st["syncbed.admitted"] = v.at
-        extra = ratelimit_headers(v.matched)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *extra]}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-    @staticmethod
-    async def _block(scope: Scope, send: Send, ip: str) -> None:
-        scope["state"]["syncbed.error"] = contract.E_FORBIDDEN
-        log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
-        await send_error(send, 403, contract.E_FORBIDDEN, f"Requests from {ip} are refused by the server's blocklist.")
-
-    async def _refuse(self, scope: Scope, send: Send, v: Verdict) -> None:
-        rule, d = v.refused, v.decision
-        assert rule is not None and d is not None
-        retry = round(d.retry_after, 3)
-        body = contract.error_body(
-            contract.E_RATE_LIMITED,
-            f"Rate limit {rule.name} exceeded: {rule.limit} requests per {rule.period:g} s; retry in {retry:g} s.",
-            rule=rule.name,
-            retry_after=retry,
-        )
-        headers = [
-            (contract.HEADER_RETRY_AFTER_KEY, str(max(1, math.ceil(d.retry_after))).encode()),
-            *ratelimit_headers(v.matched),
-        ]
-        await send_json(send, 429, body, headers)
-
-    async def _report(
-        self, limiter: Limiter, state: AppState, scope: Scope, v: Verdict, authorization: str | None
-    ) -> None:
-        rule, d = v.refused, v.decision
-        assert rule is not None and d is not None
-        user = await limiter.user(v, authorization)  # for the event, even when the rule keys by IP
-        st = scope["state"]
-        if user is not None:
-            st["syncbed.user"] = user
-        st["syncbed.rule"] = rule.name
-        dry = limiter.dry_run
-        if not dry:
-            st["syncbed.error"] = contract.E_RATE_LIMITED
-        log.info(
-            "throttled%s rule=%s key=%s count=%d limit=%d retry_after=%.3f ip=%s user=%s %s %s",
-            " (dry run)" if dry else "", rule.name, v.key, d.count, rule.limit, d.retry_after, v.ip,
-            user or "-", scope["method"], scope["path"],
-        )  # fmt: skip
-        headers = scope["headers"]
-        run = first_header(headers, contract.HEADER_RUN_KEY)
-        state.bus.publish(
-            RequestThrottled(
-                run=run if is_run_id(run) else None,  # the history keeps it only under the user's own run
-                batch=ascii_int(first_header(headers, contract.HEADER_BATCH_KEY)),  # for the event: a bad one is None
-                attempt=ascii_int(first_header(headers, contract.HEADER_ATTEMPT_KEY)),
-                user=user,
-                ip=v.ip,
-                rule=rule.name,
-                key=v.key,
-                retry_after=round(d.retry_after, 3),
-                dry_run=dry,
-            )
-        )
-        if not dry and scope["path"] == contract.SYNC_PATH:
-            state.stats_request(records=0, status=429)

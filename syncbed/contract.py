@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal, get_args
 
 import msgspec
 
@@ -174,6 +174,17 @@ E_TOO_MANY_SUBSCRIBERS: Final = "too_many_subscribers"
 E_HEADERS_TOO_LARGE: Final = "headers_too_large"  # 431, from server/protocol.py
 E_REQUEST_TIMEOUT: Final = "request_timeout"  # 408, headers that never finished arriving
 MAX_REPORTED_ERRORS: Final = 50
+
+
+# --- response styles: how a server words a refusal (limits.response, docs/limiter.md) ----------------
+# syncbed: JSON with retry_after, Retry-After, RateLimit fields. rack-attack: stock Rack::Attack 6.8,
+# byte for byte (429 text/plain "Retry later\n", 403 "Forbidden\n", no headers); -retry-after: with its
+# integer Retry-After. draft-ratelimit: RateLimit fields, JSON without retry_after, no Retry-After.
+# retry-after-only: JSON without retry_after, Retry-After, no RateLimit fields.
+ResponseStyle = Literal["syncbed", "rack-attack", "rack-attack-retry-after", "draft-ratelimit", "retry-after-only"]
+RESPONSE_STYLES: Final[tuple[ResponseStyle, ...]] = get_args(ResponseStyle)
+RACK_THROTTLED_BODY: Final = b"Retry later\n"
+RACK_BLOCKED_BODY: Final = b"Forbidden\n"
 
 
 def is_temporary(status: int | None) -> bool:

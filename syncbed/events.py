@@ -131,6 +131,7 @@ class ServerStats(_Event, tag=EV_STATS, kw_only=True):
     faults: FaultSettings | None = None
     rules: list[RuleSettings] | None = None
     workers: list[WorkerStats] | None = None
+    response: str | None = None  # the response style (limits.response): how a refusal is worded
 
 
 class ConfigChanged(_Event, tag=EV_CONFIG_CHANGED, kw_only=True):

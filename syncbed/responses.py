@@ -57,6 +57,7 @@ class LimiterView(msgspec.Struct, omit_defaults=True):
 
     enabled: bool
     dry_run: bool
+    response: str  # the response style (contract.RESPONSE_STYLES)
     store: str
     store_status: str  # "up" | "down"
     trusted_proxies: list[str]

@@ -23,15 +23,19 @@ ROW = re.compile(
 )
 
 
-def test_quick_demo_plays_every_act_as_its_story_says_and_ends_with_a_summary() -> None:
-    r = subprocess.run(
-        [sys.executable, "-m", "harness.demo", "--quick"],
+def demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness.demo", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "120"},
     )
+
+
+def test_quick_demo_plays_every_act_as_its_story_says_and_ends_with_a_summary() -> None:
+    r = demo("--quick")
     out = r.stdout
     assert r.returncode == 0, out + r.stderr
     assert "Traceback" not in r.stderr
@@ -56,6 +60,16 @@ def test_quick_demo_plays_every_act_as_its_story_says_and_ends_with_a_summary() 
     assert "No act beat its phase-aware bound" in summary and "BUG" not in summary
     assert "nothing lost, nothing doubled" in summary
     assert re.search(r"demo finished in \d+ s", out)
+
+
+def test_the_demo_against_a_stock_rack_attack_server_says_so_and_every_act_completes() -> None:
+    r = demo("--quick", "--response", "rack-attack", "--records", "3000")
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr
+    assert "the server answers in the rack-attack response style" in " ".join(out.split())
+    rows = {m["act"]: m for m in ROW.finditer(out)}
+    assert list(rows) == [act.name for act in SEED_ACTS] and all(m["status"] == "complete" for m in rows.values())
+    assert "server count: 21,000/21,000 records - exact" in out
 
 
 def rule(name: str, limit: int, period: float, paths: list[str], enabled: bool = True) -> RuleSettings:

@@ -122,3 +122,13 @@ async def test_admin_keys_change_the_real_servers_faults_and_limit(live_server: 
             "latency_ms") == 40)  # fmt: skip
         changed = [e for e in app.model.log if e.type == "config.changed"]
         assert len(changed) == 2
+
+
+async def test_the_limiter_panel_names_the_servers_response_style(server_factory: ServerFactory) -> None:
+    srv = server_factory(args=("--response", "rack-attack"))
+    app = MonitorApp(server=srv.url, admin_token=srv.admin_token)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait(pilot, lambda: app.model.limiter.response is not None, timeout=10)
+        await pilot.pause(0.3)
+        assert app.model.limiter.response == "rack-attack"
+        assert str(app.limiter_view.border_title) == "Limiter · rack-attack"

@@ -106,3 +106,23 @@ async def test_a_worker_started_after_the_edits_serves_them_and_edits_of_two_fie
         # And after a restart of one that was there all along.
         await asyncio.to_thread(b.restart)
         assert (await client.get(b.url + c.FAULTS_PATH, headers=b.admin_headers())).json() == both
+
+
+async def test_an_edit_whose_announcement_was_lost_is_applied_within_a_quiet_second(
+    redis_server: RedisServer, server_factory: ServerFactory
+) -> None:
+    """The hash and the version changed with no PUBLISH (as when a subscription died without a word)."""
+    import redis.asyncio as aioredis
+
+    from server.cluster_config import CONFIG_KEY, VERSION_KEY, fault_fields
+
+    [a] = await start(server_factory, cluster_config(redis_server.url, limits="enabled = true\n"), 1)
+    r = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await r.hset(CONFIG_KEY, mapping=fault_fields({"latency_ms": 77}))
+        await r.incr(VERSION_KEY)
+    finally:
+        await r.aclose()
+    async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+        took = await seen_after(client, a, c.FAULTS_PATH, lambda v: v["latency_ms"] == 77, time.perf_counter())
+    assert took < 2.5, took

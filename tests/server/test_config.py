@@ -49,6 +49,7 @@ SAMPLES: dict[str, object] = {
     "limits.enabled": False,
     "limits.dry_run": True,
     "limits.store": "redis://127.0.0.1:6379/1",
+    "limits.response": "rack-attack-retry-after",
     "limits.trusted_proxies": ("10.0.0.0/8", "127.0.0.1"),
     "limits.safelist": ("192.0.2.10",),
     "limits.blocklist": ("198.51.100.0/24", "2001:db8::/32"),

@@ -22,9 +22,10 @@ from server import tokens
 from server.app import create_app
 from server.config import LimitsSettings, ServerSettings, Settings, ThrottleRule, merge_throttles
 from server.events import EventBus
+from server.refusals import ratelimit_headers
 from server.serving import uvicorn_options
 from server.state import AppState
-from server.throttle import Limiter, open_limiter, ratelimit_headers, sf_string
+from server.throttle import Limiter, open_limiter, sf_string
 from syncbed.contract import (
     COUNT_PATH,
     E_FORBIDDEN,
