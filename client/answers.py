@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,8 +43,8 @@ def read(response: httpx.Response, *, fields: bool = True) -> Answer:
         except msgspec.DecodeError:
             ack = None
         return Answer(Outcome(status), ack, policies, remaining)
-    error, message, retry_after, rule = _error_fields(response)
-    return Answer(Outcome(status, error, message, retry_after, rule), None, policies, remaining)
+    error, message, retry_after, rule, exact = _error_fields(response)
+    return Answer(Outcome(status, error, message, retry_after, rule, exact), None, policies, remaining)
 
 
 def error_body(response: httpx.Response) -> dict[str, Any] | None:
@@ -54,13 +56,15 @@ def error_body(response: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None]:
-    """(error, message, retry_after, rule) from a JSON error body, tolerating anything else."""
+def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str | None, bool]:
+    """(error, message, retry_after, rule, exact) from a JSON error body, tolerating anything else
+    (Rack::Attack's plain "Retry later", no Retry-After at all)."""
     body = error_body(response)
     if body is None:
-        return "", response.text.strip()[:200], _header_retry_after(response), None
+        return "", response.text.strip()[:200], _header_retry_after(response), None, False
     retry_after = body.get("retry_after")
-    if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
+    exact = isinstance(retry_after, int | float) and not isinstance(retry_after, bool) and retry_after >= 0
+    if not exact:
         retry_after = _header_retry_after(response)
     rule = body.get("rule")
     return (
@@ -68,11 +72,19 @@ def _error_fields(response: httpx.Response) -> tuple[str, str, float | None, str
         str(body.get("message", "")),
         retry_after,
         rule if isinstance(rule, str) else None,
+        exact,
     )
 
 
 def _header_retry_after(response: httpx.Response) -> float | None:
+    """Retry-After as seconds: delay-seconds, or an HTTP-date (RFC 9110 10.2.3) from now; None if neither."""
+    value = response.headers.get(HEADER_RETRY_AFTER, "").strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
     try:
-        return float(response.headers.get(HEADER_RETRY_AFTER, ""))
-    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())

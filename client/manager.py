@@ -126,7 +126,7 @@ class SyncManager:
         elapsed = time.perf_counter() - self._t0 if self._t0 else 0.0
         rate = r.synced_records / elapsed if elapsed > 0 else 0.0
         answered = r.ok_batches + len(r.failed)
-        windows = windows_of(self.scheduler.windows) if self.scheduler.use_fields else []
+        windows = windows_of(self.scheduler.windows)
         e = self.eta.estimate(answered, r.total_batches - answered, self.scheduler.limit(), windows)
         return Progress(
             records_done=r.synced_records,
@@ -376,7 +376,9 @@ class SyncManager:
             if decision.action is Action.DONE:
                 self._acked(part, ack)
             elif decision.action is Action.THROTTLED:
-                self.scheduler.throttled(rule=outcome.rule, retry_after=outcome.retry_after or 0.0, hold=decision.delay)
+                self.scheduler.throttled(
+                    rule=outcome.rule, retry_after=outcome.retry_after, hold=decision.delay, exact=outcome.exact
+                )
                 parts.insert(0, part)
             elif decision.action is Action.BACKOFF:
                 self._result.retries += 1
@@ -437,9 +439,11 @@ class SyncManager:
         self._first_answer.set()
         self._last_answer = time.perf_counter()
         status, seconds = answer.outcome.status, time.perf_counter() - started
+        o = answer.outcome
         self.scheduler.observe(
-            sent_at=sent_at, status=status, policies=answer.policies, remaining=answer.remaining, seconds=seconds
-        )
+            sent_at=sent_at, status=status, policies=answer.policies, remaining=answer.remaining, seconds=seconds,
+            rule=o.rule, retry_after=o.retry_after,
+        )  # fmt: skip
         self.eta.answered(sent_at, seconds, ok=status is not None and 200 <= status < 300, failed=is_temporary(status))
         if status == 429:
             self._result.throttled += 1

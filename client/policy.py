@@ -26,6 +26,7 @@ class Outcome:
     message: str = ""  # server `message`, or the exception text
     retry_after: float | None = None
     rule: str | None = None  # the throttle a 429 names
+    exact: bool = False  # retry_after is the body's (to the millisecond), not a whole-second Retry-After
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from client.cubic import LossPacer, concurrency_for
 from client.pacing import Gate, WindowPacer
 from client.ratelimit_fields import Policy, Remaining
+from client.window_learner import WindowLearner
 from syncbed.contract import ADAPTIVE, AGGRESSIVE, CONSERVATIVE, SEQUENTIAL
 
 MODES: dict[str, int] = {SEQUENTIAL: 1, CONSERVATIVE: 5, AGGRESSIVE: 10}  # the fixed modes and their concurrency
 ADAPTIVE_CAP = 16  # adaptive's ceiling on requests in flight, unless --concurrency says otherwise
-INITIAL_BURST = 5  # adaptive's first sends before it knows the server's limits (the seed's 5/s)
+# Adaptive's first sends before it knows anything: aggressive's, so wide limits cost it nothing, and a
+# burst whose refusals (at most this less the quota) tell the quota of a server that advertises none.
+INITIAL_BURST = 10
 
 
 class Scheduler:
@@ -49,6 +52,9 @@ class Scheduler:
         self.gate = Gate()
         self.windows = WindowPacer()
         self.loss = LossPacer(clock()) if self.adaptive else None
+        self.learner = WindowLearner() if self.adaptive else None
+        self.fields_seen = False  # the server advertised a policy: what the learner infers is not needed
+        self._learned: str | None = None  # the learner's policy's name in `windows`
         self.latency = 0.0  # EWMA of acknowledged sends, seconds
         self.answered = False
         self.in_flight = 0
@@ -61,7 +67,7 @@ class Scheduler:
         """How many sends may be in flight now."""
         if not self.adaptive:
             return self.cap
-        if self.use_fields and self.windows.known:
+        if self.windows.known:
             # The quota bounds the burst; in-flight only needs to be big enough to spend it.
             return self.cap
         if not self.answered:
@@ -73,7 +79,7 @@ class Scheduler:
 
     def delay(self, now: float) -> float:
         wait = self.gate.delay(now)
-        if self.use_fields and self.windows.known:
+        if self.windows.known:
             wait = max(wait, self.windows.delay(now))
         elif self.loss is not None:
             wait = max(wait, self.loss.delay(now))
@@ -82,7 +88,7 @@ class Scheduler:
     @property
     def rate(self) -> float:
         """The send rate being held to, requests per second (inf: none)."""
-        if self.use_fields and self.windows.known:
+        if self.windows.known:
             policy = self.windows.tightest()
             return math.inf if policy is None else policy.quota / policy.window
         if self.loss is not None and self.loss.enabled:
@@ -106,6 +112,8 @@ class Scheduler:
                 self.in_flight += 1
                 self.peak = max(self.peak, self.in_flight)
                 self.windows.on_send(now)
+                if self.learner is not None:
+                    self.learner.on_send(now)
                 if self.loss is not None:
                     self.loss.on_send(now)
                 return now
@@ -119,6 +127,10 @@ class Scheduler:
         """Limits remembered from an earlier run: a hint the first answer corrects."""
         if self.use_fields:
             self.windows.learn(policies, self.clock())
+            tightest = self.windows.tightest()
+            if self.learner is not None and tightest is not None:
+                self.learner.seed(tightest)
+                self._learned = tightest.name
 
     def observe(
         self,
@@ -128,10 +140,19 @@ class Scheduler:
         policies: Mapping[str, Policy],
         remaining: Mapping[str, Remaining],
         seconds: float,
+        rule: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
-        """Feed one answer (status None: a transport failure)."""
+        """Feed one answer (status None: a transport failure); a 429's `rule` and `retry_after` if it said."""
         now = self.clock()
         self.answered = True
+        if policies:
+            self.fields_seen = True
+        learner = None if self.fields_seen else self.learner
+        if learner is not None and (
+            learner.on_refused(sent_at, now, rule, retry_after) if status == 429 else learner.on_counted(sent_at)
+        ):
+            self._adopt(now)
         if self.use_fields:
             self.windows.learn(policies, now)
             self.windows.on_response(sent_at, remaining)
@@ -144,9 +165,27 @@ class Scheduler:
         if self.loss is not None and status is not None and (status == 429 or 200 <= status < 300):
             self.loss.on_response(now, status == 429, sent_at)
 
-    def throttled(self, *, rule: str | None, retry_after: float, hold: float) -> None:
-        """A 429: hold every worker for `hold` seconds and align the quota to its window."""
+    def _adopt(self, now: float) -> None:
+        """Pace from the learner's policy (it replaces the one it learnt before, under any name)."""
+        assert self.learner is not None
+        policy = self.learner.policy
+        if policy is None:
+            return
+        if self._learned is not None and self._learned != policy.name:
+            self.windows.windows.pop(self._learned, None)
+        self._learned = policy.name
+        self.windows.learn({policy.name: policy}, now)
+
+    def throttled(self, *, rule: str | None, retry_after: float | None, hold: float, exact: bool = True) -> None:
+        """A 429: hold every worker for `hold` seconds and mark its window spent.
+
+        Only a wait to the millisecond (`exact`, the body's) moves where the windows' edges are; a
+        whole-second Retry-After, or none, leaves the edges where they are (the epoch's, at first) and
+        the pacer's window end, not a second from now, says when to send again."""
         now = self.clock()
+        name = rule or self._learned
+        if self.windows.known and not exact:
+            hold = max(0.0, retry_after - 1.0) if retry_after is not None else 0.0
+            retry_after = None
         self.gate.hold(now + hold)
-        if self.use_fields:
-            self.windows.on_throttle(now, rule, retry_after)
+        self.windows.on_throttle(now, name, retry_after or 0.0)

@@ -58,8 +58,8 @@ SEED_ACTS: tuple[Act, ...] = (
         "Up to 10 at once against 5 a second: 5 pass, the next come back 429 within milliseconds and "
         "hold the rest back; they go again at the edge. No faster than conservative, and requests wasted."),
     Act("adaptive", c.ADAPTIVE,
-        "Paced from the server's RateLimit fields: 5 now, 5 at the edge, no 429: the bound, with "
-        "nothing wasted."),
+        "Knows nothing yet: its first burst probes with aggressive's 10, and the few over 5/s come back "
+        "429 at once; from then on paced by the RateLimit fields, 5 at each edge: the bound."),
     Act("faults live", c.ADAPTIVE,
         "Twice the records; 1.5 s in, the admin API sets 25% injected 503s and drops sync/user to "
         "3/s. Adaptive retries the 503s and re-paces to the new limit. The bound is for the limits "

@@ -44,11 +44,12 @@ def test_quick_demo_plays_every_act_as_its_story_says_and_ends_with_a_summary() 
     assert all(m["status"] == "complete" for m in rows.values()), out
     seconds = {name: float(m["time"]) for name, m in rows.items()}
     t429 = {name: int(m["t429"]) for name, m in rows.items()}
-    # Sequential is the slowest of the plain acts; the plan's client and aggressive draw 429s; adaptive none.
+    # Sequential is the slowest of the plain acts; the plan's client and aggressive draw 429s; adaptive's
+    # probing first burst at most one window's quota plus one.
     assert seconds["sequential"] == max(v for k, v in seconds.items() if k != "faults live"), out
     # The plan's second group of five comes 0.3 s into a window whose five are spent: refused whole.
     assert t429["sequential"] == 0 and t429["plan's client"] == 5 and t429["aggressive"] > 0, out
-    assert t429["adaptive"] == 0 and t429["conservative"] == 0, out
+    assert t429["adaptive"] <= 5 + 1 and t429["conservative"] == 0, out
     for name, m in rows.items():
         # A 429 is a request beyond the batch's own; the plan's client and ours alike.
         assert int(m["requests"]) >= int(m["batches"]) + (t429[name] if name != "faults live" else 0), m.group(0)

@@ -58,6 +58,7 @@ def test_a_429_names_its_rule_and_its_exact_wait() -> None:
         "Rate limit sync/user exceeded: 5 requests per 1 s; retry in 0.42 s.",
         0.42,  # the body's float, not the header's whole second
         "sync/user",
+        exact=True,
     )
     assert answer.ack is None
     assert answer.policies == {

@@ -15,6 +15,7 @@ from client.manager import SyncManager
 from client.outbox import Chunk, Outbox
 from client.policy import RetryPolicy
 from client.result import Progress
+from client.scheduler import INITIAL_BURST
 from tests.client.fakes import START, Clock, FakeServer, Seen, filled
 
 FAST = RetryPolicy(max_retries=3, base=0.001, cap=0.01)
@@ -114,8 +115,8 @@ async def test_adaptive_starts_with_a_small_burst_until_the_server_answers(outbo
     await manager(outbox, server, mode="adaptive", batch_size=20).sync()
     first = server.seen[0].at
     blind = [s for s in server.seen if s.at < first + 0.04]
-    assert len(blind) == 5
-    assert server.max_in_flight > 5  # then opens up: no limits advertised, no 429s
+    assert len(blind) == INITIAL_BURST
+    assert server.max_in_flight > INITIAL_BURST  # then opens up: no limits advertised, no 429s
 
 
 async def test_429_holds_every_worker_and_costs_no_attempt(outbox: Outbox) -> None:

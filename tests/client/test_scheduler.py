@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 import pytest
 
-from client.cubic import concurrency_for
 from client.ratelimit_fields import Policy, Remaining
 from client.scheduler import ADAPTIVE_CAP, INITIAL_BURST, MODES, Scheduler
 from tests.client.fakes import START, Clock
@@ -115,14 +114,18 @@ def test_latency_is_a_moving_average_of_acknowledged_sends() -> None:
     assert s.latency == pytest.approx(0.8 * 0.3 + 0.2 * 0.5)
 
 
-def test_adaptive_without_fields_sizes_its_concurrency_from_the_rate_a_429_found() -> None:
-    clock = Clock()
+def test_adaptive_without_fields_learns_the_quota_from_its_first_burst_and_paces_from_it() -> None:
+    clock = Clock()  # half way through a second
     s = scheduler("adaptive", clock)
+    assert s.learner is not None
     for _ in range(8):
         s.windows.on_send(clock())
-        assert s.loss is not None
-        s.loss.on_send(clock())
-    answer(s, clock, 200, seconds=0.3)
-    answer(s, clock, 429)
-    assert s.loss is not None and s.loss.enabled and math.isfinite(s.rate)
-    assert s.limit() == concurrency_for(s.rate, s.latency, s.cap) < ADAPTIVE_CAP
+        s.learner.on_send(clock())
+    for _ in range(3):  # refusals come back at once; the 5 admitted are still on their way
+        s.observe(sent_at=clock(), status=429, policies={}, remaining={}, seconds=0.001)
+        s.throttled(rule=None, retry_after=None, hold=1.0, exact=False)
+    assert s.learner.policy == Policy("learned", 5, 1.0)
+    assert s.rate == 5.0 and s.limit() == ADAPTIVE_CAP
+    # No Retry-After: no 1 s hold from now, the window's own end (the epoch's second) instead.
+    assert s.gate.delay(clock()) == 0.0
+    assert s.delay(clock()) == pytest.approx(0.5 + s.windows.margin, abs=1e-6)

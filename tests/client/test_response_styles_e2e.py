@@ -1,0 +1,45 @@
+"""Adaptive against a real server in each response style: complete, exact, within the refusal budget,
+the limits it learnt remembered and used on the next run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from client.manager import SyncManager
+from client.window_learner import LEARNED
+from syncbed.contract import RESPONSE_STYLES
+from tests.client.fakes import encoded, filled, visits
+from tests.conftest import ServerFactory
+
+QUOTA = 5  # the seed's sync/user, which binds a single user's sync
+BUDGET = QUOTA + 1  # refusals per run: one window's quota, plus one
+
+
+@pytest.mark.parametrize("style", RESPONSE_STYLES)
+async def test_adaptive_syncs_10k_records_against_each_style_within_the_refusal_budget(
+    server_factory: ServerFactory, tmp_path: Path, style: str
+) -> None:
+    srv = server_factory(args=("--response", style))
+    token = srv.token("ann")
+    async with await filled(tmp_path / "outbox.db", 10_000) as outbox:
+        first = await SyncManager(srv.url, token, outbox, mode="adaptive").sync()
+        learnt = await outbox.known_limits(srv.url)
+        # The next run, in a fresh window, paces from what was remembered from its first send: no refusal.
+        await asyncio.sleep(1.1)
+        for chunk in encoded(visits(10_000, seed=2)):
+            await outbox.put(chunk)
+        second = await SyncManager(srv.url, token, outbox, mode="adaptive").sync()
+    assert first.complete, first.failed
+    assert (first.synced_records, first.stored, first.duplicates) == (10_000, 10_000, 0)
+    assert first.throttled <= BUDGET, first
+    assert first.requests == 10 + first.throttled and first.retries == 0
+    if style in ("syncbed", "draft-ratelimit"):  # advertised: remembered as the server names them
+        assert ("sync/user", QUOTA, 1.0) in learnt, learnt
+    else:  # learnt from the refusals: named by the body's rule where it has one
+        name = LEARNED if style.startswith("rack-attack") else "sync/user"
+        assert learnt == [(name, QUOTA, 1.0)], learnt
+    assert second.complete and srv.count(token) == 20_000
+    assert second.throttled == 0, second
