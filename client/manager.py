@@ -113,7 +113,8 @@ class SyncManager:
         self._result = SyncResult(run="", mode=mode, concurrency=0)
         self._failed_records = 0
         self._t0 = 0.0
-        self._abort: str | None = None  # set when the token is refused: nothing else can succeed
+        self._abort: str | None = None  # set when the token or the client is refused: nothing else can succeed
+        self._abort_status = 401
         self._acks: asyncio.Queue[tuple[int, int, int] | None] = asyncio.Queue()  # (lo, hi, records)
         self._run_row: asyncio.Future[int] | None = None  # the run's row in the outbox's history
         self._committed = 0  # records whose acknowledgement is committed
@@ -363,7 +364,7 @@ class SyncManager:
         while parts:
             part = parts.pop(0)
             if self._abort is not None:
-                batch.failed.append((part.records, self._abort, 401))
+                batch.failed.append((part.records, self._abort, self._abort_status))
                 continue
             outcome, ack = await self._send(http, batch, part)
             if is_temporary(outcome.status):
@@ -393,7 +394,13 @@ class SyncManager:
             else:
                 if outcome.status == 401:
                     self._abort = f"not sent: the token was refused ({decision.reason})"
-                batch.failed.append((part.records, decision.reason, outcome.status))
+                reason = decision.reason
+                if outcome.status == 403:
+                    # A blocklist or a ban refuses every request alike: retrying into it only prolongs it.
+                    reason = f"the server refuses this client ({decision.reason})"
+                    if self._abort is None:
+                        self._abort, self._abort_status = f"not sent: {reason}", 403
+                batch.failed.append((part.records, reason, outcome.status))
 
     async def _halves(self, part: Chunk) -> list[Chunk]:
         """The two halves of a chunk, re-read from the outbox (a record replaced since is left out)."""

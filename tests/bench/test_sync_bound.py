@@ -58,3 +58,23 @@ async def test_no_quick_bench_run_beats_its_phase_aware_bound(
     assert all(r.ok == r.batches == RECORDS // 1000 for r in rows), report
     assert [r.concurrency for r in rows if r.client == "reference"] == [GROUP]
     assert all(r.ratio >= 0.99 for r in rows), report
+
+
+def _row(records: int, client: str, ratio: float, throttled: int) -> bench.Row:
+    row = bench.Row("b", records, client, 16, 0.0, records // 1000 + throttled, throttled, records // 1000,
+                    records // 1000, 5)  # fmt: skip
+    row.seconds = ratio * row.bound
+    return row
+
+
+@pytest.mark.parametrize(
+    ("ratio_10k", "ratio_100k", "refused", "verdict"),
+    [(1.09, 1.02, 6, "yes"), (1.11, 1.02, 6, "no"), (1.05, 1.04, 6, "no"), (1.05, 1.02, 7, "no")],
+)
+def test_the_seed_target_for_adaptive_is_the_issues_ratio_and_refusal_budget(
+    ratio_10k: float, ratio_100k: float, refused: int, verdict: str
+) -> None:
+    rows = [_row(10_000, "adaptive", ratio_10k, 5), _row(100_000, "adaptive", ratio_100k, refused)]
+    rows += [_row(n, "reference", 1.0, 0) for n in (10_000, 100_000)]
+    [line] = [v for v in bench.verdicts(rows) if v.startswith("- (b) adaptive")]
+    assert line.split(": ", 1)[1].startswith(verdict), line

@@ -13,6 +13,7 @@ from client.window_learner import LEARNED
 from syncbed.contract import RESPONSE_STYLES
 from tests.client.fakes import encoded, filled, visits
 from tests.conftest import ServerFactory
+from tests.server.test_throttle import serve
 
 QUOTA = 5  # the seed's sync/user, which binds a single user's sync
 BUDGET = QUOTA + 1  # refusals per run: one window's quota, plus one
@@ -43,3 +44,20 @@ async def test_adaptive_syncs_10k_records_against_each_style_within_the_refusal_
         assert learnt == [(name, QUOTA, 1.0)], learnt
     assert second.complete and srv.count(token) == 20_000
     assert second.throttled == 0, second
+
+
+@pytest.mark.parametrize("style", ["syncbed", "rack-attack"])
+async def test_a_blocklisted_client_stops_at_the_first_403_and_keeps_its_records(tmp_path: Path, style: str) -> None:
+    # In this test's loop (a real uvicorn server still): a blocklisted /healthz never says the server is up.
+    async with (
+        serve(tmp_path, response=style, blocklist=("127.0.0.1",)) as srv,
+        await filled(tmp_path / "outbox.db", 10_000) as outbox,
+    ):
+        result = await SyncManager(srv.url, "any-token", outbox, mode="adaptive").sync()
+        pending = await outbox.pending()
+    assert result.status == "failed" and len(result.failed) == 10 and result.synced_records == 0
+    assert result.requests <= 10  # the first burst, already on its way; nothing after it
+    assert pending[0] == 10_000
+    words = "refused by the server's blocklist" if style == "syncbed" else "Forbidden"
+    assert all(f.status == 403 and "the server refuses this client" in f.reason for f in result.failed)
+    assert any(words in f.reason for f in result.failed), result.failed
