@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -26,8 +26,8 @@ class Style:
 
     name: contract.ResponseStyle
     fields: bool  # RateLimit-Policy and RateLimit on every answer a rule counted
-    retry_after: str  # "decision" (ceil of the wait), "window" (Rack::Attack's period - now % period), ""
-    body: str  # "json+retry" (retry_after in the body), "json", "rack" (its fixed text bodies)
+    retry_after: Literal["decision", "window", ""]  # ceil of the wait, Rack::Attack's period - now % period, none
+    body: Literal["json+retry", "json", "rack"]  # retry_after in the body, without it, Rack's fixed text bodies
 
 
 STYLES: dict[str, Style] = {
@@ -49,14 +49,6 @@ class Refusal:
     content_type: bytes
     body: bytes
     headers: Headers
-
-    def start(self) -> dict[str, object]:
-        """The ASGI http.response.start message (the body is one more message)."""
-        raw = [
-            (contract.CONTENT_TYPE_KEY, self.content_type),
-            (contract.CONTENT_LENGTH_KEY, str(len(self.body)).encode()),
-        ]
-        return {"type": "http.response.start", "status": self.status, "headers": [*raw, *self.headers]}
 
 
 def ratelimit_headers(matched: list[tuple[Rule, Decision]]) -> Headers:

@@ -47,12 +47,14 @@ class ApiError(HTTPException):
 
 async def send_json(send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """Answer a raw ASGI request with a JSON body."""
-    payload = _encode(body)
-    raw = [
-        (CONTENT_TYPE_KEY, b"application/json"),
-        (CONTENT_LENGTH_KEY, str(len(payload)).encode()),
-        *(headers or []),
-    ]
+    await send_bytes(send, status, b"application/json", _encode(body), headers)
+
+
+async def send_bytes(
+    send: Send, status: int, content_type: bytes, payload: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    """Answer a raw ASGI request with `payload` as it is, framed by its type and length."""
+    raw = [(CONTENT_TYPE_KEY, content_type), (CONTENT_LENGTH_KEY, str(len(payload)).encode()), *(headers or [])]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": payload})
 

@@ -11,7 +11,7 @@ from server import refusals
 from server.admin_token import is_admin
 from server.auth import authorization as authorization_of
 from server.middleware import HttpMiddleware
-from server.responses import send_error
+from server.responses import send_bytes, send_error
 from syncbed import contract
 from syncbed.events import RequestThrottled
 from syncbed.wire import RepeatedHeader, ascii_int, first_header, is_run_id
@@ -23,9 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncbed.limiter")
 
 
-async def send_refusal(send: Send, refusal: refusals.Refusal) -> None:
-    await send(refusal.start())
-    await send({"type": "http.response.body", "body": refusal.body})
+async def send_refusal(send: Send, r: refusals.Refusal) -> None:
+    await send_bytes(send, r.status, r.content_type, r.body, r.headers)
 
 
 class ThrottleMiddleware(HttpMiddleware):
