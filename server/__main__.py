@@ -13,6 +13,7 @@ from msgspec import inspect as mi
 
 from server import tokens
 from server.config import (
+    DEFAULT_TIER,
     SOURCES,
     SQLITE,
     ConfigError,
@@ -24,6 +25,7 @@ from server.config import (
     load_database,
     load_settings,
     settings_env,
+    tier_problem,
 )
 from server.logs import configure_logging
 from server.serving import uvicorn_options
@@ -37,11 +39,15 @@ a live event stream and fault injection. Settings come from --config (TOML), the
 SYNCBED_* environment variables, then these flags; the later wins. Every key of
 [server], [limits] and [faults] is all three: server.port is SYNCBED_SERVER_PORT
 and --port (lists comma-separated; --limits and --dry-run-limits are the flags of
-limits.enabled and limits.dry_run). Rules ([[limits.throttle]]) come only from the file.
+limits.enabled and limits.dry_run). Rules ([[limits.throttle]]) and tiers
+([limits.tiers.NAME]) come only from the file.
 
   python -m server                          serve on 127.0.0.1:3001
   python -m server token create alice       print a new bearer token for alice
-  python -m server token list               list tokens (never their secrets)
+  python -m server token create bob --tier premium
+                                            ... for bob, who gets [limits.tiers.premium]'s limits
+  python -m server token tier alice premium move a user to a tier (default: the rules' own)
+  python -m server token list               list tokens (never their secrets) and tiers
   python -m server token revoke alice       revoke alice's tokens (or one token / its id)
 
 Options go before or after the subcommand (python -m server token list --data-dir DIR).
@@ -95,10 +101,14 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="{serve,token}")
     sub.add_parser("serve", parents=[common, serving], help="run the server (the default)")
     tok = sub.add_parser("token", parents=[common], help="create, list or revoke bearer tokens")
-    tsub = tok.add_subparsers(dest="token_command", required=True, metavar="{create,list,revoke}")
+    tsub = tok.add_subparsers(dest="token_command", required=True, metavar="{create,tier,list,revoke}")
     create = tsub.add_parser("create", parents=[common], help="create USER if needed and print a new token on stdout")
     create.add_argument("user")
-    tsub.add_parser("list", parents=[common], help="list tokens: id, user, created, revoked")
+    create.add_argument("--tier", help="put USER in this tier ([limits.tiers.TIER]); without it a user keeps theirs")
+    tier = tsub.add_parser("tier", parents=[common], help=f"put USER in TIER ({DEFAULT_TIER}: the rules' own limits)")
+    tier.add_argument("user")
+    tier.add_argument("tier")
+    tsub.add_parser("list", parents=[common], help="list tokens: id, user, state, tier")
     revoke = tsub.add_parser("revoke", parents=[common], help="revoke a token, a token id, or every token of a user")
     revoke.add_argument("what")
     return p
@@ -109,7 +119,28 @@ def flags(args: argparse.Namespace) -> dict[str, object]:
     return {s.dotted: getattr(args, s.dotted) for s in SOURCES if getattr(args, s.dotted, None) is not None}
 
 
-def _token_command(args: argparse.Namespace, data_dir: Path, database: str) -> int:
+def _user_and_tier(args: argparse.Namespace, tiers: set[str] | None) -> tuple[str, str | None] | str:
+    """The command's USER and tier (None: unchanged or default), or the error to print."""
+    user = args.user.strip()
+    if not 1 <= len(user) <= 64 or not user.isprintable():
+        return "USER must be 1 to 64 printable characters"
+    tier = getattr(args, "tier", None)
+    if tier is None or (tier == DEFAULT_TIER and args.token_command == "tier"):
+        return user, None
+    problem = tier_problem(tier)
+    if problem is not None:
+        return f"--tier: {problem}" if args.token_command == "create" else f"TIER: {problem}"
+    if tiers is not None and tier not in tiers:
+        listed = ", ".join(sorted(tiers)) or "none"
+        print(
+            f"note: the configuration has no [limits.tiers.{tier}] (its tiers: {listed}); "
+            f"{user} gets the rules' own limits until it does",
+            file=sys.stderr,
+        )
+    return user, tier
+
+
+def _token_command(args: argparse.Namespace, data_dir: Path, database: str, tiers: set[str] | None) -> int:
     from server.database import token_database
     from server.storage import StorageUnavailable
 
@@ -123,12 +154,17 @@ def _token_command(args: argparse.Namespace, data_dir: Path, database: str) -> i
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.token_command == "create":
-            user = args.user.strip()
-            if not 1 <= len(user) <= 64 or not user.isprintable():
-                print("error: USER must be 1 to 64 printable characters", file=sys.stderr)
+        if args.token_command in ("create", "tier"):
+            checked = _user_and_tier(args, tiers)
+            if isinstance(checked, str):
+                print(f"error: {checked}", file=sys.stderr)
                 return 2
-            print(tokens.create_token(conn, user))
+            user, tier = checked
+            if args.token_command == "create":
+                print(tokens.create_token(conn, user, tier))
+            else:
+                tokens.set_tier(conn, user, tier)
+                print(f"{user} is in tier {tier or DEFAULT_TIER} (within a second on a running server)")
             return 0
         if args.token_command == "list":
             rows = tokens.list_tokens(conn)
@@ -136,7 +172,7 @@ def _token_command(args: argparse.Namespace, data_dir: Path, database: str) -> i
                 print("no tokens yet: python -m server token create USER", file=sys.stderr)
             for t in rows:
                 state = "revoked" if t.revoked else "active"
-                print(f"{t.lookup}\t{t.user}\t{state}")
+                print(f"{t.lookup}\t{t.user}\t{state}\t{t.tier or DEFAULT_TIER}")
             return 0
         n = tokens.revoke(conn, args.what)
         if n == 0:
@@ -186,6 +222,14 @@ def _settings_env(settings: Settings, config_file: Path | None) -> dict[str, str
     return {**({} if config_file is None else {"SYNCBED_CONFIG": str(config_file)}), **settings_env(settings)}
 
 
+def _configured_tiers(config_file: Path | None, args: argparse.Namespace) -> set[str] | None:
+    """The tiers the configuration names, to warn of a typo; None when the settings do not load."""
+    try:
+        return set(load_settings(config_file, flags=flags(args)).limits.tiers)
+    except ConfigError:
+        return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     given = getattr(args, "config", None)
@@ -203,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: configuration: {exc}", file=sys.stderr)
         return 2
     if args.command == "token":
-        return _token_command(args, data_dir, database)
+        return _token_command(args, data_dir, database, _configured_tiers(config_file, args))
     configure_logging(settings.server.log_level)
     try:
         return _serve(settings, config_file)

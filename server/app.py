@@ -126,7 +126,7 @@ def create_app(settings: Settings, *, data_dir: Path | None = None) -> Starlette
             faults=faults,
             history=history,
             admin_token=admin,
-            limiter=await open_limiter(settings, bus, auth.user_for_authorization),
+            limiter=await open_limiter(settings, bus, auth.caller_for_authorization),
         )
         unpublished = None
         if bus.shared:  # a cluster: live edits through Redis, taken from it before the first request

@@ -6,12 +6,13 @@ import asyncio
 import functools
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 import aiosqlite
 from starlette.types import Scope
 
 from server import tokens
-from server.storage import sqlite_token_row
+from server.storage import TokenRow, sqlite_token_row
 from syncbed.contract import AUTHORIZATION_KEY
 from syncbed.wire import RepeatedHeader, single_header
 
@@ -19,8 +20,15 @@ from syncbed.wire import RepeatedHeader, single_header
 CACHE_SECONDS = 1.0
 _MAX_CACHE = 10_000
 
-# lookup id -> (hash, user) of the active token with that id, or None: a RecordStore's token_row.
-TokenRow = Callable[[str], Awaitable[tuple[str, str] | None]]
+# lookup id -> the active token with that id, or None: a RecordStore's token_row.
+RowLookup = Callable[[str], Awaitable[TokenRow | None]]
+
+
+class Caller(NamedTuple):
+    """Who a valid token speaks for, and the user's tier (None: the rules' own limits)."""
+
+    name: str
+    tier: str | None = None
 
 
 def authorization(scope: Scope) -> str | None:
@@ -35,17 +43,19 @@ def authorization(scope: Scope) -> str | None:
 class Auth:
     """Resolves Authorization headers against the tokens table (an SQLite connection's, or any store's token_row)."""
 
-    def __init__(self, source: aiosqlite.Connection | TokenRow, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._row: TokenRow = (
+    def __init__(
+        self, source: aiosqlite.Connection | RowLookup, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._row: RowLookup = (
             functools.partial(sqlite_token_row, source) if isinstance(source, aiosqlite.Connection) else source
         )
         self._clock = clock
-        self._cache: dict[str, tuple[str | None, float]] = {}
+        self._cache: dict[str, tuple[Caller | None, float]] = {}
         # One query per token at a time: a burst of ten requests that all miss the cache waits for
         # the first one's answer instead of queueing ten queries on the connection's thread.
-        self._pending: dict[str, asyncio.Future[str | None]] = {}
+        self._pending: dict[str, asyncio.Future[Caller | None]] = {}
 
-    def _done(self, token: str, lookup: asyncio.Future[str | None]) -> None:
+    def _done(self, token: str, lookup: asyncio.Future[Caller | None]) -> None:
         self._pending.pop(token, None)
         if not lookup.cancelled():
             lookup.exception()  # retrieved, so a lookup whose callers all left logs no warning
@@ -61,6 +71,11 @@ class Auth:
 
     async def user_for_authorization(self, header: str | None) -> str | None:
         """The user a bearer header authenticates, or None (missing, malformed, unknown, revoked)."""
+        caller = await self.caller_for_authorization(header)
+        return None if caller is None else caller.name
+
+    async def caller_for_authorization(self, header: str | None) -> Caller | None:
+        """The user and tier a bearer header authenticates, or None; a tier change applies within CACHE_SECONDS."""
         token = self.bearer(header)
         if token is None:
             return None
@@ -73,11 +88,11 @@ class Auth:
             lookup = self._pending[token] = asyncio.ensure_future(self._lookup(token))
             lookup.add_done_callback(lambda done: self._done(token, done))
         # Shielded: one caller giving up (a client hung up) does not cancel the others' answer.
-        user = await asyncio.shield(lookup)
+        caller = await asyncio.shield(lookup)
         if len(self._cache) >= _MAX_CACHE:
             self._cache.clear()
-        self._cache[token] = (user, now + CACHE_SECONDS)
-        return user
+        self._cache[token] = (caller, now + CACHE_SECONDS)
+        return caller
 
     async def user_for_scope(self, scope: Scope) -> str | None:
         """The request's user: what an earlier layer (the throttle) found, else a lookup, remembered in scope."""
@@ -92,7 +107,7 @@ class Auth:
             state["syncbed.user"] = user
         return user
 
-    async def _lookup(self, token: str) -> str | None:
+    async def _lookup(self, token: str) -> Caller | None:
         parts = tokens.split_token(token)
         if parts is None:
             return None
@@ -100,4 +115,4 @@ class Auth:
         row = await self._row(lookup)
         if row is None or not tokens.verify(row[0], secret):
             return None
-        return row[1]
+        return Caller(row[1], row[2])

@@ -3,7 +3,7 @@
 The environment names and the flags are derived from the schema (`SOURCES`): every field of
 [server], [limits] and [faults] that is a value or a list of strings is also the variable
 SYNCBED_<SECTION>_<KEY> and the flag --<key, with - for _>; two flags keep older names
-(FLAG_ALIASES). The rule tables [[limits.throttle]] and [[limits.track]] come only from the file.
+(FLAG_ALIASES). The rule tables [[limits.throttle]] and [[limits.track]], and [limits.tiers], come only from the file.
 msgspec checks types, unknown keys and ranges; a `__post_init__` checks what a type cannot say and
 raises an error whose `field` names the key; server/config_errors.py words either as one line.
 """
@@ -38,6 +38,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 STORE_SCHEMES = ("redis://", "rediss://", "unix://")
 SQLITE = "sqlite"  # server.database's default: the data directory's file
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
+# A tier's name: what `token create --tier` stores and [limits.tiers.NAME] names.
+TIER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+DEFAULT_TIER = "default"  # every user without a tier: the rules' own limits
 # An origin is scheme://host[:port] exactly as a browser sends it (no path, no trailing slash).
 _ORIGIN = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#\s@]+$")
 
@@ -168,12 +171,43 @@ class LimitsSettings(_Table, frozen=True):
     blocklist: Annotated[tuple[str, ...], _doc("addresses or CIDRs always refused")] = ()
     throttles: tuple[ThrottleRule, ...] = field(default=DEFAULT_THROTTLES, name="throttle")
     tracks: tuple[ThrottleRule, ...] = field(default=(), name="track")
+    # [limits.tiers.NAME]: throttle name -> that tier's limit (Rack::Attack's `limit:` per request).
+    # Typed loosely so that __post_init__ can name the tier and rule of a wrong value (msgspec says `[...]`).
+    tiers: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.store != "memory" and not self.store.startswith(STORE_SCHEMES):
             raise FieldError("store", f"expected 'memory' or a redis:// URL, got {self.store!r}")
         for name in ("trusted_proxies", "safelist", "blocklist"):
             check_cidrs(getattr(self, name), name)  # a CidrError names the entry
+        throttles = [r.name for r in merge_throttles(self.throttles)]
+        for tier, limits in self.tiers.items():
+            problem = tier_problem(tier)
+            if problem is not None:
+                raise FieldError(f"tiers.{tier}", problem)
+            if not isinstance(limits, dict):
+                raise FieldError(f"tiers.{tier}", f"expected a table of throttle = limit, got {show(limits)}")
+            for rule, limit in limits.items():
+                where = f"tiers.{tier}.{rule}"
+                if not isinstance(limit, int) or isinstance(limit, bool):
+                    raise FieldError(where, f"expected an integer (the tier's limit), got {show(limit)}")
+                if rule not in throttles:
+                    near = difflib.get_close_matches(rule, throttles, n=1, cutoff=0.6)
+                    hint = f"did you mean {near[0]}?" if near else f"the throttles are {', '.join(throttles)}"
+                    raise FieldError(where, f"no throttle of that name ({hint})")
+                try:
+                    rule_values(limit=limit)
+                except BoundsError as exc:
+                    raise FieldError(where, exc.reason) from None
+
+
+def tier_problem(tier: str) -> str | None:
+    """Why `tier` cannot name a tier, or None."""
+    if tier == DEFAULT_TIER:
+        return f"{DEFAULT_TIER!r} is the rules' own limits; a tier needs another name"
+    if not TIER_NAME.fullmatch(tier):
+        return f"{tier!r} is not a tier name: 1 to 32 of a-z, 0-9, - and _, starting with a letter or digit"
+    return None
 
 
 class FaultSettings(_Table, frozen=True):
@@ -267,8 +301,11 @@ def as_text(value: object) -> str:
     return str(value)
 
 
-def _is_rules(kind: mi.Type) -> bool:
-    return isinstance(kind, mi.VarTupleType) and isinstance(kind.item_type, mi.StructType)
+def _is_tables(kind: mi.Type) -> bool:
+    """Rule tables and [limits.tiers]: no variable or flag can hold one."""
+    return isinstance(kind, mi.DictType) or (
+        isinstance(kind, mi.VarTupleType) and isinstance(kind.item_type, mi.StructType)
+    )
 
 
 def _sources() -> tuple[Source, ...]:
@@ -277,7 +314,7 @@ def _sources() -> tuple[Source, ...]:
         assert isinstance(section.type, mi.StructType)
         for f in section.type.fields:
             kind, help = unwrap(f.type)
-            if not _is_rules(kind):
+            if not _is_tables(kind):
                 found.append(Source(section.encode_name, f.encode_name, kind, help, f))
     return tuple(found)
 

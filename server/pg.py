@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncbed.pg")
 
 # One number for the whole schema; see docs/cluster.md ("Schema versions") for what changes it.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 APPLICATION_NAME: Final = "syncbed"
 CONNECT_TIMEOUT_S: Final = 5
 # A request waits this long for a pooled connection, then is answered 503 (an outage must not hang it);
@@ -36,7 +36,7 @@ _LOCK_KEY: Final = 0x73796E63  # "sync": servers starting together create the sc
 
 TABLES: Final = (
     "syncbed_meta",
-    *("users", "tokens", "records", "batches", "unpublished"),
+    *("users", "tokens", "user_tiers", "records", "batches", "unpublished"),
     *("events", "runs", "history_meta"),
 )
 DDL: Final = """
@@ -54,6 +54,7 @@ CREATE TABLE tokens (
     created double precision NOT NULL,
     revoked double precision
 );
+CREATE TABLE user_tiers (user_id bigint PRIMARY KEY REFERENCES users(id), tier text NOT NULL);
 CREATE TABLE records (
     user_id bigint NOT NULL,
     id text NOT NULL,

@@ -22,6 +22,10 @@ CREATE TABLE IF NOT EXISTS tokens (
     created REAL NOT NULL,
     revoked REAL
 );
+CREATE TABLE IF NOT EXISTS user_tiers (
+    user_id INTEGER PRIMARY KEY REFERENCES users(id),
+    tier TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS records (
     user_id INTEGER NOT NULL,
     id TEXT NOT NULL,

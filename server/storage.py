@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import aiosqlite
 
@@ -137,7 +137,7 @@ class RecordStore(Protocol):
 
     async def problem(self) -> str | None: ...
 
-    async def token_row(self, lookup: str) -> tuple[str, str] | None: ...
+    async def token_row(self, lookup: str) -> TokenRow | None: ...
 
     async def unpublished(self, older_than: float, limit: int) -> list[StoredBatch]: ...
 
@@ -166,15 +166,24 @@ def stored_batch(row: Sequence[Any]) -> StoredBatch:
     return StoredBatch(once, batch_id, user, run, batch, attempt, records, stored, duplicates, received, ms)
 
 
-_TOKEN_ROW = (
-    "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.lookup = ? AND t.revoked IS NULL"
+TOKEN_ROW_SQL = (
+    "SELECT t.hash, u.name, ut.tier FROM tokens t JOIN users u ON u.id = t.user_id "
+    "LEFT JOIN user_tiers ut ON ut.user_id = u.id WHERE t.lookup = ? AND t.revoked IS NULL"
 )
+# The hash, user and tier (None: the default) of an active token, found by its lookup id.
+TokenRow: TypeAlias = tuple[str, str, str | None]
 
 
-async def sqlite_token_row(conn: aiosqlite.Connection, lookup: str) -> tuple[str, str] | None:
-    """The hash and user of the active token with this lookup id, in one hop to the connection's thread."""
-    rows = list(await conn.execute_fetchall(_TOKEN_ROW, (lookup,)))
-    return (str(rows[0][0]), str(rows[0][1])) if rows else None
+def token_row(rows: Sequence[Sequence[Any]]) -> TokenRow | None:
+    if not rows:
+        return None
+    tier = rows[0][2]
+    return str(rows[0][0]), str(rows[0][1]), None if tier is None else str(tier)
+
+
+async def sqlite_token_row(conn: aiosqlite.Connection, lookup: str) -> TokenRow | None:
+    """The active token with this lookup id, in one hop to the connection's thread."""
+    return token_row(list(await conn.execute_fetchall(TOKEN_ROW_SQL, (lookup,))))
 
 
 class Storage:
@@ -307,7 +316,7 @@ class Storage:
         except aiosqlite.Error:
             pass  # no transaction was open
 
-    async def token_row(self, lookup: str) -> tuple[str, str] | None:
+    async def token_row(self, lookup: str) -> TokenRow | None:
         return await sqlite_token_row(self.reader, lookup)
 
     async def count(self, user: str) -> int:

@@ -8,13 +8,16 @@ import msgspec
 
 from server.pg import Pool
 from server.storage import (
+    TOKEN_ROW_SQL,
     UNPUBLISHED_SELECT,
     StorageUnavailable,
     StoredBatch,
     StoreResult,
+    TokenRow,
     Trace,
     once_name,
     stored_batch,
+    token_row,
 )
 from syncbed.contract import PageVisit
 
@@ -43,9 +46,7 @@ SELECT b.id, %(uid)s::bigint, %(run)s::text, %(batch)s::bigint, %(attempt)s::big
 FROM b, n
 RETURNING stored
 """
-_TOKEN_ROW = (
-    "SELECT t.hash, u.name FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.lookup = %s AND t.revoked IS NULL"
-)
+_TOKEN_ROW = TOKEN_ROW_SQL.replace("?", "%s")
 _encode = msgspec.json.Encoder().encode
 # Two batches that still meet in a lock cycle (the sort makes that rare) are told so by PostgreSQL; retried.
 _TRIES = 3
@@ -115,9 +116,8 @@ class PgStorage:
         rows = await self.pool.fetch("counting records", "SELECT count(*) FROM records WHERE user_id = %s", (uid,))
         return int(rows[0][0]) if rows else 0
 
-    async def token_row(self, lookup: str) -> tuple[str, str] | None:
-        rows = await self.pool.fetch("reading a token", _TOKEN_ROW, (lookup,))
-        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+    async def token_row(self, lookup: str) -> TokenRow | None:
+        return token_row(await self.pool.fetch("reading a token", _TOKEN_ROW, (lookup,)))
 
     async def unpublished(self, older_than: float, limit: int) -> list[StoredBatch]:
         """Noted batches older than `older_than` (epoch seconds), oldest first."""

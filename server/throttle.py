@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from server.auth import Caller
 from server.client_ip import ClientIp, IpSet
 from server.config import ThrottleRule
 from server.limiter import Decision, make_algorithm
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("syncbed.limiter")
 
-UserLookup = Callable[[str | None], Awaitable[str | None]]
+CallerLookup = Callable[[str | None], Awaitable[Caller | None]]
 
 
 def sf_string(text: str) -> str:
@@ -48,6 +49,8 @@ class Rule:
     methods: tuple[str, ...] = ()
     algorithm: str = "fixed_window"
     enabled: bool = True
+    tier: str | None = None  # a tier's variant of the rule: its own limit and counters
+    tiers: dict[str, Rule] = field(default_factory=dict)  # the variants, by tier
     counter: Counter = field(init=False)
     label: str = field(init=False)  # the rule's sf-string in the RateLimit fields
     policy: str = field(init=False)
@@ -63,12 +66,25 @@ class Rule:
     def from_config(cls, r: ThrottleRule, kind: str) -> Rule:
         return cls(r.name, kind, r.limit, r.period, r.key, r.paths, r.methods, r.algorithm)
 
+    def add_tier(self, tier: str, limit: int) -> None:
+        self.tiers[tier] = Rule(
+            self.name, self.kind, limit, self.period, self.key, self.paths, self.methods, self.algorithm, tier=tier
+        )
+
+    def for_tier(self, tier: str | None) -> Rule:
+        return self.tiers.get(tier, self) if tier is not None else self
+
     def reset_counter(self) -> None:
-        # The period is part of the counter's identity: a changed period starts fresh counters.
+        # The period is part of the counter's identity: a changed period starts fresh counters. A tier's
+        # counters are its own (`name@tier`): each algorithm holds its limit, so two limits cannot share one.
+        name = self.name if self.tier is None else f"{self.name}@{self.tier}"
         self.counter = Counter(
-            counter_id(self.kind, self.name, self.period), make_algorithm(self.algorithm, self.limit, self.period)
+            counter_id(self.kind, name, self.period), make_algorithm(self.algorithm, self.limit, self.period)
         )
         self._set_policy()
+        for variant in self.tiers.values():
+            variant.period = self.period
+            variant.reset_counter()
 
     def set_limit(self, limit: int) -> None:
         self.limit = limit
@@ -114,6 +130,7 @@ class Verdict:
     decision: Decision | None = None  # the refusing rule's
     key: str = ""
     user: str | None = None
+    tier: str | None = None
     user_known: bool = False
     matched: list[tuple[Rule, Decision]] = field(default_factory=list)  # throttles, for the headers
     at: float | None = None  # the clock the throttles were counted at: the window each one counted in
@@ -128,7 +145,7 @@ class Limiter:
         limits: LimitsSettings,
         store: Store | None = None,
         *,
-        user_for: UserLookup | None = None,
+        caller_for: CallerLookup | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.enabled = limits.enabled
@@ -142,7 +159,10 @@ class Limiter:
         self._lists = bool(self.safelist) or bool(self.blocklist)
         self.throttles = [Rule.from_config(r, "throttle") for r in limits.throttles]
         self.tracks = [Rule.from_config(r, "track") for r in limits.tracks]
-        self._user_for = user_for
+        for tier, overrides in limits.tiers.items():
+            for name, limit in overrides.items():
+                self.rule(name, "throttle").add_tier(tier, limit)
+        self._caller_for = caller_for
 
     def blocked(self, ip: str) -> bool:
         return self._lists and ip in self.blocklist and ip not in self.safelist
@@ -150,12 +170,15 @@ class Limiter:
     async def user(self, v: Verdict, authorization: str | None) -> str | None:
         if not v.user_known:
             v.user_known = True
-            if authorization and self._user_for is not None:
+            if authorization and self._caller_for is not None:
                 try:
-                    v.user = await self._user_for(authorization)
+                    caller = await self._caller_for(authorization)
                 except Exception as exc:
                     # The token store failing must not fail the request here: count it by address.
                     log.warning("limiter could not look up the user (%s): keying by address", exc)
+                else:
+                    if caller is not None:
+                        v.user, v.tier = caller
         return v.user
 
     async def _key(self, rule: Rule, v: Verdict, authorization: str | None) -> str:
@@ -189,6 +212,9 @@ class Limiter:
         for rule in self.throttles:
             if not rule.enabled or not rule.matches(method, path):
                 continue
+            if rule.tiers:
+                await self.user(v, authorization)
+                rule = rule.for_tier(v.tier)
             key = await self._key(rule, v, authorization)
             d = await store.hit(rule.counter, key, now)
             if d is None:
@@ -251,11 +277,20 @@ class Limiter:
         for r in self.tracks:
             yield f"track:{r.name}", r
 
+    def _hot(self, rule: Rule, n: int, now: float) -> list[HotKey]:
+        """A rule's hottest keys, its tiers' among them (a tier's key reads `user:alice@premium`)."""
+        hot = [HotKey(u.key, u.count, round(u.reset, 3)) for u in self.store.top(rule.counter, n, now)]
+        for tier, variant in rule.tiers.items():
+            hot += [
+                HotKey(f"{u.key}@{tier}", u.count, round(u.reset, 3)) for u in self.store.top(variant.counter, n, now)
+            ]
+        return sorted(hot, key=lambda h: -h.count)[:n] if rule.tiers else hot
+
     def top_keys(self, n: int = 5) -> dict[str, list[dict[str, object]]]:
         """{rule: [{key, count}, ...]}, hottest first; tracks appear as 'track:<name>'."""
         now = self.clock()
         return {
-            label: [{"key": u.key, "count": u.count} for u in self.store.top(r.counter, n, now)]
+            label: [{"key": h.key, "count": h.count} for h in self._hot(r, n, now)]
             for label, r in self._rules_by_label()
             if r.enabled
         }
@@ -264,8 +299,8 @@ class Limiter:
         now = self.clock()
         rules = []
         for _, r in self._rules_by_label():
-            hot = [HotKey(u.key, u.count, round(u.reset, 3)) for u in self.store.top(r.counter, n, now)]
-            rules.append(RuleView(**msgspec.structs.asdict(r.settings()), hot=hot))
+            tiers = {tier: v.limit for tier, v in r.tiers.items()}
+            rules.append(RuleView(**msgspec.structs.asdict(r.settings()), hot=self._hot(r, n, now), tiers=tiers))
         return LimiterView(
             enabled=self.enabled,
             dry_run=self.dry_run,
@@ -282,7 +317,7 @@ class Limiter:
         await self.store.aclose()
 
 
-async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup | None) -> Limiter:
+async def open_limiter(settings: Settings, bus: EventBus, caller_for: CallerLookup | None) -> Limiter:
     """Build the engine from settings.limits; `limiter.store` events report store outages."""
     limits = settings.limits
 
@@ -298,4 +333,4 @@ async def open_limiter(settings: Settings, bus: EventBus, user_for: UserLookup |
             settings.server.workers,
         )
     await store.probe()  # at start-up: a missing Redis is logged and reported before any request
-    return Limiter(limits, store, user_for=user_for)
+    return Limiter(limits, store, caller_for=caller_for)

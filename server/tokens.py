@@ -41,6 +41,7 @@ class TokenInfo:
     user: str
     created: float
     revoked: float | None
+    tier: str | None = None
 
 
 def _execute(conn: Conn, sql: str, params: tuple[object, ...] = ()) -> Any:
@@ -56,9 +57,25 @@ def ensure_user(conn: Conn, name: str) -> int:
     return int(row[0])
 
 
-def create_token(conn: Conn, user: str) -> str:
-    """Create the user if needed and return a new bearer token (shown once, never stored)."""
+def set_tier(conn: Conn, user: str, tier: str | None) -> None:
+    """Put the user (created if needed) in `tier`; None: back to the rules' own limits."""
     user_id = ensure_user(conn, user)
+    if tier is None:
+        _execute(conn, "DELETE FROM user_tiers WHERE user_id = ?", (user_id,))
+    else:
+        _execute(
+            conn,
+            "INSERT INTO user_tiers(user_id, tier) VALUES (?, ?) "
+            "ON CONFLICT(user_id) DO UPDATE SET tier = excluded.tier",
+            (user_id, tier),
+        )
+
+
+def create_token(conn: Conn, user: str, tier: str | None = None) -> str:
+    """Create the user if needed and return a new bearer token (shown once, never stored); `tier` sets the user's."""
+    user_id = ensure_user(conn, user)
+    if tier is not None:
+        set_tier(conn, user, tier)
     lookup = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     _execute(
@@ -80,11 +97,11 @@ def connect(where: Path | str) -> Conn:
     return schema.connect(where)
 
 
-def create_token_at(where: Path | str, user: str) -> str:
+def create_token_at(where: Path | str, user: str, tier: str | None = None) -> str:
     """create_token in the SQLite file or PostgreSQL URL `where` (tests, benchmarks and scripts share it)."""
     conn = connect(where)
     try:
-        return create_token(conn, user)
+        return create_token(conn, user, tier)
     finally:
         conn.close()
 
@@ -92,8 +109,8 @@ def create_token_at(where: Path | str, user: str) -> str:
 def list_tokens(conn: Conn) -> list[TokenInfo]:
     rows = _execute(
         conn,
-        "SELECT t.lookup, u.name, t.created, t.revoked FROM tokens t JOIN users u ON u.id = t.user_id "
-        "ORDER BY t.created",
+        "SELECT t.lookup, u.name, t.created, t.revoked, ut.tier FROM tokens t JOIN users u ON u.id = t.user_id "
+        "LEFT JOIN user_tiers ut ON ut.user_id = u.id ORDER BY t.created",
     ).fetchall()
     return [TokenInfo(*row) for row in rows]
 

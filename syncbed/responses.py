@@ -37,9 +37,10 @@ class HotKey(msgspec.Struct):
 
 
 class RuleView(RuleSettings):
-    """A rule in the limiter view, with its hottest keys first."""
+    """A rule in the limiter view, with its hottest keys first and its limit per tier (`[limits.tiers]`)."""
 
     hot: list[HotKey]
+    tiers: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 class WorkerStats(msgspec.Struct, kw_only=True):

@@ -4,13 +4,19 @@ the limits it learnt remembered and used on the next run."""
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import math
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from client.manager import SyncManager
 from client.window_learner import LEARNED
+from server import tokens
 from syncbed.contract import RESPONSE_STYLES
+from syncbed.paths import SERVER_DB_FILE
 from tests.client.fakes import encoded, filled, visits
 from tests.conftest import ServerFactory
 from tests.server.test_throttle import serve
@@ -61,3 +67,27 @@ async def test_a_blocklisted_client_stops_at_the_first_403_and_keeps_its_records
     words = "refused by the server's blocklist" if style == "syncbed" else "Forbidden"
     assert all(f.status == 403 and "the server refuses this client" in f.reason for f in result.failed)
     assert any(words in f.reason for f in result.failed), result.failed
+
+
+PREMIUM = '[limits.tiers.premium]\n"sync/user" = 10\n'  # sync/ip is 10 too: the tier's 10 a second binds
+
+
+@pytest.mark.parametrize("style", ["syncbed", "rack-attack"])
+async def test_a_premium_users_adaptive_client_uses_the_ten_a_second_it_is_given(
+    server_factory: ServerFactory, tmp_path: Path, style: str
+) -> None:
+    srv = server_factory(config=PREMIUM, args=("--response", style))
+    token = tokens.create_token_at(srv.data_dir / SERVER_DB_FILE, "pat", "premium")
+    async with await filled(tmp_path / "outbox.db", 30_000) as outbox:
+        result = await SyncManager(srv.url, token, outbox, mode="adaptive").sync()
+        learnt = await outbox.known_limits(srv.url)
+    assert result.complete and srv.count(token) == 30_000, result.failed
+    assert result.throttled <= 10 + 1, result
+    with contextlib.closing(sqlite3.connect(srv.data_dir / SERVER_DB_FILE)) as db:
+        received = [t for (t,) in db.execute("SELECT received FROM batches")]
+    per_second = collections.Counter(math.floor(t) for t in received)
+    # 30 batches at 10 a second: three windows (four when the first burst starts late in one); at the
+    # default 5 it would take six.
+    assert max(per_second.values()) == 10 and len(per_second) <= 4, sorted(per_second.items())
+    name = "sync/user" if style == "syncbed" else LEARNED
+    assert (name, 10, 1.0) in learnt, learnt

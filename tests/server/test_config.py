@@ -58,7 +58,7 @@ SAMPLES: dict[str, object] = {
     "faults.error_rate": 0.25,
     "faults.reset_rate": 0.125,
 }
-FILE_ONLY = {"limits.throttles", "limits.tracks"}  # tables of rules: no variable or flag can hold one
+FILE_ONLY = {"limits.throttles", "limits.tracks", "limits.tiers"}  # tables: no variable or flag can hold one
 
 
 def schema_fields() -> set[str]:
@@ -174,6 +174,10 @@ def test_the_example_config_loads_and_builds_an_engine() -> None:
         ("sync/user", "track", "fixed_window"),
     ]
     assert "198.51.100.7" in lim.blocklist and "192.0.2.10" in lim.safelist
+    assert {r.name: r.tiers for r in lim.describe().rules if r.tiers} == {
+        "sync/ip": {"premium": 20},
+        "sync/user": {"premium": 10},
+    }
 
 
 def test_bad_cidrs_are_refused_with_the_setting_and_entry_named() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from server import pg
+from server import pg, tokens
 from server.database import stores
 from server.storage import RecordStore, StorageUnavailable, Trace
 from server.tokens import create_token_at
@@ -142,18 +142,27 @@ def test_the_schema_is_made_once_and_its_version_checked(pg_url: str) -> None:
         pg.connect(pg_url)
 
 
-def test_a_version_1_database_upgraded_by_the_documented_step_is_served(pg_url: str) -> None:
+def test_a_version_1_database_upgraded_by_the_documented_steps_is_served(pg_url: str) -> None:
     pg.connect(pg_url).close()
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what a version 1 server created
         conn.execute("DROP TABLE unpublished")
+        conn.execute("DROP TABLE user_tiers")
         conn.execute("UPDATE syncbed_meta SET value = '1' WHERE key = 'schema_version'")
-    with pytest.raises(pg.SchemaError, match="older than this server's 2: back it up, then apply the upgrade steps"):
+    older = f"older than this server's {pg.SCHEMA_VERSION}: back it up, then apply the upgrade steps"
+    with pytest.raises(pg.SchemaError, match=older):
         pg.connect(pg_url)
     docs = (Path(__file__).parents[2] / "docs" / "cluster.md").read_text()
-    step = docs.split("<!-- upgrade to 2 -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
-    with psycopg.connect(pg_url) as conn, conn.transaction():  # psql -1 -f step.sql
-        conn.execute(step)
+    for version in range(2, pg.SCHEMA_VERSION + 1):
+        step = docs.split(f"<!-- upgrade to {version} -->", 1)[1].split("```sql", 1)[1].split("```", 1)[0]
+        with psycopg.connect(pg_url) as conn, conn.transaction():  # psql -1 -f step.sql
+            conn.execute(step)
     pg.connect(pg_url).close()
+    assert tokens.create_token_at(pg_url, "pat", "premium").startswith("sb_")  # the new table is there, used
+    conn = tokens.connect(pg_url)
+    try:
+        assert [(t.user, t.tier) for t in tokens.list_tokens(conn)] == [("pat", "premium")]
+    finally:
+        conn.close()
 
 
 def test_a_database_holding_other_tables_of_our_names_is_refused(postgres: PostgresServer) -> None:

@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from server import tokens
 from server.app import create_app
+from server.auth import Caller
 from server.config import LimitsSettings, ServerSettings, Settings, ThrottleRule, merge_throttles
 from server.events import EventBus
 from server.refusals import ratelimit_headers
@@ -54,15 +55,15 @@ class Clock:
         return self.t
 
 
-USERS = {"Bearer a": "alice", "Bearer b": "bob"}
+USERS = {"Bearer a": Caller("alice"), "Bearer b": Caller("bob"), "Bearer p": Caller("pat", "premium")}
 
 
-async def user_for(header: str | None) -> str | None:
+async def caller_for(header: str | None) -> Caller | None:
     return USERS.get(header or "")
 
 
 def limiter(clock: Clock | None = None, **kw: object) -> Limiter:
-    return Limiter(LimitsSettings(**kw), user_for=user_for, clock=clock or Clock())  # type: ignore[arg-type]
+    return Limiter(LimitsSettings(**kw), caller_for=caller_for, clock=clock or Clock())  # type: ignore[arg-type]
 
 
 async def sync(lim: Limiter, ip: str = "10.0.0.1", auth: str | None = "Bearer a") -> tuple[bool, str | None]:
@@ -104,10 +105,10 @@ async def test_without_a_valid_token_user_rules_key_by_ip() -> None:
 
 
 async def test_a_failing_user_lookup_keys_by_address_instead_of_failing(caplog: pytest.LogCaptureFixture) -> None:
-    async def broken(header: str | None) -> str | None:
+    async def broken(header: str | None) -> Caller | None:
         raise OSError("database is locked")
 
-    lim = Limiter(LimitsSettings(), user_for=broken, clock=Clock())
+    lim = Limiter(LimitsSettings(), caller_for=broken, clock=Clock())
     v = await lim.check("POST", SYNC_PATH, "10.0.0.5", "Bearer a")
     assert v.refused is None and v.user is None
     assert any("could not look up the user" in r.getMessage() for r in caplog.records)
