@@ -86,6 +86,35 @@ class ThrottleRule(_Table, frozen=True):
         force_setattr(self, "methods", tuple(m.upper() for m in self.methods))
 
 
+class BanRule(_Table, frozen=True):
+    """One [[limits.fail2ban]] or [[limits.allow2ban]] table: Rack::Attack's Fail2Ban and Allow2Ban."""
+
+    name: str
+    maxretry: int  # failures within one findtime window that ban the key
+    findtime: Seconds  # the window failures are counted in (fixed, aligned to the epoch, as Rack's)
+    bantime: Seconds  # how long a ban lasts, from the moment it is set
+    key: KeyKind = "ip"
+    paths: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    statuses: tuple[int, ...] = ()  # count a matching request by its answer's status; () counts the request
+
+    def __post_init__(self) -> None:
+        try:
+            findtime = rule_values(limit=self.maxretry, period=self.findtime).period
+        except BoundsError as exc:
+            raise FieldError("maxretry" if exc.field == "limit" else "findtime", exc.reason) from None
+        try:
+            bantime = rule_values(period=self.bantime).period
+        except BoundsError as exc:
+            raise FieldError("bantime", exc.reason) from None
+        for i, status in enumerate(self.statuses):
+            if not 100 <= status <= 599:
+                raise FieldError(f"statuses[{i}]", f"an HTTP status is from 100 to 599, got {status}")
+        force_setattr(self, "findtime", findtime)
+        force_setattr(self, "bantime", bantime)
+        force_setattr(self, "methods", tuple(m.upper() for m in self.methods))
+
+
 DEFAULT_THROTTLES: tuple[ThrottleRule, ...] = (
     ThrottleRule("req/ip", 300, 300.0, "ip"),
     ThrottleRule("sync/ip", 10, 1.0, "ip", (contract.SYNC_PATH,), ("POST",)),
@@ -171,6 +200,8 @@ class LimitsSettings(_Table, frozen=True):
     blocklist: Annotated[tuple[str, ...], _doc("addresses or CIDRs always refused")] = ()
     throttles: tuple[ThrottleRule, ...] = field(default=DEFAULT_THROTTLES, name="throttle")
     tracks: tuple[ThrottleRule, ...] = field(default=(), name="track")
+    fail2ban: tuple[BanRule, ...] = ()
+    allow2ban: tuple[BanRule, ...] = ()
     # [limits.tiers.NAME]: throttle name -> that tier's limit (Rack::Attack's `limit:` per request).
     # Typed loosely so that __post_init__ can name the tier and rule of a wrong value (msgspec says `[...]`).
     tiers: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +211,10 @@ class LimitsSettings(_Table, frozen=True):
             raise FieldError("store", f"expected 'memory' or a redis:// URL, got {self.store!r}")
         for name in ("trusted_proxies", "safelist", "blocklist"):
             check_cidrs(getattr(self, name), name)  # a CidrError names the entry
+        bans = [r.name for r in (*self.fail2ban, *self.allow2ban)]
+        for name in bans:
+            if bans.count(name) > 1:
+                raise FieldError("fail2ban", f"two ban rules are named {name!r}: a 403 and its events name one rule")
         throttles = [r.name for r in merge_throttles(self.throttles)]
         for tier, limits in self.tiers.items():
             problem = tier_problem(tier)

@@ -69,6 +69,17 @@ return {0, string.format('%.0f', tat)}
 """
 
 
+# A ban is a member of its rule's sorted set, scored by its end: one set answers "banned?", lists the
+# bans and finds the expired ones. The set itself lives as long as its longest ban.
+_BANNED = "return redis.call('ZSCORE', KEYS[1], ARGV[1])"
+_BAN = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+"""
+BANS_PREFIX = "syncbed:ban:"
+
+
 @dataclass(slots=True)
 class _Call:
     script: AsyncScript
@@ -178,29 +189,84 @@ class RedisStore:
         self._fixed = self._redis.register_script(_FIXED)
         self._sliding = self._redis.register_script(_SLIDING)
         self._gcra = self._redis.register_script(_GCRA)
+        self._banned = self._redis.register_script(_BANNED)
+        self._ban = self._redis.register_script(_BAN)
         self._batch = ScriptBatcher(self._redis)
         self._seen: dict[str, dict[str, tuple[int, float]]] = {}
         self._others: dict[str, dict[str, tuple[int, float]]] = {}  # other workers' hot keys (server/cluster_stats.py)
         self._clock = time.time
 
     async def hit(self, counter: Counter, key: str, now: float) -> Decision | None:
-        if not self.up:
-            mono = self._monotonic()
-            if mono < self._quiet_until:
-                return None
-            self._quiet_until = mono + PROBE_INTERVAL  # while down, one probe at a time
+        if not self._may_ask():
+            return None
         try:
             decision = await self._decide(counter, key, now)
         except (RedisError, OSError, TimeoutError) as exc:
             self._down(exc)
             return None
+        self._answered()
+        self._remember(counter.id, key, decision, now)
+        return decision
+
+    def _may_ask(self) -> bool:
+        if not self.up:
+            mono = self._monotonic()
+            if mono < self._quiet_until:
+                return False
+            self._quiet_until = mono + PROBE_INTERVAL  # while down, one probe at a time
+        return True
+
+    def _answered(self) -> None:
         if not self.up:
             self.up = True
             log.warning("limiter store %s is back: limits apply again", self.name)
             if self._on_status is not None:
                 self._on_status(self.name, "up")
-        self._remember(counter.id, key, decision, now)
-        return decision
+
+    async def banned(self, ban_id: str, key: str, now: float) -> float | None:
+        if not self._may_ask():
+            return None  # failing open, as a count does
+        try:
+            score = await self._batch.call(self._banned, [BANS_PREFIX + ban_id], [key])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down(exc)
+            return None
+        self._answered()
+        until = None if score is None else float(score)
+        return until if until is not None and until > now else None
+
+    async def ban(self, ban_id: str, key: str, until: float, bantime: float) -> bool:
+        ttl = math.ceil((bantime + 1) * 1000)  # from the ban's length: `until` is on the limiter's clock
+        try:
+            await self._batch.call(self._ban, [BANS_PREFIX + ban_id], [key, repr(until), ttl])
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._down(exc)
+            return False
+        return True
+
+    async def bans(self, ban_id: str, now: float) -> dict[str, float] | None:
+        try:
+            held: list[tuple[bytes, float]] = await self._redis.zrangebyscore(  # type: ignore[assignment]
+                BANS_PREFIX + ban_id, f"({now!r}", "+inf", withscores=True
+            )
+        except (RedisError, OSError, TimeoutError):
+            return None  # the sweep's read: the next request reports the outage
+        return {k.decode(): float(u) for k, u in held}
+
+    async def expire_bans(self, ban_id: str, now: float) -> list[str]:
+        """The ended bans, each removed by the one worker whose ZREM took it: that one says so (`limiter.unban`)."""
+        name = BANS_PREFIX + ban_id
+        try:
+            ended: list[bytes] = await self._redis.zrangebyscore(name, "-inf", repr(now))  # type: ignore[assignment]
+            if not ended:
+                return []
+            pipe = self._redis.pipeline(transaction=False)
+            for k in ended:
+                pipe.zrem(name, k)
+            removed = await pipe.execute()
+        except (RedisError, OSError, TimeoutError):
+            return []
+        return [k.decode() for k, n in zip(ended, removed, strict=True) if n]
 
     async def _decide(self, counter: Counter, key: str, now: float) -> Decision:
         alg = counter.algorithm

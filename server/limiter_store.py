@@ -36,6 +36,15 @@ class Store(Protocol):
 
     def top(self, counter: Counter, n: int, now: float) -> list[KeyUsage]: ...
 
+    # Bans (server/bans.py), by the ban rule's id: a key's end of ban, in epoch seconds.
+    async def banned(self, ban_id: str, key: str, now: float) -> float | None: ...
+
+    async def ban(self, ban_id: str, key: str, until: float, bantime: float) -> bool: ...
+
+    async def bans(self, ban_id: str, now: float) -> dict[str, float] | None: ...
+
+    async def expire_bans(self, ban_id: str, now: float) -> list[str]: ...
+
     async def probe(self) -> bool: ...
 
     async def aclose(self) -> None: ...
@@ -47,11 +56,32 @@ class MemoryStore:
     name = "memory"
     up = True
 
+    def __init__(self) -> None:
+        self._bans: dict[str, dict[str, float]] = {}
+
     async def hit(self, counter: Counter, key: str, now: float) -> Decision:
         return counter.algorithm.hit(key, now)
 
     def top(self, counter: Counter, n: int, now: float) -> list[KeyUsage]:
         return counter.algorithm.top(n, now)
+
+    async def banned(self, ban_id: str, key: str, now: float) -> float | None:
+        until = self._bans.get(ban_id, {}).get(key)
+        return until if until is not None and until > now else None
+
+    async def ban(self, ban_id: str, key: str, until: float, bantime: float) -> bool:
+        self._bans.setdefault(ban_id, {})[key] = until
+        return True
+
+    async def bans(self, ban_id: str, now: float) -> dict[str, float]:
+        return {k: u for k, u in self._bans.get(ban_id, {}).items() if u > now}
+
+    async def expire_bans(self, ban_id: str, now: float) -> list[str]:
+        held = self._bans.get(ban_id, {})
+        gone = [k for k, u in held.items() if u <= now]
+        for k in gone:
+            del held[k]
+        return gone
 
     async def probe(self) -> bool:
         return True

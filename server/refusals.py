@@ -12,7 +12,7 @@ from syncbed import contract
 
 if TYPE_CHECKING:
     from server.limiter import Decision
-    from server.throttle import Rule
+    from server.rule import Rule
 
 Headers = list[tuple[bytes, bytes]]
 _JSON = b"application/json"

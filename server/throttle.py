@@ -1,9 +1,10 @@
-"""The rule engine (safelist, blocklist, throttles, tracks), its live edits and the limiter view."""
+"""The rule engine (safelist, blocklist, bans, throttles with tiers, tracks), its live edits and the limiter view."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,13 +13,15 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from server.auth import Caller
+from server.bans import Ban, BanKind
 from server.client_ip import ClientIp, IpSet
-from server.config import ThrottleRule
-from server.limiter import Decision, make_algorithm
-from server.limiter_store import Counter, MemoryStore, Store, counter_id, open_store
+from server.config import BanRule
+from server.limiter import Decision
+from server.limiter_store import MemoryStore, Store, open_store
 from server.refusals import STYLES
+from server.rule import Rule
 from syncbed.bounds import rule_values
-from syncbed.events import LimiterStore
+from syncbed.events import LimiterBan, LimiterStore, LimiterUnban
 from syncbed.responses import HotKey, LimiterView, RuleSettings, RuleView
 
 if TYPE_CHECKING:
@@ -28,94 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("syncbed.limiter")
 
 CallerLookup = Callable[[str | None], Awaitable[Caller | None]]
-
-
-def sf_string(text: str) -> str:
-    """An RFC 8941 sf-string: printable ASCII in quotes, with \\ and " escaped."""
-    safe = "".join(c if " " <= c <= "~" else "?" for c in text)
-    return '"' + safe.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-@dataclass(eq=False)
-class Rule:
-    """One throttle or track, with its counters; limit, period and enabled can change live."""
-
-    name: str
-    kind: str  # "throttle" | "track"
-    limit: int
-    period: float
-    key: str  # "ip" | "user" | "ip+user"
-    paths: tuple[str, ...] = ()
-    methods: tuple[str, ...] = ()
-    algorithm: str = "fixed_window"
-    enabled: bool = True
-    tier: str | None = None  # a tier's variant of the rule: its own limit and counters
-    tiers: dict[str, Rule] = field(default_factory=dict)  # the variants, by tier
-    counter: Counter = field(init=False)
-    label: str = field(init=False)  # the rule's sf-string in the RateLimit fields
-    policy: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.label = sf_string(self.name)
-        self._exact = frozenset(p for p in self.paths if not p.endswith("*"))
-        self._prefixes = tuple(p[:-1] for p in self.paths if p.endswith("*"))
-        self._methods = frozenset(m.upper() for m in self.methods)
-        self.reset_counter()
-
-    @classmethod
-    def from_config(cls, r: ThrottleRule, kind: str) -> Rule:
-        return cls(r.name, kind, r.limit, r.period, r.key, r.paths, r.methods, r.algorithm)
-
-    def add_tier(self, tier: str, limit: int) -> None:
-        self.tiers[tier] = Rule(
-            self.name, self.kind, limit, self.period, self.key, self.paths, self.methods, self.algorithm, tier=tier
-        )
-
-    def for_tier(self, tier: str | None) -> Rule:
-        return self.tiers.get(tier, self) if tier is not None else self
-
-    def reset_counter(self) -> None:
-        # The period is part of the counter's identity: a changed period starts fresh counters. A tier's
-        # counters are its own (`name@tier`): each algorithm holds its limit, so two limits cannot share one.
-        name = self.name if self.tier is None else f"{self.name}@{self.tier}"
-        self.counter = Counter(
-            counter_id(self.kind, name, self.period), make_algorithm(self.algorithm, self.limit, self.period)
-        )
-        self._set_policy()
-        for variant in self.tiers.values():
-            variant.period = self.period
-            variant.reset_counter()
-
-    def set_limit(self, limit: int) -> None:
-        self.limit = limit
-        self.counter.algorithm.set_limit(limit)
-        self._set_policy()
-
-    def _set_policy(self) -> None:
-        self.policy = f"{self.label};q={self.limit};w={max(1, math.ceil(self.period))}"
-
-    def matches(self, method: str, path: str) -> bool:
-        if self._methods and method not in self._methods:
-            return False
-        if not self.paths:
-            return True
-        return path in self._exact or any(path.startswith(p) for p in self._prefixes)
-
-    def settings(self) -> RuleSettings:
-        return RuleSettings(
-            name=self.name,
-            kind=self.kind,
-            limit=self.limit,
-            period=self.period,
-            key=self.key,
-            paths=list(self.paths),
-            methods=list(self.methods),
-            algorithm=self.algorithm,
-            enabled=self.enabled,
-        )
-
-    def as_dict(self) -> dict[str, object]:
-        return msgspec.structs.asdict(self.settings())
+SWEEP_S = 1.0  # how often ended bans are removed (and said so) and the ban list is read again
 
 
 @dataclass(slots=True)
@@ -134,6 +50,8 @@ class Verdict:
     user_known: bool = False
     matched: list[tuple[Rule, Decision]] = field(default_factory=list)  # throttles, for the headers
     at: float | None = None  # the clock the throttles were counted at: the window each one counted in
+    banned: Ban | None = None  # the ban rule that refuses this request (403)
+    ban_until: float = 0.0
 
 
 class Limiter:
@@ -159,6 +77,18 @@ class Limiter:
         self._lists = bool(self.safelist) or bool(self.blocklist)
         self.throttles = [Rule.from_config(r, "throttle") for r in limits.throttles]
         self.tracks = [Rule.from_config(r, "track") for r in limits.tracks]
+        kinds: list[tuple[BanKind, tuple[BanRule, ...]]] = [
+            ("fail2ban", limits.fail2ban),
+            ("allow2ban", limits.allow2ban),
+        ]
+        self.bans = [
+            Ban.from_config(r, kind, Rule(r.name, kind, r.maxretry, r.findtime, r.key, r.paths, r.methods))
+            for kind, rules in kinds
+            for r in rules
+        ]
+        self.counts_statuses = any(not b.counts_requests for b in self.bans)
+        self.on_ban: Callable[[LimiterBan | LimiterUnban], None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         for tier, overrides in limits.tiers.items():
             for name, limit in overrides.items():
                 self.rule(name, "throttle").add_tier(tier, limit)
@@ -209,6 +139,9 @@ class Limiter:
             return v
         now = v.at = self.clock()
         store = self.store
+        for ban in self.bans:  # Rack::Attack's blocklists: in order, the first that refuses ends it
+            if await self._banned(ban, v, method, path, authorization, now) and not self.dry_run:
+                return v
         for rule in self.throttles:
             if not rule.enabled or not rule.matches(method, path):
                 continue
@@ -228,6 +161,71 @@ class Limiter:
             if rule.enabled and rule.matches(method, path):
                 await store.hit(rule.counter, await self._key(rule, v, authorization), now)
         return v
+
+    # --- bans ---------------------------------------------------------------------------------
+
+    async def _banned(
+        self, ban: Ban, v: Verdict, method: str, path: str, authorization: str | None, now: float
+    ) -> bool:
+        """Rack's Fail2Ban.filter: banned keys are refused uncounted; a failing request counts (and may ban)."""
+        key = await self._key(ban.filter, v, authorization)
+        until = await self.store.banned(ban.id, key, now)
+        if until is not None:
+            v.banned, v.ban_until, v.key = ban, until, key
+            return True
+        if not ban.counts_requests or not ban.filter.matches(method, path):
+            return False
+        await self._fail(ban, v, key, authorization, now)
+        if ban.blocks_failure():
+            v.banned, v.ban_until, v.key = ban, v.ban_until or now, key
+            return True
+        return False
+
+    async def _fail(self, ban: Ban, v: Verdict, key: str, authorization: str | None, now: float) -> None:
+        d = await self.store.hit(ban.filter.counter, key, now)
+        if d is None or not ban.bans_at(d.count):
+            return
+        until = now + ban.bantime
+        if await self.store.ban(ban.id, key, until, ban.bantime):
+            ban.seen[key] = v.ban_until = until
+            user = await self.user(v, authorization)
+            log.info("banned rule=%s key=%s count=%d bantime=%g ip=%s", ban.name, key, d.count, ban.bantime, v.ip)
+            if self.on_ban is not None:
+                self.on_ban(
+                    LimiterBan(rule=ban.name, kind=ban.kind, key=key, ip=v.ip, user=user, count=d.count, until=until)
+                )
+
+    async def answered(self, v: Verdict, method: str, path: str, status: int, authorization: str | None) -> None:
+        """After the answer: the ban rules that count statuses count this one if it is theirs."""
+        if v.banned is not None or v.at is None:
+            return
+        for ban in self.bans:
+            if status in ban.statuses and ban.filter.matches(method, path):
+                await self._fail(ban, v, await self._key(ban.filter, v, authorization), authorization, v.at)
+
+    async def sweep(self) -> None:
+        """Remove ended bans (each said once, `limiter.unban`) and read the bans again for the view."""
+        now = self.clock()
+        for ban in self.bans:
+            for key in await self.store.expire_bans(ban.id, now):
+                log.info("unbanned rule=%s key=%s", ban.name, key)
+                if self.on_ban is not None:
+                    self.on_ban(LimiterUnban(rule=ban.name, kind=ban.kind, key=key))
+            held = await self.store.bans(ban.id, now)
+            if held is not None:
+                ban.seen = held
+
+    def start(self) -> None:
+        if self.bans and self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            try:
+                await self.sweep()
+            except Exception:  # a sweep must never end the sweeping
+                log.exception("limiter: sweeping the bans failed")
 
     # --- live edits and views -----------------------------------------------------------------
 
@@ -311,9 +309,14 @@ class Limiter:
             safelist=list(self.safelist.cidrs),
             blocklist=list(self.blocklist.cidrs),
             rules=rules,
+            bans=[b.view(now) for b in self.bans],
         )
 
     async def aclose(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.store.aclose()
 
 
@@ -333,4 +336,7 @@ async def open_limiter(settings: Settings, bus: EventBus, caller_for: CallerLook
             settings.server.workers,
         )
     await store.probe()  # at start-up: a missing Redis is logged and reported before any request
-    return Limiter(limits, store, caller_for=caller_for)
+    limiter = Limiter(limits, store, caller_for=caller_for)
+    limiter.on_ban = bus.publish
+    limiter.start()
+    return limiter

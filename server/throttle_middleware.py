@@ -62,24 +62,32 @@ class ThrottleMiddleware(HttpMiddleware):
         if v.blocked:
             await self._block(limiter, scope, send, ip)
             return
+        if v.banned is not None and not limiter.dry_run:
+            await self._banned(limiter, scope, send, v)
+            return
+        method, path = scope["method"], scope["path"]
         if v.refused is not None:
             await self._report(limiter, state, scope, v, authorization)
             if not limiter.dry_run:
                 assert v.decision is not None and v.at is not None
+                if limiter.counts_statuses:
+                    await limiter.answered(v, method, path, 429, authorization)
                 await send_refusal(send, refusals.throttled(limiter.style, v.refused, v.decision, v.at, v.matched))
                 return
-        if not v.matched:
+        if v.matched:
+            st["syncbed.admitted"] = v.at
+        extra = refusals.ratelimit_headers(v.matched) if v.matched and limiter.style.fields else []
+        if not extra and not limiter.counts_statuses:
             await self.app(scope, receive, send)
             return
-        st["syncbed.admitted"] = v.at
-        if not limiter.style.fields:
-            await self.app(scope, receive, send)
-            return
-        extra = refusals.ratelimit_headers(v.matched)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+                if limiter.counts_statuses:
+                    # Counted before the answer leaves: the failure that bans is answered with the ban set.
+                    await limiter.answered(v, method, path, message["status"], authorization)
+                if extra:
+                    message = {**message, "headers": [*message.get("headers", ()), *extra]}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -90,6 +98,18 @@ class ThrottleMiddleware(HttpMiddleware):
         log.info("blocked ip=%s %s %s", ip, scope["method"], scope["path"])
         message = f"Requests from {ip} are refused by the server's blocklist."
         await send_refusal(send, refusals.forbidden(limiter.style, message))
+
+    @staticmethod
+    async def _banned(limiter: Limiter, scope: Scope, send: Send, v: Verdict) -> None:
+        ban = v.banned
+        assert ban is not None and v.at is not None
+        scope["state"]["syncbed.error"] = contract.E_FORBIDDEN
+        scope["state"]["syncbed.rule"] = ban.name
+        log.info(
+            "banned by %s rule=%s key=%s ip=%s %s %s", ban.kind, ban.name, v.key, v.ip, scope["method"], scope["path"]
+        )
+        message = ban.message(v.ban_until, v.at)
+        await send_refusal(send, refusals.forbidden(limiter.style, message, rule=ban.name))
 
     async def _report(
         self, limiter: Limiter, state: AppState, scope: Scope, v: Verdict, authorization: str | None

@@ -25,6 +25,8 @@ EV_RUN_FINISHED: Final = "run.finished"
 EV_STATS: Final = "stats"
 EV_CONFIG_CHANGED: Final = "config.changed"
 EV_LIMITER_STORE: Final = "limiter.store"
+EV_LIMITER_BAN: Final = "limiter.ban"
+EV_LIMITER_UNBAN: Final = "limiter.unban"
 EV_STREAM_DROPPED: Final = "stream.dropped"
 EV_STREAM_RESET: Final = "stream.reset"
 EV_BUS_DOWN: Final = "bus.down"
@@ -167,6 +169,26 @@ class LimiterStore(_Event, tag=EV_LIMITER_STORE, kw_only=True):
     status: str
 
 
+class LimiterBan(_Event, tag=EV_LIMITER_BAN, kw_only=True):
+    """A fail2ban or allow2ban rule banned `key` (the `count`th failure in its findtime) until `until`."""
+
+    rule: str
+    kind: str  # "fail2ban" | "allow2ban"
+    key: str
+    ip: str
+    user: str | None
+    count: int
+    until: float
+
+
+class LimiterUnban(_Event, tag=EV_LIMITER_UNBAN, kw_only=True):
+    """The ban of `key` by `rule` ended (its bantime passed); published once, by one worker."""
+
+    rule: str
+    kind: str
+    key: str
+
+
 class BusDown(_Event, tag=EV_BUS_DOWN, kw_only=True):
     """This worker lost the shared event stream: until `bus.up` its subscribers get its own events only."""
 
@@ -209,6 +231,8 @@ Event: TypeAlias = (
     | ServerStats
     | ConfigChanged
     | LimiterStore
+    | LimiterBan
+    | LimiterUnban
     | BusDown
     | BusUp
     | StreamDropped

@@ -43,6 +43,29 @@ class RuleView(RuleSettings):
     tiers: dict[str, int] = msgspec.field(default_factory=dict)
 
 
+class BannedKey(msgspec.Struct):
+    """A key a ban rule refuses until `until` (epoch seconds), `left` seconds from now."""
+
+    key: str
+    until: float
+    left: float
+
+
+class BanView(msgspec.Struct, kw_only=True):
+    """A fail2ban or allow2ban rule in the limiter view, with the keys it bans now."""
+
+    name: str
+    kind: str  # "fail2ban" | "allow2ban"
+    maxretry: int
+    findtime: float  # seconds
+    bantime: float  # seconds
+    key: str  # "ip" | "user" | "ip+user"
+    paths: list[str]
+    methods: list[str]
+    statuses: list[int]  # empty: the request itself is the failure
+    banned: list[BannedKey]
+
+
 class WorkerStats(msgspec.Struct, kw_only=True):
     """One worker's share of a cluster's figures (`stats.workers`, the limiter view's `workers`)."""
 
@@ -65,4 +88,5 @@ class LimiterView(msgspec.Struct, omit_defaults=True):
     safelist: list[str]
     blocklist: list[str]
     rules: list[RuleView]
+    bans: list[BanView] = msgspec.field(default_factory=list)
     workers: list[WorkerStats] | None = None

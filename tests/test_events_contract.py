@@ -28,6 +28,7 @@ from syncbed.events import (
     EV_BUS_UP,
     EV_CONFIG_CHANGED,
     EV_LIMITER_STORE,
+    EV_LIMITER_UNBAN,
     EV_RUN_FINISHED,
     EV_STATS,
     EV_STREAM_DROPPED,
@@ -55,6 +56,9 @@ def config(store: str) -> str:
         f'[limits]\nstore = "{store}"\n\n'
         '[[limits.throttle]]\nname = "sync/user"\nlimit = 3\nperiod = "1h"\nkey = "user"\n'
         f'paths = ["{c.SYNC_PATH}"]\nmethods = ["POST"]\n'
+        # One request to this path bans its user (on its address) for 0.2 s: limiter.ban, then limiter.unban.
+        '[[limits.allow2ban]]\nname = "probe"\nmaxretry = 1\nfindtime = "1m"\nbantime = "200ms"\nkey = "ip+user"\n'
+        'paths = ["/contract-probe"]\n'
     )
 
 
@@ -107,10 +111,14 @@ async def drive(client: httpx.AsyncClient, srv: LiveServer, redis: RedisServer, 
     assert await sync(2, batch(10, "contract", 10)) == 429  # the fourth of three an hour
     limits = {"rule": "sync/user", "limit": 100}
     assert (await client.put(srv.url + c.LIMITS_PATH, headers=admin, json=limits)).status_code == 200
+    mallory = auth(srv.token("mallory"))
+    assert (await client.get(srv.url + "/contract-probe", headers=mallory)).status_code == 404  # let through
+    assert (await client.get(srv.url + c.COUNT_PATH, headers=mallory)).status_code == 403  # banned
     verdict = {"status": "partial", "ok_batches": 1, "failed_batches": 2, "seconds": 0.5}
     r = await client.post(f"{srv.url}{c.RUNS_PATH}/contract-1/finish", headers=auth(token), json=verdict)
     assert r.status_code == 200, r.text
     await reader.wait_for(lambda evs: any(e.event == EV_STATS for e in evs))
+    await reader.wait_for(lambda evs: any(e.event == EV_LIMITER_UNBAN for e in evs))  # swept within a second
 
     def store_said(status: str) -> bool:
         return any(e.event == EV_LIMITER_STORE and json.loads(e.data)["status"] == status for e in reader.events)

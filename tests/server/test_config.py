@@ -58,7 +58,13 @@ SAMPLES: dict[str, object] = {
     "faults.error_rate": 0.25,
     "faults.reset_rate": 0.125,
 }
-FILE_ONLY = {"limits.throttles", "limits.tracks", "limits.tiers"}  # tables: no variable or flag can hold one
+FILE_ONLY = {
+    "limits.throttles",
+    "limits.tracks",
+    "limits.tiers",
+    "limits.fail2ban",
+    "limits.allow2ban",
+}  # tables: no variable or flag can hold one
 
 
 def schema_fields() -> set[str]:

@@ -12,7 +12,7 @@ import pytest
 from server.config import ThrottleRule
 from server.limiter import make_algorithm
 from server.refusals import ratelimit_headers
-from server.throttle import Rule
+from server.rule import Rule
 from syncbed import contract
 from syncbed.bounds import MAX_LIMIT, MAX_PERIOD_S, MIN_LIMIT, MIN_PERIOD_S
 from tests.cli_run import server_refuses

@@ -24,9 +24,10 @@ from server.auth import Caller
 from server.config import LimitsSettings, ServerSettings, Settings, ThrottleRule, merge_throttles
 from server.events import EventBus
 from server.refusals import ratelimit_headers
+from server.rule import sf_string
 from server.serving import uvicorn_options
 from server.state import AppState
-from server.throttle import Limiter, open_limiter, sf_string
+from server.throttle import Limiter, open_limiter
 from syncbed.contract import (
     COUNT_PATH,
     E_FORBIDDEN,

@@ -29,6 +29,15 @@ CONFIG = """
 """
 
 
+def config_error(tmp_path: Path, toml: str) -> str:
+    """The one line a server started on this config file prints."""
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={})
+    return str(caught.value)
+
+
 def tiered(clock: Clock | None = None) -> Limiter:
     return Limiter(LimitsSettings(tiers=TIERS), caller_for=caller_for, clock=clock or Clock())
 
@@ -94,11 +103,7 @@ async def test_a_user_with_a_tier_the_config_does_not_name_gets_the_rules_limits
     ],
 )
 def test_a_wrong_tier_table_is_one_line_naming_it(tmp_path: Path, toml: str, message: str) -> None:
-    config = tmp_path / "c.toml"
-    config.write_text(toml)
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config, env={})
-    assert str(caught.value).startswith(message), caught.value
+    assert config_error(tmp_path, toml).startswith(message)
 
 
 def test_a_tier_may_override_a_custom_throttle(tmp_path: Path) -> None:
