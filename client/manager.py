@@ -366,7 +366,12 @@ class SyncManager:
             if self._abort is not None:
                 batch.failed.append((part.records, self._abort, self._abort_status))
                 continue
-            outcome, ack = await self._send(http, batch, part)
+            sent = await self._send(http, batch, part)
+            if sent is None:  # refused while it waited for its slot: never sent
+                assert self._abort is not None
+                batch.failed.append((part.records, self._abort, self._abort_status))
+                continue
+            outcome, ack = sent
             if is_temporary(outcome.status):
                 batch.failures += 1
             if outcome.status == 429:
@@ -418,11 +423,16 @@ class SyncManager:
             r.stored += ack.stored
             r.duplicates += ack.duplicates
 
-    async def _send(self, http: httpx.AsyncClient, batch: _Batch, part: Chunk) -> tuple[Outcome, SyncResponse | None]:
-        """One POST through the scheduler; never raises for HTTP or network trouble."""
+    async def _send(
+        self, http: httpx.AsyncClient, batch: _Batch, part: Chunk
+    ) -> tuple[Outcome, SyncResponse | None] | None:
+        """One POST through the scheduler; None when the sync stopped while it waited. Never raises for HTTP."""
         # Built before the slot (by the producer, unless split), so a paced send leaves right at the edge.
         body = batch.body if batch.body is not None and part is batch.chunk else _payload(part)
         sent_at = await self.scheduler.acquire()
+        if self._abort is not None:  # a 401 or 403 came back meanwhile: nothing sent after it can succeed
+            self.scheduler.release()
+            return None
         started = time.perf_counter()
         self.eta.sent(sent_at)
 
@@ -453,7 +463,7 @@ class SyncManager:
         )  # fmt: skip
         self.eta.answered(sent_at, seconds, ok=status is not None and 200 <= status < 300, failed=is_temporary(status))
         if status == 429:
-            self._result.throttled += 1
+            self._result.met(o.rule)
             self._emit()
         return answer.outcome, answer.ack
 

@@ -121,9 +121,10 @@ def summary(result: SyncResult) -> list[str]:
     r = result
     done = f"({r.ok_batches}/{r.total_batches} batches)"
     rate = r.synced_records / r.duration if r.duration > 0 else 0.0
+    met = f" ({r.limits_met})" if r.throttled_by else ""
     figures = (
         f"{r.synced_records:,} records in {r.duration:.2f}s ({rate:,.0f} rec/s), "
-        f"{r.requests} requests, {r.throttled} 429s, {r.retries} retries, run {r.run}"
+        f"{r.requests} requests, {r.throttled} 429s{met}, {r.retries} retries, run {r.run}"
     )
     if r.complete:
         if r.total_batches == 0:

@@ -40,6 +40,9 @@ class Progress:
         return 1.0 if self.records_total == 0 else self.records_done / self.records_total
 
 
+UNNAMED_LIMIT = "the server's limit"  # a 429 that names no rule (Rack::Attack's plain text)
+
+
 @dataclass(slots=True)
 class SyncResult:
     """The outcome of `SyncManager.sync()`."""
@@ -55,6 +58,8 @@ class SyncResult:
     duplicates: int = 0
     requests: int = 0
     throttled: int = 0  # 429 answers (resent without using up an attempt)
+    # The 429s by the limit that refused them: the rule the server named, else UNNAMED_LIMIT.
+    throttled_by: dict[str, int] = field(default_factory=dict)
     retries: int = 0  # resends after a 5xx, timeout or network error
     splits: int = 0  # 413 answers that split a batch in two
     duration: float = 0.0
@@ -71,6 +76,18 @@ class SyncResult:
         if self.complete:
             return "complete"
         return "partial" if self.ok_batches > 0 else "failed"
+
+    def met(self, rule: str | None) -> None:
+        """One 429, from `rule` (None: the answer named none)."""
+        self.throttled += 1
+        name = rule or UNNAMED_LIMIT
+        self.throttled_by[name] = self.throttled_by.get(name, 0) + 1
+
+    @property
+    def limits_met(self) -> str:
+        """'sync/user 4, sync/ip 1', most first; '' when nothing was refused."""
+        ranked = sorted(self.throttled_by.items(), key=lambda kv: (-kv[1], kv[0]))
+        return ", ".join(f"{name} {n}" for name, n in ranked)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

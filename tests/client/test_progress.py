@@ -20,6 +20,17 @@ def test_complete_headline() -> None:
     assert "2 429s" in line
 
 
+def test_the_headline_says_which_limits_refused() -> None:
+    r = result(throttled=0)
+    for rule in ("sync/user", None, "sync/user", "sync/ip", "sync/user"):
+        r.met(rule)
+    assert r.throttled == 5 and r.throttled_by == {"sync/user": 3, "the server's limit": 1, "sync/ip": 1}
+    [line] = summary(r)
+    assert "5 429s (sync/user 3, sync/ip 1, the server's limit 1), 0 retries" in line
+    assert r.to_json()["throttled_by"] == {"sync/user": 3, "the server's limit": 1, "sync/ip": 1}
+    assert "429s (" not in summary(result())[0]  # no 429 met by the manager: nothing to name
+
+
 def test_partial_lists_each_failure_and_how_to_retry() -> None:
     failed = [FailedBatch(7, 1000, "HTTP 422 invalid_records: bad url", 422, 1), FailedBatch(2, 500, "x", None, 9)]
     lines = summary(result(ok_batches=8, synced_records=8_500, failed=failed))

@@ -8,8 +8,10 @@ import collections
 import contextlib
 import math
 import sqlite3
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from client.manager import SyncManager
@@ -91,3 +93,39 @@ async def test_a_premium_users_adaptive_client_uses_the_ten_a_second_it_is_given
     assert max(per_second.values()) == 10 and len(per_second) <= 4, sorted(per_second.items())
     name = "sync/user" if style == "syncbed" else LEARNED
     assert (name, 10, 1.0) in learnt, learnt
+
+
+HAMMERING = (
+    '[[limits.fail2ban]]\nname = "hammering"\nmaxretry = 1\nfindtime = "1m"\nbantime = "1m"\nstatuses = [429]\n'
+    '[[limits.fail2ban]]\nname = "probing"\nmaxretry = 1\nfindtime = "1m"\nbantime = "1m"\npaths = ["/wp-admin"]\n'
+)
+
+
+@pytest.mark.parametrize(("mode", "rule"), [("aggressive", "hammering"), ("adaptive", "probing")])
+async def test_a_ban_stops_the_sync_with_the_rules_words_and_keeps_the_records(
+    server_factory: ServerFactory, tmp_path: Path, mode: str, rule: str
+) -> None:
+    # aggressive's first 429 bans the address for a minute; adaptive, which may meet none, is banned
+    # before it starts (one probe of /wp-admin). Either way the ban's 403 is never retried into.
+    srv = server_factory(config=HAMMERING)
+    token = srv.token("ann")
+    if rule == "probing":
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(srv.url + "/wp-admin")).status_code == 403
+    async with await filled(tmp_path / "outbox.db", 30_000) as outbox:
+        while time.time() % 1 > 0.3:  # a first burst of 10 early in one window: 5 of them refused
+            await asyncio.sleep(0.01)
+        result = await SyncManager(srv.url, token, outbox, mode=mode).sync()
+        pending = await outbox.pending()
+    with contextlib.closing(sqlite3.connect(srv.data_dir / SERVER_DB_FILE)) as db:  # banned from HTTP: read the file
+        [(stored,)] = db.execute("SELECT count(*) FROM records")
+    assert result.status in ("partial", "failed") and result.synced_records == stored, result
+    if rule == "hammering":
+        assert stored > 0 and result.throttled_by.get("sync/user", 0) >= 1, result.throttled_by
+    else:
+        assert stored == 0 and result.requests <= 10, result  # its first burst, and nothing after it
+    banned = [f for f in result.failed if f.status == 403]
+    assert banned and all("the server refuses this client" in f.reason for f in banned)
+    assert any(f"Banned by the fail2ban rule '{rule}'" in f.reason for f in banned), banned[0].reason
+    assert pending[0] == 30_000 - result.synced_records  # nothing lost: what was not stored is still there
+    assert result.requests <= result.ok_batches + result.throttled + 10  # no more than one burst past the ban
