@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import sync as bench
+from bench import sync_runs as bench
 from bench.reference_client import GROUP
+from bench.sync_report import verdicts
 from client.outbox import Outbox
 from syncbed.contract import SYNC_MODES
 from tests.conftest import ServerFactory
@@ -76,5 +77,5 @@ def test_the_seed_target_for_adaptive_is_the_issues_ratio_and_refusal_budget(
 ) -> None:
     rows = [_row(10_000, "adaptive", ratio_10k, 5), _row(100_000, "adaptive", ratio_100k, refused)]
     rows += [_row(n, "reference", 1.0, 0) for n in (10_000, 100_000)]
-    [line] = [v for v in bench.verdicts(rows) if v.startswith("- (b) adaptive")]
+    [line] = [v for v in verdicts(rows) if v.startswith("- (b) adaptive")]
     assert line.split(": ", 1)[1].startswith(verdict), line
