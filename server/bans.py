@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from server.config import BanRule
+from server.rule import Rule
 from syncbed.responses import BannedKey, BanView
-
-if TYPE_CHECKING:
-    from server.rule import Rule
 
 BanKind = Literal["fail2ban", "allow2ban"]
 
@@ -26,23 +24,30 @@ class Ban:
     """One ban rule: its failure filter (a fixed-window Rule counting failures) and its bans."""
 
     kind: BanKind
-    name: str
-    maxretry: int
-    findtime: float
     bantime: float
-    key: str
-    paths: tuple[str, ...]
-    methods: tuple[str, ...]
     statuses: frozenset[int]
-    filter: Rule  # which requests it watches, keyed as a throttle is; its fixed-window counter counts failures
+    # Which requests it watches, keyed as a throttle is: name, key, paths and methods, limit = maxretry and
+    # period = findtime; its fixed-window counter counts the failures.
+    filter: Rule
     # The bans as the last sweep (or this worker's own ban) saw them, key -> until: for the limiter view.
     seen: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, r: BanRule, kind: BanKind, filter: Rule) -> Ban:
-        return cls(
-            kind, r.name, r.maxretry, r.findtime, r.bantime, r.key, r.paths, r.methods, frozenset(r.statuses), filter
-        )
+    def from_config(cls, r: BanRule, kind: BanKind) -> Ban:
+        watch = Rule(r.name, kind, r.maxretry, r.findtime, r.key, r.paths, r.methods)
+        return cls(kind, r.bantime, frozenset(r.statuses), watch)
+
+    @property
+    def name(self) -> str:
+        return self.filter.name
+
+    @property
+    def maxretry(self) -> int:
+        return self.filter.limit
+
+    @property
+    def findtime(self) -> float:
+        return self.filter.period
 
     @property
     def id(self) -> str:
@@ -77,9 +82,9 @@ class Ban:
             maxretry=self.maxretry,
             findtime=self.findtime,
             bantime=self.bantime,
-            key=self.key,
-            paths=list(self.paths),
-            methods=list(self.methods),
+            key=self.filter.key,
+            paths=list(self.filter.paths),
+            methods=list(self.filter.methods),
             statuses=sorted(self.statuses),
             banned=banned,
         )

@@ -81,11 +81,7 @@ class Limiter:
             ("fail2ban", limits.fail2ban),
             ("allow2ban", limits.allow2ban),
         ]
-        self.bans = [
-            Ban.from_config(r, kind, Rule(r.name, kind, r.maxretry, r.findtime, r.key, r.paths, r.methods))
-            for kind, rules in kinds
-            for r in rules
-        ]
+        self.bans = [Ban.from_config(r, kind) for kind, rules in kinds for r in rules]
         self.counts_statuses = any(not b.counts_requests for b in self.bans)
         self.on_ban: Callable[[LimiterBan | LimiterUnban], None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
